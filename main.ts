@@ -1,0 +1,73 @@
+/**
+ * The one executable. Which face runs depends on the name it was called by:
+ * `git-remote-gitback` is git's remote helper; anything else is `vigo`.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { runRemoteHelper } from "./src/gitback/remote_helper.ts";
+import { runPuddle } from "./src/cli/puddle.ts";
+import { reportError, UsageError } from "./src/cli/errors.ts";
+
+const USAGE = `usage: vigo <command>
+
+commands:
+  swarm puddle <verb>    this user's identity: init, unlock, lock, status, pubkey, rotate-passphrase
+  version                print the version
+
+Run \`vigo swarm puddle help\` for the puddle verbs.`;
+
+/** The program's version. */
+export const VERSION = "0.1.0";
+
+/** The face a process runs, chosen by the basename it was invoked as. */
+export function faceFor(argv0: string): "remote-helper" | "vigo" {
+  const base = argv0.slice(argv0.lastIndexOf("/") + 1);
+  return base === "git-remote-gitback" ? "remote-helper" : "vigo";
+}
+
+async function runVigo(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  switch (command) {
+    case "swarm": {
+      const [group, ...verbs] = rest;
+      if (group === "puddle") return await runPuddle(verbs);
+      throw new UsageError(
+        group === undefined
+          ? "`vigo swarm` needs a subsystem."
+          : `unknown swarm subsystem ${JSON.stringify(group)}.`,
+        "try `vigo swarm puddle help`.",
+      );
+    }
+    case "version":
+    case "--version":
+      console.log(`vigo ${VERSION}`);
+      return 0;
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(
+        `unknown command ${JSON.stringify(command)}.`,
+        "run `vigo help` for the list.",
+      );
+  }
+}
+
+/** Entry point: dispatches on argv0 and turns errors into exit codes. */
+export async function main(argv0: string, args: string[]): Promise<number> {
+  try {
+    if (faceFor(argv0) === "remote-helper") return await runRemoteHelper(args);
+    return await runVigo(args);
+  } catch (error) {
+    return reportError(error);
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(process.argv0, Deno.args));
+}
