@@ -9,11 +9,20 @@ import process from "node:process";
 import { runRemoteHelper } from "./src/gitback/remote_helper.ts";
 import { runPuddle } from "./src/cli/puddle.ts";
 import { reportError, UsageError } from "./src/cli/errors.ts";
+import { runConfig } from "./src/cli/config.ts";
+import { runGitback } from "./src/cli/gitback.ts";
+import { runAgentCommand } from "./src/cli/agent.ts";
+import { runCa } from "./src/cli/ca.ts";
 
 const USAGE = `usage: vigo <command>
 
 commands:
-  swarm puddle <verb>    this user's identity: init, unlock, lock, status, pubkey, rotate-passphrase
+  swarm puddle <verb>    this user's identity: init, unlock, lock, status, pubkey,
+                         rotate-passphrase, pair, join, members
+  swarm gitback <verb>   git over the swarm: status, purge, gc-orphans, project …
+  config apply <file>    (root) apply a usercrate: who may use puddle and gitback
+  agent [--config FILE]  (root) run this envoy's agent in the foreground
+  ca init | issue …      (root) the fleet CA and envoy certificates
   version                print the version
 
 Run \`vigo swarm puddle help\` for the puddle verbs.`;
@@ -33,6 +42,7 @@ async function runVigo(args: string[]): Promise<number> {
     case "swarm": {
       const [group, ...verbs] = rest;
       if (group === "puddle") return await runPuddle(verbs);
+      if (group === "gitback") return await runGitback(verbs);
       throw new UsageError(
         group === undefined
           ? "`vigo swarm` needs a subsystem."
@@ -40,6 +50,12 @@ async function runVigo(args: string[]): Promise<number> {
         "try `vigo swarm puddle help`.",
       );
     }
+    case "config":
+      return runConfig(rest);
+    case "agent":
+      return await runAgentCommand(rest);
+    case "ca":
+      return await runCa(rest);
     case "version":
     case "--version":
       console.log(`vigo ${VERSION}`);

@@ -10,6 +10,7 @@ import { SessionClient } from "../src/puddle/session/client.ts";
 import { parsePublicKey } from "../src/crypto/ed25519.ts";
 import { toHex } from "../src/crypto/hex.ts";
 import { verifyWithContext } from "../src/crypto/signed.ts";
+import { fleetDown, fleetUp } from "./fleet.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const VIGO = `${REPO}/scripts/vigo`;
@@ -139,7 +140,7 @@ async function main() {
     await run(env, ["swarm", "puddle", "lock"]);
     await run(env, ["swarm", "puddle", "status"]);
 
-    say("Done. Next: pair a second envoy (coming with the fleet substrate).");
+    await fleetStory(base);
   } finally {
     await new Deno.Command(VIGO, {
       args: ["swarm", "puddle", "lock"],
@@ -149,6 +150,101 @@ async function main() {
       stderr: "null",
     }).output();
     await Deno.remove(base, { recursive: true });
+  }
+}
+
+/** Part two: the same identity carried to two more envoys by pairing. */
+async function fleetStory(base: string) {
+  console.log(
+    bold("\nvigo swarm demo, part two: one puddle across three envoys"),
+  );
+  if (Deno.uid() !== 0) {
+    say(
+      "Skipped: `join` needs root for the agent's TLS key; run the demo as root to see pairing.",
+    );
+    return;
+  }
+  const dir = `${base}/fleet`;
+  say(
+    "A local fleet: a CA, three envoys on loopback, each with its own root, home and agent.",
+  );
+  const fleet = await fleetUp(dir, {
+    envoys: 3,
+    firstAddress: 100 + Math.floor(Math.random() * 100),
+  });
+  try {
+    for (const envoy of fleet.envoys) {
+      console.log(
+        `  ${envoy.name}  ${envoy.address}:1531  agent pid ${envoy.agentPid}`,
+      );
+    }
+    const [a, b, c] = fleet.envoys;
+    const feed = `printf '<passphrase>\\n<again>\\n' | `;
+
+    say("On envoy-a, the founder envoy, Dan creates his puddle.");
+    await run(
+      a.env,
+      ["swarm", "puddle", "init"],
+      `${PASSPHRASE}\n${PASSPHRASE}\n`,
+      feed,
+    );
+
+    for (const joiner of [b, c]) {
+      say(`On envoy-a Dan asks for a pairing code for ${joiner.name}…`);
+      const out = await run(a.env, ["swarm", "puddle", "pair"]);
+      const code = /pairing code: (\d{4}-\d{4})/.exec(out)![1];
+      say(
+        `…and on ${joiner.name} claims it over mutual TLS, then proves his passphrase.`,
+      );
+      await run(
+        joiner.env,
+        ["swarm", "puddle", "join", "--from", "envoy-a"],
+        `${code}\n${PASSPHRASE}\n`,
+        `printf '${code}\\n<passphrase>\\n' | sudo `,
+      );
+    }
+
+    say(
+      "A used code is gone: claiming it again fails, and the agent logs who tried.",
+    );
+    const code = /pairing code: (\d{4}-\d{4})/.exec(
+      await run(a.env, ["swarm", "puddle", "pair"]),
+    )![1];
+    await run(
+      c.env,
+      ["swarm", "puddle", "join", "--from", "envoy-a"],
+      "0000-0000\n",
+      "printf '0000-0000\\n' | sudo ",
+    )
+      .catch(() => {});
+    await run(
+      c.env,
+      ["swarm", "puddle", "join", "--from", "envoy-a"],
+      `${code}\n`,
+      `printf '${code}\\n' | sudo `,
+    )
+      .catch(() => {});
+    const warn = Deno.readTextFileSync(a.log).split("\n").filter((l) =>
+      l.includes("WARN")
+    ).at(-1);
+    console.log(`  envoy-a agent log: ${warn}`);
+
+    say("All three envoys unlock to the same key.");
+    for (const envoy of fleet.envoys) {
+      await run(
+        envoy.env,
+        ["swarm", "puddle", "unlock"],
+        `${PASSPHRASE}\n`,
+        `printf '<passphrase>\\n' | `,
+      );
+      await run(envoy.env, ["swarm", "puddle", "lock"]);
+    }
+
+    say("envoy-a keeps a local record of the envoys it paired.");
+    await run(a.env, ["swarm", "puddle", "members"]);
+    say("Done.");
+  } finally {
+    await fleetDown(dir);
   }
 }
 

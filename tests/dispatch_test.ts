@@ -48,7 +48,7 @@ Deno.test("a symlink named git-remote-gitback reaches the remote-helper face", a
     const out = await git.output();
     const stderr = new TextDecoder().decode(out.stderr);
     assert.equal(out.success, false);
-    assert.match(stderr, /gitback cannot serve 'connect'/);
+    assert.match(stderr, /error: gitback:\/\/abc\/def uses a friendly name/);
   } finally {
     Deno.removeSync(base, { recursive: true });
   }

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { REPO, VIGO } from "./support/cli.ts";
+import { REPO, VIGO, vigo } from "./support/cli.ts";
 import {
   CAN_CREATE_USERS,
   createUser,
@@ -43,6 +43,35 @@ Deno.test({
       users.push(alice);
       const mallory = createUser(base, "vgtm");
       users.push(mallory);
+      // Usercrate policy: alice may use puddle, mallory may not.
+      const vigoRoot = `${base}/root`;
+      Deno.mkdirSync(vigoRoot);
+      Deno.writeTextFileSync(
+        `${base}/usercrate.yaml`,
+        `resources:\n- type: user\n  username: ${alice.name}\n  home: ${alice.home}\n  puddle: true\n` +
+          `- type: user\n  username: ${mallory.name}\n  home: ${mallory.home}\n  puddle: false\n`,
+      );
+      const applied = await vigo(
+        { PATH: Deno.env.get("PATH")!, HOME: base, VIGO_ROOT: vigoRoot },
+        ["config", "apply", `${base}/usercrate.yaml`],
+      );
+      assert.equal(applied.code, 0, applied.stderr);
+      alice.env.VIGO_ROOT = vigoRoot;
+      mallory.env.VIGO_ROOT = vigoRoot;
+
+      // Without the flag, every puddle verb refuses before touching anything.
+      const refused = await runAs(
+        mallory,
+        [VIGO, "swarm", "puddle", "init"],
+        "pw-m\npw-m\n",
+      );
+      assert.equal(refused.code, 1);
+      assert.match(
+        refused.stderr,
+        /^error: puddle is not enabled for user vgtm/m,
+      );
+      assert.match(refused.stderr, /^hint: .*vigo config apply/m);
+      assert.throws(() => Deno.statSync(`${mallory.home}/.vigo-puddle`));
 
       const init = await runAs(
         alice,

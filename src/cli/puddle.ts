@@ -31,6 +31,14 @@ import { runSessionHelper } from "../puddle/session/helper.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { constantTimeEqual } from "../crypto/constant_time.ts";
+import { requireFeature } from "./policy_gate.ts";
+import {
+  INSTALL_VERB,
+  installFromStdin,
+  join,
+  members,
+  pair,
+} from "./puddle_pair.ts";
 
 const USAGE = `vigo swarm puddle <verb>
 
@@ -42,9 +50,14 @@ verbs:
   status [--json]      identity, session and pairing state, with recovery hints
   pubkey               print the puddle public key (ed25519:<hex>)
   rotate-passphrase    rewrap the key under a new passphrase
+  pair                 print a 5-minute single-use code for another envoy
+  join --from <host> [--code C]
+                       (sudo) claim a code on <host> and install the identity
+  members [--json]     this envoy and the envoys it paired with
 
 Passphrases are read without echo on a terminal; otherwise one per line
-from standard input (init and rotate-passphrase take the new one twice).`;
+from standard input (init and rotate-passphrase take the new one twice;
+join takes the code, then the passphrase).`;
 
 /** Reads a new passphrase twice and checks the copies agree. */
 async function readNewPassphrase(
@@ -364,7 +377,10 @@ async function sessionHelper(args: string[]): Promise<number> {
 /** Runs `vigo swarm puddle <verb> …`. */
 export async function runPuddle(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
+  const hidden = verb === HELPER_VERB || verb === INSTALL_VERB;
+  const help = verb === undefined || ["help", "--help", "-h"].includes(verb);
   try {
+    if (!hidden && !help) requireFeature("puddle");
     switch (verb) {
       case "init":
         return await init(rest);
@@ -378,8 +394,16 @@ export async function runPuddle(args: string[]): Promise<number> {
         return await pubkey(rest);
       case "rotate-passphrase":
         return await rotate(rest);
+      case "pair":
+        return await pair(rest);
+      case "join":
+        return await join(rest);
+      case "members":
+        return members(rest);
       case HELPER_VERB:
         return await sessionHelper(rest);
+      case INSTALL_VERB:
+        return await installFromStdin();
       case undefined:
       case "help":
       case "--help":

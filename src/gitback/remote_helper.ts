@@ -1,43 +1,212 @@
 /**
  * The `git-remote-gitback` face: git runs it for `gitback://` URLs and talks
- * the remote-helper protocol on stdin/stdout.
- *
- * For now it announces its capabilities; the `connect` route to the local
- * agent's socket builds on this.
+ * the remote-helper protocol on stdin/stdout. It offers the `connect`
+ * capability: for each git service it opens the local agent's git socket,
+ * proves through the user's session helper that it holds the token's key,
+ * and then passes git's pack protocol through unchanged.
  *
  * @module
  */
 
+import { systemPaths, userPaths } from "../platform/paths.ts";
 import { StdinLines } from "../platform/tty.ts";
+import { toHex } from "../crypto/hex.ts";
+import { SessionClient, SessionError } from "../puddle/session/client.ts";
+import { parseProjectUrl } from "./project_id.ts";
+import { readTokens } from "./project.ts";
+import {
+  challengePayload,
+  type ConnectRequest,
+  type GitService,
+} from "./connect_protocol.ts";
 
 /** Capabilities announced to git, one per line. */
 export const CAPABILITIES = ["connect"];
 
+class HelperFailure extends Error {}
+
+/** Reads one `\n`-terminated line from the agent connection. */
+async function readLine(
+  conn: Deno.UnixConn,
+  carry: { bytes: Uint8Array },
+): Promise<string> {
+  const buffer = new Uint8Array(4096);
+  for (;;) {
+    const newline = carry.bytes.indexOf(0x0a);
+    if (newline >= 0) {
+      const line = new TextDecoder().decode(carry.bytes.subarray(0, newline));
+      carry.bytes = carry.bytes.slice(newline + 1);
+      return line;
+    }
+    if (carry.bytes.length > 64 * 1024) {
+      throw new HelperFailure("the agent sent an oversized handshake line.");
+    }
+    const n = await conn.read(buffer);
+    if (n === null) {
+      throw new HelperFailure(
+        "the agent closed the connection during the handshake.",
+      );
+    }
+    const joined = new Uint8Array(carry.bytes.length + n);
+    joined.set(carry.bytes);
+    joined.set(buffer.subarray(0, n), carry.bytes.length);
+    carry.bytes = joined;
+  }
+}
+
+async function sendLine(conn: Deno.UnixConn, value: unknown) {
+  const bytes = new TextEncoder().encode(JSON.stringify(value) + "\n");
+  let written = 0;
+  while (written < bytes.length) {
+    written += await conn.write(bytes.subarray(written));
+  }
+}
+
+/** Opens the agent socket and completes the handshake for `service`. */
+async function connectService(
+  url: string,
+  service: GitService,
+): Promise<{ conn: Deno.UnixConn; carry: Uint8Array }> {
+  const target = parseProjectUrl(url);
+  if (!("id" in target) || !target.id) {
+    throw new HelperFailure(
+      `${url} uses a friendly name; this envoy resolves only gitback://<project_id>/<handle> URLs for now.`,
+    );
+  }
+  const paths = userPaths();
+  const tokens = readTokens(paths.gitbackDir, target.id);
+  const socketPath = `${systemPaths().varRun}/gitback.sock`;
+  let conn: Deno.UnixConn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path: socketPath });
+  } catch {
+    throw new HelperFailure(
+      `cannot reach the gitback agent at ${socketPath}; is \`vigo agent\` running on this envoy?`,
+    );
+  }
+  const request: ConnectRequest = {
+    op: "connect",
+    service,
+    project_id: target.id,
+    handle: target.handle,
+    chain: tokens.chain,
+  };
+  const carry = { bytes: new Uint8Array(0) };
+  await sendLine(conn, request);
+  const reply = JSON.parse(await readLine(conn, carry));
+  if (reply.ok === false) throw new HelperFailure(String(reply.error));
+  if (typeof reply.challenge !== "string" || typeof reply.agent !== "string") {
+    throw new HelperFailure("the agent sent no challenge.");
+  }
+  let signature: Uint8Array;
+  try {
+    const session = await SessionClient.connect(paths.sessionSocket);
+    try {
+      signature = await session.sign(
+        "vigo-swarm/v1/puddle-agent-challenge",
+        challengePayload({
+          agent: reply.agent,
+          challenge: reply.challenge,
+          projectId: target.id,
+          service,
+          uid: Deno.uid() ?? 0,
+        }),
+      );
+    } finally {
+      session.close();
+    }
+  } catch (error) {
+    conn.close();
+    if (error instanceof SessionError && error.locked) {
+      throw new HelperFailure(
+        "the puddle is locked, so this push or fetch cannot be signed; run `vigo swarm puddle unlock`.",
+      );
+    }
+    throw error;
+  }
+  await sendLine(conn, { signature: toHex(signature) });
+  const verdict = JSON.parse(await readLine(conn, carry));
+  if (verdict.ok !== true) {
+    conn.close();
+    throw new HelperFailure(
+      String(verdict.error ?? "the agent refused the connection."),
+    );
+  }
+  return { conn, carry: carry.bytes };
+}
+
+/** Passes bytes both ways until both directions are done. */
+async function bridge(
+  conn: Deno.UnixConn,
+  carry: Uint8Array,
+  early: Uint8Array,
+) {
+  const toAgent = (async () => {
+    if (early.length > 0) await conn.write(early);
+    const buffer = new Uint8Array(64 * 1024);
+    for (;;) {
+      const n = await Deno.stdin.read(buffer);
+      if (n === null) break;
+      let written = 0;
+      while (written < n) {
+        written += await conn.write(buffer.subarray(written, n));
+      }
+    }
+    await conn.closeWrite().catch(() => {});
+  })();
+  const fromAgent = (async () => {
+    if (carry.length > 0) await Deno.stdout.write(carry);
+    await conn.readable.pipeTo(Deno.stdout.writable, { preventClose: true });
+  })();
+  await fromAgent;
+  // Once the service has finished, git has nothing more to say to it.
+  toAgent.catch(() => {});
+}
+
 /** Runs the remote-helper conversation until git closes stdin. */
 export async function runRemoteHelper(args: string[]): Promise<number> {
-  if (args.length < 1) {
+  if (args.length < 2) {
     console.error(
       "error: git-remote-gitback is run by git for gitback:// URLs",
     );
     console.error("hint: use `git clone gitback://<project_id>/<handle>`");
     return 2;
   }
+  const url = args[1];
   const lines = new StdinLines();
   const encoder = new TextEncoder();
-  for (;;) {
-    const line = await lines.next();
-    if (line === null) return 0;
-    const command = new TextDecoder().decode(line);
-    if (command === "") return 0;
-    if (command === "capabilities") {
-      await Deno.stdout.write(encoder.encode(CAPABILITIES.join("\n") + "\n\n"));
-      continue;
+  try {
+    for (;;) {
+      const line = await lines.next();
+      if (line === null) return 0;
+      const command = new TextDecoder().decode(line);
+      if (command === "") return 0;
+      if (command === "capabilities") {
+        await Deno.stdout.write(
+          encoder.encode(CAPABILITIES.join("\n") + "\n\n"),
+        );
+        continue;
+      }
+      const match = /^connect (git-upload-pack|git-receive-pack)$/.exec(
+        command,
+      );
+      if (match) {
+        const { conn, carry } = await connectService(
+          url,
+          match[1] as GitService,
+        );
+        await Deno.stdout.write(encoder.encode("\n"));
+        await bridge(conn, carry, lines.takeBuffered());
+        return 0;
+      }
+      console.error(`error: git-remote-gitback does not support '${command}'`);
+      return 1;
     }
-    console.error(
-      `error: gitback cannot serve '${
-        command.split(" ")[0]
-      }' yet on this envoy`,
-    );
+  } catch (error) {
+    const message = (error as Error).message.replace(/\.$/, "");
+    console.error(`error: ${message}`);
+    const hint = (error as { hint?: string }).hint;
+    if (hint) console.error(`hint: ${hint}`);
     return 1;
   }
 }

@@ -291,3 +291,46 @@ export function recoverFileSet(dir: string): boolean {
   if (rolled) syncDirectory(dir);
   return rolled;
 }
+
+/**
+ * Reads a file that belongs to user `uid`, for a privileged process acting
+ * on that user's behalf. Refuses symlinks, non-regular files and files owned
+ * by anyone else; the ownership check is made on the opened descriptor, so
+ * neither a symlink nor a hard link to someone else's file gets through.
+ */
+export function readOwnedFile(
+  path: string,
+  uid: number,
+  maxBytes: number,
+): Uint8Array {
+  const before = Deno.lstatSync(path);
+  if (!before.isFile || before.isSymlink) {
+    throw new Error(`${path} is not a regular file.`);
+  }
+  if (before.uid !== uid) {
+    throw new Error(`${path} is not owned by uid ${uid}.`);
+  }
+  const file = Deno.openSync(path, { read: true });
+  try {
+    const info = file.statSync();
+    if (
+      !info.isFile || info.uid !== uid || info.ino !== before.ino ||
+      info.dev !== before.dev
+    ) {
+      throw new Error(`${path} changed while it was being opened.`);
+    }
+    if (info.size > maxBytes) {
+      throw new Error(`${path} is larger than ${maxBytes} bytes.`);
+    }
+    const data = new Uint8Array(info.size);
+    let read = 0;
+    while (read < data.length) {
+      const n = file.readSync(data.subarray(read));
+      if (n === null) break;
+      read += n;
+    }
+    return data.subarray(0, read);
+  } finally {
+    file.close();
+  }
+}

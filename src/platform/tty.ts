@@ -62,6 +62,13 @@ export class StdinLines {
     return line;
   }
 
+  /** Hands over bytes read ahead of the last line (for raw passthrough). */
+  takeBuffered(): Uint8Array {
+    const rest = this.#buffer;
+    this.#buffer = new Uint8Array(0);
+    return rest;
+  }
+
   /** Zeroes whatever was read ahead. */
   wipe(): void {
     this.#buffer.fill(0);

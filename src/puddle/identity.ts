@@ -271,3 +271,34 @@ export async function repairPuddleDir(puddleDir: string): Promise<void> {
     await withPuddleLock(puddleDir, () => {});
   }
 }
+
+/**
+ * Installs an identity received from another member envoy (pairing). The
+ * caller has already proven the passphrase unwraps it. Refuses, touching
+ * nothing, when any identity file exists here.
+ */
+export async function installIdentity(
+  puddleDir: string,
+  identity: { wrapped: Uint8Array; salt: Uint8Array; publicKey: Uint8Array },
+): Promise<void> {
+  await withPuddleLock(puddleDir, () => {
+    const present = identityFilesPresent(puddleDir);
+    if (present.length > 0) {
+      throw new PuddleError(
+        `a puddle identity already exists in ${puddleDir} (${
+          present.join(", ")
+        }); nothing was written.`,
+        "an envoy joins a puddle once; `vigo swarm puddle status` shows the identity here.",
+      );
+    }
+    commitFileSet(puddleDir, [
+      { name: IDENTITY_FILES.salt, data: identity.salt, mode: 0o600 },
+      { name: IDENTITY_FILES.wrapped, data: identity.wrapped, mode: 0o600 },
+      {
+        name: IDENTITY_FILES.pub,
+        data: encodePub(identity.publicKey),
+        mode: 0o644,
+      },
+    ]);
+  });
+}

@@ -1,0 +1,351 @@
+/**
+ * A local fleet on one machine: a CA, N envoys each with its own VIGO_ROOT,
+ * loopback address and user home, and their agents running in the
+ * background. Used by hand through `scripts/fleet` and by the tests.
+ *
+ *   scripts/fleet up <dir> [--envoys N] [--first-address K]
+ *   scripts/fleet down <dir>
+ *
+ * `up` writes `<dir>/<envoy>.env`; `(. <dir>/envoy-a.env; scripts/vigo …)`
+ * then acts on envoy A. `down` stops exactly the processes `up` started.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { stringify as toYaml } from "yaml";
+import { createFleetCa, issueEnvoyCertificate } from "../src/ca/ca.ts";
+import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { writePolicies } from "../src/agent/policy.ts";
+import { writeFileAtomic, writeTextAtomic } from "../src/platform/fs.ts";
+import { userByUid } from "../src/platform/users.ts";
+
+const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const VIGO = `${REPO}/scripts/vigo`;
+/** The swarm port every envoy listens on. */
+export const SWARM_PORT = 1531;
+
+/** One envoy of a local fleet. */
+export interface Envoy {
+  name: string;
+  address: string;
+  root: string;
+  home: string;
+  runtime: string;
+  /** Environment for CLI commands acting on this envoy. */
+  env: Record<string, string>;
+  agentPid?: number;
+  log: string;
+}
+
+/** What `up` records in `<dir>/fleet.json`. */
+export interface Fleet {
+  dir: string;
+  user: string;
+  envoys: Envoy[];
+}
+
+/** Reactor periods short enough for tests to watch them work. */
+const FAST_REACTORS = { sweep_s: 1, catchup_s: 2, gossip_s: 3, names_s: 5 };
+
+function envoyName(index: number): string {
+  return `envoy-${String.fromCharCode(97 + index)}`;
+}
+
+function addressFree(address: string): boolean {
+  try {
+    const listener = Deno.listen({ hostname: address, port: SWARM_PORT });
+    listener.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Options for {@link fleetUp}. */
+export interface FleetOptions {
+  envoys: number;
+  /** Envoy i listens on 127.0.0.(firstAddress + i). */
+  firstAddress?: number;
+  /** Start the agents (default true). */
+  start?: boolean;
+}
+
+function envFile(envoy: Envoy): string {
+  return Object.entries(envoy.env)
+    .filter(([key]) => key !== "PATH")
+    .map(([key, value]) => `export ${key}=${JSON.stringify(value)}`)
+    .join("\n") + "\n";
+}
+
+/** Builds a fleet under `dir` and (by default) starts its agents. */
+export async function fleetUp(
+  dir: string,
+  options: FleetOptions,
+): Promise<Fleet> {
+  const first = options.firstAddress ?? 2;
+  if (options.envoys < 1 || options.envoys > 26) {
+    throw new Error("a local fleet has between 1 and 26 envoys.");
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  dir = await Deno.realPath(dir);
+  const user = userByUid(Deno.uid() ?? 0)?.name ?? "root";
+  const envoys: Envoy[] = [];
+  for (let i = 0; i < options.envoys; i++) {
+    const name = envoyName(i);
+    const address = `127.0.0.${first + i}`;
+    if (!addressFree(address)) {
+      throw new Error(
+        `${address}:${SWARM_PORT} is in use; stop what holds it or pass --first-address.`,
+      );
+    }
+    const base = `${dir}/${name}`;
+    const envoy: Envoy = {
+      name,
+      address,
+      root: `${base}/root`,
+      home: `${base}/home/${user}`,
+      runtime: `${base}/run`,
+      log: `${base}/agent.log`,
+      env: {},
+    };
+    envoy.env = {
+      VIGO_ROOT: envoy.root,
+      HOME: envoy.home,
+      XDG_RUNTIME_DIR: envoy.runtime,
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      DENO_DIR: Deno.env.get("DENO_DIR") ??
+        `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`,
+    };
+    envoys.push(envoy);
+  }
+
+  const ca = await createFleetCa({
+    commonName: `vigo local fleet CA (${dir})`,
+  });
+  const hosts = Object.fromEntries(envoys.map((e) => [e.name, e.address]));
+  for (const envoy of envoys) {
+    const etc = `${envoy.root}/etc/vigo`;
+    await Deno.mkdir(etc, { recursive: true });
+    await Deno.mkdir(envoy.home, { recursive: true });
+    await Deno.mkdir(envoy.runtime, { recursive: true, mode: 0o700 });
+    Deno.chmodSync(envoy.runtime, 0o700);
+    const cert = await issueEnvoyCertificate({
+      caKeyPem: ca.keyPem,
+      caCertPem: ca.certPem,
+      hostname: envoy.name,
+      ips: [envoy.address],
+    });
+    writeTextAtomic(`${etc}/ca.crt`, ca.certPem, 0o644);
+    writeTextAtomic(`${etc}/tls.crt`, cert.certPem, 0o644);
+    writeFileAtomic(
+      `${etc}/tls.key`,
+      new TextEncoder().encode(cert.keyPem),
+      0o600,
+    );
+    writeTextAtomic(
+      `${etc}/agent.yaml`,
+      toYaml({
+        hostname: envoy.name,
+        listen: envoy.address,
+        port: SWARM_PORT,
+        hosts,
+        swarm: { gitback: { enabled: ["*"] } },
+        homes: { [user]: envoy.home },
+        reactors: FAST_REACTORS,
+      }),
+      0o644,
+    );
+    writePolicies(
+      {
+        root: envoy.root,
+        etc,
+        varLib: `${envoy.root}/var/lib/vigo`,
+        varRun: `${envoy.root}/var/run/vigo`,
+      },
+      [{ user, home: envoy.home, puddle: true, gitback: true }],
+      "scripts/fleet",
+    );
+    writeTextAtomic(`${dir}/${envoy.name}.env`, envFile(envoy), 0o644);
+  }
+  // The CA key is not needed after enrolment; keep it for adding envoys.
+  writeFileAtomic(`${dir}/ca.key`, new TextEncoder().encode(ca.keyPem), 0o600);
+  writeTextAtomic(`${dir}/ca.crt`, ca.certPem, 0o644);
+
+  const fleet: Fleet = { dir, user, envoys };
+  saveFleet(fleet);
+  if (options.start !== false) {
+    for (const envoy of envoys) await startAgent(fleet, envoy);
+  }
+  return fleet;
+}
+
+function saveFleet(fleet: Fleet): void {
+  writeTextAtomic(
+    `${fleet.dir}/fleet.json`,
+    JSON.stringify(fleet, null, 2) + "\n",
+    0o644,
+  );
+}
+
+/** Reads the fleet that `up` recorded in `dir`. */
+export function loadFleet(dir: string): Fleet {
+  return JSON.parse(Deno.readTextFileSync(`${dir}/fleet.json`)) as Fleet;
+}
+
+/** Starts one envoy's agent in the background and waits until it answers. */
+export async function startAgent(fleet: Fleet, envoy: Envoy): Promise<void> {
+  const child = new Deno.Command("sh", {
+    args: ["-c", 'exec "$0" agent >>"$1" 2>&1', VIGO, envoy.log],
+    env: envoy.env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    detached: true,
+  }).spawn();
+  child.unref();
+  envoy.agentPid = child.pid;
+  saveFleet(fleet);
+  await waitForAgent(envoy);
+}
+
+/** Polls the agent's health route until it answers over mutual TLS. */
+export async function waitForAgent(
+  envoy: Envoy,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const etc = `${envoy.root}/etc/vigo`;
+  const tls = {
+    caPem: Deno.readTextFileSync(`${etc}/ca.crt`),
+    certPem: Deno.readTextFileSync(`${etc}/tls.crt`),
+    keyPem: Deno.readTextFileSync(`${etc}/tls.key`),
+  };
+  const deadline = Date.now() + timeoutMs;
+  let lastError = "";
+  while (Date.now() < deadline) {
+    if (envoy.agentPid && !alive(envoy.agentPid)) {
+      throw new Error(`the agent of ${envoy.name} exited; see ${envoy.log}.`);
+    }
+    try {
+      const response = await swarmRequest(
+        tls,
+        `https://${envoy.address}:${SWARM_PORT}/swarm/health`,
+        { timeoutMs: 2_000 },
+      );
+      if (response.status === 200) return;
+      lastError = `HTTP ${response.status}`;
+    } catch (error) {
+      lastError = (error as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(
+    `the agent of ${envoy.name} did not answer (${lastError}); see ${envoy.log}.`,
+  );
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+async function stopPid(pid: number): Promise<void> {
+  if (!alive(pid)) return;
+  try {
+    Deno.kill(pid, "SIGTERM");
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 100 && alive(pid); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (alive(pid)) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+}
+
+/** Stops one envoy's agent. */
+export async function stopAgent(fleet: Fleet, envoy: Envoy): Promise<void> {
+  if (envoy.agentPid) await stopPid(envoy.agentPid);
+  envoy.agentPid = undefined;
+  saveFleet(fleet);
+}
+
+/**
+ * Stops exactly what `up` started: each agent, and any session helper a
+ * user unlocked inside the fleet's homes.
+ */
+export async function fleetDown(dir: string): Promise<void> {
+  const fleet = loadFleet(dir);
+  for (const envoy of fleet.envoys) {
+    if (envoy.agentPid) await stopPid(envoy.agentPid);
+    try {
+      const pid = Number(
+        Deno.readTextFileSync(`${envoy.home}/.vigo-puddle/session.unlocked`)
+          .trim(),
+      );
+      if (pid > 0) await stopPid(pid);
+    } catch {
+      // No session helper.
+    }
+    envoy.agentPid = undefined;
+  }
+  saveFleet(fleet);
+}
+
+async function main(args: string[]): Promise<number> {
+  const usage =
+    "usage: scripts/fleet up <dir> [--envoys N] [--first-address K] | down <dir>";
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      envoys: { type: "string" },
+      "first-address": { type: "string" },
+    },
+  });
+  const [verb, dir] = positionals;
+  if (!dir || (verb !== "up" && verb !== "down")) {
+    console.error(usage);
+    return 2;
+  }
+  if (verb === "down") {
+    await fleetDown(dir);
+    console.log(`fleet in ${dir} stopped`);
+    return 0;
+  }
+  const fleet = await fleetUp(dir, {
+    envoys: Number(values.envoys ?? 3),
+    firstAddress: values["first-address"]
+      ? Number(values["first-address"])
+      : undefined,
+  });
+  for (const envoy of fleet.envoys) {
+    console.log(
+      `${envoy.name}  ${envoy.address}:${SWARM_PORT}  agent pid ${envoy.agentPid}  env ${fleet.dir}/${envoy.name}.env`,
+    );
+  }
+  console.log(
+    `act on an envoy:  (. ${fleet.dir}/envoy-a.env; scripts/vigo swarm puddle status)`,
+  );
+  console.log(`stop the fleet:   scripts/fleet down ${fleet.dir}`);
+  return 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * `vigo agent`: the per-envoy root daemon. It serves the swarm port over
+ * mutual TLS, the local git socket, and runs the reactors, until SIGTERM.
+ *
+ * @module
+ */
+
+import type { SystemPaths } from "../platform/paths.ts";
+import { removeIfExists, writeTextAtomic } from "../platform/fs.ts";
+import { loadAgentConfig } from "./config.ts";
+import { createLogger } from "./log.ts";
+import { readSwarmTls } from "./swarm_client.ts";
+import { startSwarmServer } from "./swarm_server.ts";
+import { swarmRoutes } from "./routes.ts";
+import { startGitSocket } from "./git_socket.ts";
+import { startSweep } from "./sweep.ts";
+
+/** Runs the agent in the foreground; resolves after a clean stop. */
+export async function runAgent(
+  options: { paths: SystemPaths; configFile?: string },
+): Promise<void> {
+  const log = createLogger();
+  const config = loadAgentConfig(options.paths, options.configFile);
+  const tls = readSwarmTls(config);
+  const server = await startSwarmServer({
+    listen: config.listen,
+    port: config.port,
+    ...tls,
+    routes: swarmRoutes(config, log),
+    log,
+  });
+  const gitSocket = await startGitSocket({ config, log });
+  const sweep = startSweep(config, log);
+  Deno.mkdirSync(config.paths.varRun, { recursive: true, mode: 0o755 });
+  const pidFile = `${config.paths.varRun}/agent.pid`;
+  writeTextAtomic(pidFile, `${Deno.pid}\n`, 0o644);
+  log.info("agent listening", {
+    hostname: config.hostname,
+    address: `${config.listen}:${server.port}`,
+    git_socket: gitSocket.path,
+  });
+
+  const stopped = Promise.withResolvers<string>();
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(signal, () => stopped.resolve(signal));
+  }
+  const reason = await stopped.promise;
+  log.info("agent stopping", { signal: reason });
+  sweep.stop();
+  await Promise.race([
+    Promise.all([server.close(), gitSocket.close()]),
+    new Promise((resolve) => setTimeout(resolve, 5_000)),
+  ]);
+  removeIfExists(pidFile);
+  log.info("agent stopped");
+}

@@ -1,0 +1,25 @@
+/**
+ * Every route the swarm listener serves.
+ *
+ * @module
+ */
+
+import type { AgentConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
+import type { SwarmRoute } from "./swarm_server.ts";
+import { pairClaimRoute } from "./pair_claim.ts";
+
+/** The routes of this agent. */
+export function swarmRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
+  return [
+    {
+      method: "GET",
+      pattern: "/swarm/health",
+      handler: (ctx) => ({
+        status: 200,
+        json: { hostname: config.hostname, peer: ctx.peer.subject },
+      }),
+    },
+    pairClaimRoute(config, log),
+  ];
+}

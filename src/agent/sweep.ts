@@ -1,0 +1,157 @@
+/**
+ * The sweep reactor: collects the signed LEAVE and REVOKE envelopes users
+ * queue in `~/.vigo-gitback/<project_id>/{leave,revoke}.pending`, checks
+ * them, and stores them root-side where the git socket (and gossip) find
+ * them.
+ *
+ * @module
+ */
+
+import {
+  readOwnedFile,
+  removeIfExists,
+  writeTextAtomic,
+} from "../platform/fs.ts";
+import { verifyLeave, verifyRevocation } from "../gitback/envelopes.ts";
+import { envelopesDir } from "../gitback/repo.ts";
+import type { AgentConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { managedHomes } from "./user_homes.ts";
+
+const PROJECT_ID = /^[0-9a-f]{64}$/;
+
+/** Stores a verified envelope under `name` (idempotent). */
+export function storeEnvelope(
+  config: AgentConfig,
+  projectId: string,
+  kind: "revokes" | "leaves",
+  name: string,
+  envelope: unknown,
+): boolean {
+  const dir = envelopesDir(config.paths, projectId, kind);
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const path = `${dir}/${name}.json`;
+  try {
+    Deno.statSync(path);
+    return false;
+  } catch {
+    writeTextAtomic(path, JSON.stringify(envelope) + "\n", 0o644);
+    return true;
+  }
+}
+
+async function collect(
+  config: AgentConfig,
+  log: Logger,
+  user: string,
+  uid: number,
+  dir: string,
+  projectId: string,
+  kind: "revokes" | "leaves",
+): Promise<number> {
+  const file = `${dir}/${kind === "revokes" ? "revoke" : "leave"}.pending`;
+  let list: unknown;
+  try {
+    list = JSON.parse(
+      new TextDecoder().decode(readOwnedFile(file, uid, 1024 * 1024)),
+    );
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return 0;
+    log.warn("unreadable pending envelope", {
+      user,
+      file,
+      error: (error as Error).message,
+    });
+    removeIfExists(file);
+    return 0;
+  }
+  let stored = 0;
+  for (const envelope of Array.isArray(list) ? list : [list]) {
+    try {
+      if (kind === "revokes") {
+        const verified = await verifyRevocation(envelope, { projectId });
+        if (
+          storeEnvelope(config, projectId, kind, verified.tokenId, envelope)
+        ) stored++;
+      } else {
+        const verified = await verifyLeave(envelope, { projectId });
+        if (storeEnvelope(config, projectId, kind, verified.id, envelope)) {
+          stored++;
+        }
+      }
+    } catch (error) {
+      log.warn("signature failure on queued envelope", {
+        user,
+        project: projectId,
+        kind,
+        error: (error as Error).message,
+      });
+    }
+  }
+  removeIfExists(file);
+  return stored;
+}
+
+/** One pass over every managed home. Returns how many envelopes it stored. */
+export async function sweepOnce(
+  config: AgentConfig,
+  log: Logger,
+): Promise<number> {
+  let stored = 0;
+  for (const { user, uid, home } of managedHomes(config)) {
+    const base = `${home}/.vigo-gitback`;
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(base)];
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      if (!entry.isDirectory || !PROJECT_ID.test(entry.name)) continue;
+      const dir = `${base}/${entry.name}`;
+      stored += await collect(
+        config,
+        log,
+        user,
+        uid,
+        dir,
+        entry.name,
+        "revokes",
+      );
+      stored += await collect(
+        config,
+        log,
+        user,
+        uid,
+        dir,
+        entry.name,
+        "leaves",
+      );
+      // A project left and swept leaves an empty directory behind.
+      try {
+        Deno.removeSync(dir);
+      } catch {
+        // Not empty: the user still holds the project.
+      }
+    }
+  }
+  if (stored > 0) log.info("sweep stored envelopes", { count: stored });
+  return stored;
+}
+
+/** Runs {@link sweepOnce} every `config.reactors.sweepSeconds`. */
+export function startSweep(config: AgentConfig, log: Logger): { stop(): void } {
+  let running = false;
+  const timer = setInterval(async () => {
+    if (running) return;
+    running = true;
+    try {
+      await sweepOnce(config, log);
+    } catch (error) {
+      log.error("sweep failed", { error: (error as Error).message });
+    } finally {
+      running = false;
+    }
+  }, config.reactors.sweepSeconds * 1000);
+  return { stop: () => clearInterval(timer) };
+}

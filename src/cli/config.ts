@@ -1,0 +1,68 @@
+/**
+ * `vigo config apply <file>`: turn a usercrate into per-user policy files.
+ *
+ * @module
+ */
+
+import { systemPaths } from "../platform/paths.ts";
+import { userByName } from "../platform/users.ts";
+import { readUsercrate, writePolicies } from "../agent/policy.ts";
+import { parseVerbArgs } from "./args.ts";
+import { CliError, UsageError } from "./errors.ts";
+
+const USAGE = "vigo config apply <usercrate.yaml>";
+
+/** Runs `vigo config …`. */
+export function runConfig(args: string[]): number {
+  const [verb, ...rest] = args;
+  if (verb !== "apply") {
+    throw new UsageError(
+      verb === undefined
+        ? "`vigo config` needs a verb."
+        : `unknown config verb ${JSON.stringify(verb)}.`,
+      `usage: ${USAGE}`,
+    );
+  }
+  const { positionals } = parseVerbArgs(rest, {}, USAGE, 1);
+  if (positionals.length !== 1) {
+    throw new UsageError(
+      "name the usercrate file to apply.",
+      `usage: ${USAGE}`,
+    );
+  }
+  if (Deno.uid() !== 0) {
+    throw new CliError(
+      "vigo config apply writes root-owned policy and must run as root.",
+      `run \`sudo ${USAGE}\`.`,
+    );
+  }
+  let users;
+  try {
+    users = readUsercrate(positionals[0]);
+  } catch (error) {
+    throw new CliError(
+      `${(error as Error).message.replace(/\.$/, "")}; nothing was applied.`,
+      "fix the file and apply it again.",
+    );
+  }
+  const paths = systemPaths();
+  const written = writePolicies(paths, users, positionals[0]);
+  for (const [i, user] of users.entries()) {
+    const flags =
+      [user.puddle ? "puddle" : null, user.gitback ? "gitback" : null]
+        .filter(Boolean).join(", ") || "nothing enabled";
+    console.log(`✓ ${user.user}: ${flags} → ${written[i]}`);
+    if (user.gitback && !user.puddle) {
+      console.error(
+        `warning: ${user.user} has gitback without puddle; gitback signs with the puddle key, so enable both.`,
+      );
+    }
+    if (!userByName(user.user)) {
+      console.error(
+        `warning: ${user.user} has no account on this machine yet.`,
+      );
+    }
+  }
+  if (users.length === 0) console.log("no user resources in the file.");
+  return 0;
+}

@@ -1,0 +1,251 @@
+/**
+ * `vigo swarm gitback …`: envoy-wide posture, wiping local state, and the
+ * `project` verbs.
+ *
+ * @module
+ */
+
+import { systemPaths, userPaths } from "../platform/paths.ts";
+import { exists } from "../platform/fs.ts";
+import { listUsers } from "../platform/users.ts";
+import {
+  collectEnvoyStatus,
+  type EnvoyStatus,
+} from "../gitback/envoy_status.ts";
+import { diskUsage, projectsDir } from "../gitback/repo.ts";
+import { ProjectError } from "../gitback/project.ts";
+import { loadAgentConfig } from "../agent/config.ts";
+import { parseVerbArgs } from "./args.ts";
+import { CliError, UsageError } from "./errors.ts";
+import { requireFeature } from "./policy_gate.ts";
+import { runProject } from "./gitback_project.ts";
+
+const USAGE = `vigo swarm gitback <verb>
+
+verbs:
+  status                 envoy-wide posture (asks the agent; partial without it)
+  purge --yes            wipe your ~/.vigo-gitback (as root: also the bare repos)
+  gc-orphans [--yes]     (root) bare repos no local user holds any more
+  project <verb> …       found, invite, join, list, leave, revoke (\`project help\`)`;
+
+/** Human-readable size, as the seed's listings show it. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+async function askAgent(): Promise<EnvoyStatus | null> {
+  const path = `${systemPaths().varRun}/gitback.sock`;
+  let conn: Deno.UnixConn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path });
+  } catch {
+    return null;
+  }
+  try {
+    await conn.write(new TextEncoder().encode('{"op":"status"}\n'));
+    const text = await new Response(conn.readable).text();
+    const reply = JSON.parse(text.split("\n")[0]);
+    return reply.ok ? reply.status as EnvoyStatus : null;
+  } catch {
+    return null;
+  }
+}
+
+async function status(args: string[]): Promise<number> {
+  parseVerbArgs(
+    args,
+    { json: { type: "boolean" } },
+    "vigo swarm gitback status",
+  );
+  const paths = systemPaths();
+  const socket = `${paths.varRun}/gitback.sock`;
+  let view = await askAgent();
+  const partial = view === null;
+  view ??= await collectEnvoyStatus(paths, [userPaths().gitbackDir]);
+  console.log("gitback status");
+  console.log(`  base:        ${view.base}`);
+  const withRepo = view.projects.filter((p) => p.bare_repo).length;
+  console.log(
+    `  projects:    ${
+      view.projects.length === 0
+        ? "none"
+        : `${view.projects.length} (${withRepo} with a local bare repo)`
+    }`,
+  );
+  console.log(`  bare repos:  ${formatBytes(view.bare_bytes)} on disk`);
+  console.log(
+    `  envelopes:   ${view.revokes} revoke(s), ${view.leaves} leave(s) stored`,
+  );
+  const width = Math.max(8, ...view.projects.map((p) => p.handle.length));
+  for (const p of view.projects) {
+    const detail = p.bare_repo
+      ? `${p.refs} ref(s), ${formatBytes(p.bytes)}`
+      : "no bare repo yet (awaiting first push or DR catch-up)";
+    console.log(
+      `  ${p.handle.padEnd(width)}  ${p.scope.padEnd(12)}  ${detail}`,
+    );
+  }
+  console.log(
+    `  helper daemon: socket ${
+      exists(socket) ? "present" : "absent"
+    } (${socket})`,
+  );
+  if (partial) {
+    console.log(
+      "  partial data: the agent did not answer, so this is a local scan of your own state" +
+        (Deno.uid() === 0
+          ? ""
+          : " without bare-repo facts (run as root, or start the agent)"),
+    );
+  }
+  return 0;
+}
+
+function purge(args: string[]): number {
+  const { values } = parseVerbArgs(
+    args,
+    { yes: { type: "boolean" } },
+    "vigo swarm gitback purge --yes",
+  );
+  const targets = [userPaths().gitbackDir];
+  if (Deno.uid() === 0) targets.push(projectsDir(systemPaths()));
+  const present = targets.filter(exists);
+  const pendingNote = present.some((dir) => {
+    try {
+      return [...Deno.readDirSync(dir)].some((p) =>
+        exists(`${dir}/${p.name}/leave.pending`) ||
+        exists(`${dir}/${p.name}/revoke.pending`)
+      );
+    } catch {
+      return false;
+    }
+  });
+  if (!values.yes) {
+    console.log(present.length ? "would remove:" : "nothing to remove.");
+    for (const dir of present) console.log(`  ${dir}`);
+    if (present.length) console.log("re-run with --yes to remove them.");
+    return 0;
+  }
+  for (const dir of present) {
+    Deno.removeSync(dir, { recursive: true });
+    console.log(`removed ${dir}`);
+  }
+  if (pendingNote) {
+    console.log(
+      "note: queued leave/revoke envelopes were removed before the agent swept them; peers never saw them.",
+    );
+  }
+  return 0;
+}
+
+function gcOrphans(args: string[]): number {
+  const { values } = parseVerbArgs(
+    args,
+    { yes: { type: "boolean" } },
+    "vigo swarm gitback gc-orphans [--yes]",
+  );
+  if (Deno.uid() !== 0) {
+    throw new CliError(
+      "gc-orphans reads and deletes root-owned bare repositories and must run as root.",
+      "run `sudo vigo swarm gitback gc-orphans`.",
+    );
+  }
+  const paths = systemPaths();
+  const homes = new Set(listUsers().map((u) => u.home));
+  try {
+    for (const home of Object.values(loadAgentConfig(paths).homes)) {
+      homes.add(home);
+    }
+  } catch {
+    // No agent configuration: passwd homes only.
+  }
+  const held = (id: string) =>
+    [...homes].some((home) => exists(`${home}/.vigo-gitback/${id}`));
+  const dir = projectsDir(paths);
+  const orphans: {
+    id: string;
+    path: string;
+    bytes: number;
+    mtime: Date | null;
+  }[] = [];
+  try {
+    for (const entry of Deno.readDirSync(dir)) {
+      const match = /^([0-9a-f]{64})\.git$/.exec(entry.name);
+      if (!match || held(match[1])) continue;
+      const path = `${dir}/${entry.name}`;
+      orphans.push({
+        id: match[1],
+        path,
+        bytes: diskUsage(path),
+        mtime: Deno.statSync(path).mtime,
+      });
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  if (orphans.length === 0) {
+    console.log(`no orphan bare repos under ${dir}/.`);
+    return 0;
+  }
+  console.log(
+    `${orphans.length} orphan bare repo(s) under ${dir}/ (no user in /etc/passwd holds the project):`,
+  );
+  for (const o of orphans) {
+    const days = o.mtime
+      ? Math.floor((Date.now() - o.mtime.getTime()) / 86_400_000)
+      : 0;
+    console.log(
+      `  ${o.id.slice(0, 5)}…  ${
+        formatBytes(o.bytes)
+      }  last-modified ${days}d ago  ${o.path}`,
+    );
+  }
+  if (!values.yes) {
+    console.log(
+      "dry-run — nothing deleted. Re-run with --yes to remove these bare repos.",
+    );
+    return 0;
+  }
+  for (const o of orphans) Deno.removeSync(o.path, { recursive: true });
+  console.log(`removed ${orphans.length} bare repo(s).`);
+  return 0;
+}
+
+/** Runs `vigo swarm gitback …`. */
+export async function runGitback(args: string[]): Promise<number> {
+  const [verb, ...rest] = args;
+  if (verb === undefined || verb === "help" || verb === "--help") {
+    console.log(USAGE);
+    return verb === undefined ? 2 : 0;
+  }
+  requireFeature("gitback");
+  try {
+    switch (verb) {
+      case "status":
+        return await status(rest);
+      case "purge":
+        return purge(rest);
+      case "gc-orphans":
+        return gcOrphans(rest);
+      case "project":
+        return await runProject(rest);
+      default:
+        throw new UsageError(
+          `unknown gitback verb ${JSON.stringify(verb)}.`,
+          "run `vigo swarm gitback help`.",
+        );
+    }
+  } catch (error) {
+    if (error instanceof ProjectError) {
+      throw new CliError(error.message, error.hint);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The handshake on the agent's git socket, shared by `git-remote-gitback`
+ * (client) and the agent (server). After it, the connection carries git's
+ * own pack protocol, byte for byte.
+ *
+ * @module
+ */
+
+import { canonicalBytes } from "../crypto/canonical.ts";
+
+/** The git services the socket proxies. */
+export type GitService = "git-upload-pack" | "git-receive-pack";
+
+/** Longest handshake line, in bytes. */
+export const MAX_HANDSHAKE_LINE = 64 * 1024;
+/** The handshake must finish within this time. */
+export const HANDSHAKE_TIMEOUT_MS = 15_000;
+
+/** First line from the client. */
+export interface ConnectRequest {
+  op: "connect";
+  service: GitService;
+  project_id: string;
+  handle: string;
+  /** Token chain, root first, as stored in tokens.json. */
+  chain: unknown[];
+}
+
+/** The agent's answer to a valid request: a fresh challenge. */
+export interface ChallengeMessage {
+  challenge: string;
+  agent: string;
+}
+
+/** The bytes the client signs to prove it holds the leaf subject's key. */
+export function challengePayload(fields: {
+  agent: string;
+  challenge: string;
+  projectId: string;
+  service: GitService;
+  uid: number;
+}): Uint8Array {
+  return canonicalBytes({
+    v: 1,
+    kind: "gitback-connect",
+    agent: fields.agent,
+    challenge: fields.challenge,
+    project_id: fields.projectId,
+    service: fields.service,
+    uid: fields.uid,
+  });
+}
+
+/** Checks the shape of a parsed first line. */
+export function parseConnectRequest(value: unknown): ConnectRequest {
+  const r = value as Partial<ConnectRequest> | null;
+  if (typeof r !== "object" || r === null || r.op !== "connect") {
+    throw new Error('the first line must be {"op":"connect", …}.');
+  }
+  if (r.service !== "git-upload-pack" && r.service !== "git-receive-pack") {
+    throw new Error("service must be git-upload-pack or git-receive-pack.");
+  }
+  if (
+    typeof r.project_id !== "string" || !/^[0-9a-f]{64}$/.test(r.project_id)
+  ) {
+    throw new Error("project_id must be 64 lowercase hex digits.");
+  }
+  if (typeof r.handle !== "string") throw new Error("handle is missing.");
+  if (!Array.isArray(r.chain)) throw new Error("chain must be an array.");
+  return r as ConnectRequest;
+}

@@ -1,0 +1,196 @@
+/**
+ * Per-user project state: `~/.vigo-gitback/<project_id>/project.json` and
+ * `tokens.json`, both 0600 in 0700 directories, written atomically.
+ *
+ * @module
+ */
+
+import {
+  ensurePrivateDir,
+  exists,
+  readFileBounded,
+  writeTextAtomic,
+} from "../platform/fs.ts";
+
+/** Where a project's bare repository should land. */
+export type Scope = "swarm-wide" | "members-only";
+
+/** `project.json`. */
+export interface ProjectConfig {
+  version: 1;
+  project_id: string;
+  handle: string;
+  /** The genesis founder's key, `ed25519:<hex>`. */
+  founder: string;
+  scope: Scope;
+  /** Puddle keys (`ed25519:<hex>`) known to be members, founder first. */
+  members: string[];
+  /** Hosts to push to beyond those announcing the project on the LAN. */
+  cross_subnet_members: string[];
+  created_at: string;
+  tombstoned_at: string | null;
+}
+
+/** `tokens.json`: this user's own chain, root first. */
+export interface TokenStore {
+  version: 1;
+  chain: unknown[];
+}
+
+const PROJECT_ID = /^[0-9a-f]{64}$/;
+const MAX_STATE_BYTES = 256 * 1024;
+
+/** Raised when a project argument or the state on disk is unusable. */
+export class ProjectError extends Error {
+  /** What to do next. */
+  hint?: string;
+  constructor(message: string, hint?: string) {
+    super(message);
+    this.name = "ProjectError";
+    this.hint = hint;
+  }
+}
+
+/** The state directory of one project. */
+export function projectDir(gitbackDir: string, projectId: string): string {
+  return `${gitbackDir}/${projectId}`;
+}
+
+function readJson(path: string): unknown {
+  return JSON.parse(
+    new TextDecoder().decode(readFileBounded(path, MAX_STATE_BYTES)),
+  );
+}
+
+/** Reads `project.json` of `projectId`. */
+export function readProject(
+  gitbackDir: string,
+  projectId: string,
+): ProjectConfig {
+  const path = `${projectDir(gitbackDir, projectId)}/project.json`;
+  let value: unknown;
+  try {
+    value = readJson(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new ProjectError(
+        `you have no local state for project ${projectId}.`,
+        "`vigo swarm gitback project list` shows the projects you hold.",
+      );
+    }
+    throw new ProjectError(`${path} is not valid JSON; restore or remove it.`);
+  }
+  const p = value as Partial<ProjectConfig>;
+  if (p?.project_id !== projectId || typeof p.handle !== "string") {
+    throw new ProjectError(`${path} does not describe project ${projectId}.`);
+  }
+  return {
+    version: 1,
+    project_id: projectId,
+    handle: p.handle,
+    founder: String(p.founder ?? ""),
+    scope: p.scope === "members-only" ? "members-only" : "swarm-wide",
+    members: Array.isArray(p.members) ? p.members.map(String) : [],
+    cross_subnet_members: Array.isArray(p.cross_subnet_members)
+      ? p.cross_subnet_members.map(String)
+      : [],
+    created_at: String(p.created_at ?? ""),
+    tombstoned_at: typeof p.tombstoned_at === "string" ? p.tombstoned_at : null,
+  };
+}
+
+/** Reads this user's chain for `projectId`. */
+export function readTokens(gitbackDir: string, projectId: string): TokenStore {
+  const path = `${projectDir(gitbackDir, projectId)}/tokens.json`;
+  let value: unknown;
+  try {
+    value = readJson(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new ProjectError(
+        `you hold no token for project ${projectId}.`,
+        "ask an admin of the project for an invitation, then run `vigo swarm gitback project join`.",
+      );
+    }
+    throw new ProjectError(`${path} is not valid JSON; restore or remove it.`);
+  }
+  const chain = (value as Partial<TokenStore>)?.chain;
+  if (!Array.isArray(chain) || chain.length === 0) {
+    throw new ProjectError(`${path} holds no token chain.`);
+  }
+  return { version: 1, chain };
+}
+
+/** Writes `project.json` and `tokens.json` (the directory is made 0700). */
+export function writeProjectState(
+  gitbackDir: string,
+  project: ProjectConfig,
+  tokens?: TokenStore,
+): void {
+  ensurePrivateDir(gitbackDir);
+  const dir = projectDir(gitbackDir, project.project_id);
+  ensurePrivateDir(dir);
+  if (tokens) {
+    writeTextAtomic(
+      `${dir}/tokens.json`,
+      JSON.stringify(tokens, null, 2) + "\n",
+      0o600,
+    );
+  }
+  writeTextAtomic(
+    `${dir}/project.json`,
+    JSON.stringify(project, null, 2) + "\n",
+    0o600,
+  );
+}
+
+/** Every project this user holds state for, sorted by handle. */
+export function listProjects(gitbackDir: string): ProjectConfig[] {
+  const projects: ProjectConfig[] = [];
+  try {
+    for (const entry of Deno.readDirSync(gitbackDir)) {
+      if (!entry.isDirectory || !PROJECT_ID.test(entry.name)) continue;
+      if (!exists(`${gitbackDir}/${entry.name}/project.json`)) continue;
+      try {
+        projects.push(readProject(gitbackDir, entry.name));
+      } catch {
+        // A damaged project is reported by `project status`, not listed.
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return projects.sort((a, b) => a.handle.localeCompare(b.handle));
+}
+
+/**
+ * Resolves a `<project_id>` argument: the full hex id, or a handle prefix
+ * that matches exactly one local project.
+ */
+export function resolveProject(gitbackDir: string, arg: string): ProjectConfig {
+  const projects = listProjects(gitbackDir);
+  if (PROJECT_ID.test(arg)) {
+    const found = projects.find((p) => p.project_id === arg);
+    if (found) return found;
+    throw new ProjectError(
+      `you have no local state for project ${arg}.`,
+      "`vigo swarm gitback project list` shows the projects you hold.",
+    );
+  }
+  const exact = projects.filter((p) => p.handle === arg);
+  if (exact.length === 1) return exact[0];
+  const matches = projects.filter((p) => p.handle.startsWith(arg));
+  if (matches.length === 1) return matches[0];
+  if (matches.length === 0) {
+    throw new ProjectError(
+      `no local project matches ${JSON.stringify(arg)}.`,
+      "give the 64-hex project id or a handle prefix from `vigo swarm gitback project list`.",
+    );
+  }
+  throw new ProjectError(
+    `${JSON.stringify(arg)} matches several projects (${
+      matches.map((p) => p.handle).join(", ")
+    }).`,
+    "give a longer handle prefix or the full project id.",
+  );
+}

@@ -1,0 +1,113 @@
+/**
+ * Bare repositories on an envoy, and the git subprocesses that work on them.
+ *
+ * @module
+ */
+
+import type { SystemPaths } from "../platform/paths.ts";
+import { exists } from "../platform/fs.ts";
+
+/** Root of all gitback state on an envoy. */
+export function gitbackBase(paths: SystemPaths): string {
+  return `${paths.varLib}/swarm/gitback`;
+}
+
+/** Directory holding the bare repositories (root, 0700). */
+export function projectsDir(paths: SystemPaths): string {
+  return `${gitbackBase(paths)}/projects`;
+}
+
+/** The bare repository of `projectId`. */
+export function bareRepoPath(paths: SystemPaths, projectId: string): string {
+  return `${projectsDir(paths)}/${projectId}.git`;
+}
+
+/** Directory of stored envelopes of one kind for a project. */
+export function envelopesDir(
+  paths: SystemPaths,
+  projectId: string,
+  kind: "revokes" | "leaves",
+): string {
+  return `${gitbackBase(paths)}/envelopes/${projectId}/${kind}`;
+}
+
+/** Root-side marker of a tombstoned project. */
+export function tombstonePath(paths: SystemPaths, projectId: string): string {
+  return `${gitbackBase(paths)}/tombstones/${projectId}`;
+}
+
+/** Runs git and returns its stdout; throws with git's stderr on failure. */
+export async function git(args: string[], cwd?: string): Promise<string> {
+  const out = await new Deno.Command("git", {
+    args,
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+    env: { GIT_TERMINAL_PROMPT: "0" },
+  }).output();
+  if (!out.success) {
+    throw new Error(
+      `git ${args[0]} failed: ${new TextDecoder().decode(out.stderr).trim()}`,
+    );
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+/** Creates the bare repository if missing (root-only directories, 0700). */
+export async function ensureBareRepo(
+  paths: SystemPaths,
+  projectId: string,
+): Promise<string> {
+  const dir = projectsDir(paths);
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  Deno.chmodSync(dir, 0o700);
+  const repo = bareRepoPath(paths, projectId);
+  if (!exists(repo)) {
+    const temp = `${repo}.init-${crypto.randomUUID()}`;
+    await git(["init", "--quiet", "--bare", temp]);
+    await git(["-C", temp, "config", "receive.fsckObjects", "true"]);
+    Deno.chmodSync(temp, 0o700);
+    try {
+      Deno.renameSync(temp, repo);
+    } catch (error) {
+      // Another push created it first.
+      Deno.removeSync(temp, { recursive: true });
+      if (!exists(repo)) throw error;
+    }
+  }
+  return repo;
+}
+
+/** `refname → object id` for every ref of a repository. */
+export async function listRefs(repo: string): Promise<Map<string, string>> {
+  const text = await git([
+    "-C",
+    repo,
+    "for-each-ref",
+    "--format=%(objectname) %(refname)",
+  ]);
+  const refs = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    const space = line.indexOf(" ");
+    if (space > 0) refs.set(line.slice(space + 1), line.slice(0, space));
+  }
+  return refs;
+}
+
+/** Bytes used on disk under `dir`. */
+export function diskUsage(dir: string): number {
+  let total = 0;
+  const walk = (path: string) => {
+    for (const entry of Deno.readDirSync(path)) {
+      const child = `${path}/${entry.name}`;
+      if (entry.isDirectory) walk(child);
+      else if (entry.isFile) total += Deno.statSync(child).size;
+    }
+  };
+  try {
+    walk(dir);
+  } catch {
+    // Unreadable parts count as nothing.
+  }
+  return total;
+}

@@ -1,0 +1,494 @@
+/**
+ * Capability tokens: signed statements "issuer grants subject role R on
+ * project P", chained from the founder's bootstrap token, and verified
+ * offline against the project id.
+ *
+ * Wire form: `{"body": "<base64 of the exact body bytes>", "sig": "<hex>"}`.
+ * The body is RFC 8785 JSON; its id is the SHA-256 of those bytes.
+ *
+ * @module
+ */
+
+import { sha256 } from "@noble/hashes/sha2.js";
+import { canonicalBytes } from "../crypto/canonical.ts";
+import {
+  formatPublicKey,
+  parsePublicKey,
+  publicKeyFromSeed,
+} from "../crypto/ed25519.ts";
+import { fromHex, toHex } from "../crypto/hex.ts";
+import {
+  type SignContext,
+  signWithContext,
+  verifyWithContext,
+} from "../crypto/signed.ts";
+import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
+import { projectId as computeProjectId } from "./project_id.ts";
+
+/** Something that signs with a puddle key: a seed in tests, the session helper in use. */
+export interface Signer {
+  publicKey: Uint8Array;
+  sign(context: SignContext, body: Uint8Array): Promise<Uint8Array>;
+}
+
+/** A token's role; admins may mint children and revoke. */
+export type Role = "admin" | "member";
+
+/** The signed body of a token. */
+export interface TokenBody {
+  v: 1;
+  project_id: string;
+  handle: string;
+  issuer: string;
+  subject: string;
+  role: Role;
+  not_before: number;
+  expires: number | null;
+  parent: string | null;
+  nonce: string;
+}
+
+/** A token as it travels. */
+export interface SignedToken {
+  body: string;
+  sig: string;
+}
+
+/** A token decoded and checked for shape (not yet for signature). */
+export interface DecodedToken {
+  wire: SignedToken;
+  bodyBytes: Uint8Array;
+  body: TokenBody;
+  id: string;
+}
+
+/** A chain that passed {@link verifyChain}. */
+export interface VerifiedChain {
+  projectId: string;
+  handle: string;
+  founder: Uint8Array;
+  leaf: DecodedToken;
+  role: Role;
+  ids: string[];
+}
+
+/** Most links a chain may have. */
+export const MAX_CHAIN_LENGTH = 8;
+/** Most bytes a chain may take, serialized as JSON. */
+export const MAX_CHAIN_BYTES = 16 * 1024;
+/** Allowed clock difference between envoys, in seconds. */
+export const CLOCK_SKEW_S = 60;
+
+const CONTEXT: SignContext = "vigo-swarm/v1/gitback-token";
+const KEYS = [
+  "expires",
+  "handle",
+  "issuer",
+  "nonce",
+  "not_before",
+  "parent",
+  "project_id",
+  "role",
+  "subject",
+  "v",
+];
+const HEX64 = /^[0-9a-f]{64}$/;
+const PUBKEY = /^ed25519:[0-9a-f]{64}$/;
+
+/** Why a token or chain was refused. */
+export type TokenErrorCode =
+  | "too-long"
+  | "too-large"
+  | "malformed"
+  | "bad-signature"
+  | "not-anchored"
+  | "wrong-project"
+  | "broken-link"
+  | "outranks-parent"
+  | "outlives-parent"
+  | "not-yet-valid"
+  | "expired"
+  | "revoked"
+  | "tombstoned"
+  | "not-presenter";
+
+/** A refused token or chain. */
+export class TokenError extends Error {
+  readonly code: TokenErrorCode;
+  constructor(code: TokenErrorCode, message: string) {
+    super(message);
+    this.name = "TokenError";
+    this.code = code;
+  }
+}
+
+const RANK: Record<Role, number> = { member: 0, admin: 1 };
+
+/** A signer holding a raw seed (tests and tooling). */
+export function seedSigner(seed: Uint8Array): Signer {
+  return {
+    publicKey: publicKeyFromSeed(seed),
+    sign: (context, body) =>
+      Promise.resolve(signWithContext(seed, context, body)),
+  };
+}
+
+function isInteger(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function checkBody(value: unknown): TokenBody {
+  const b = value as Record<string, unknown>;
+  const bad = (what: string): never => {
+    throw new TokenError("malformed", `token body has ${what}.`);
+  };
+  if (typeof b !== "object" || b === null || Array.isArray(b)) bad("no object");
+  const keys = Object.keys(b).sort();
+  if (keys.join(",") !== KEYS.join(",")) {
+    bad(`fields ${keys.join(", ")} instead of ${KEYS.join(", ")}`);
+  }
+  if (b.v !== 1) bad("an unknown version");
+  if (typeof b.project_id !== "string" || !HEX64.test(b.project_id)) {
+    bad("a bad project_id");
+  }
+  if (
+    typeof b.handle !== "string" || b.handle.length === 0 ||
+    b.handle.length > 64
+  ) bad("a bad handle");
+  if (typeof b.issuer !== "string" || !PUBKEY.test(b.issuer)) {
+    bad("a bad issuer");
+  }
+  if (typeof b.subject !== "string" || !PUBKEY.test(b.subject)) {
+    bad("a bad subject");
+  }
+  if (b.role !== "admin" && b.role !== "member") bad("a bad role");
+  if (!isInteger(b.not_before)) bad("a bad not_before");
+  if (b.expires !== null && !isInteger(b.expires)) bad("a bad expires");
+  if (
+    b.parent !== null && (typeof b.parent !== "string" || !HEX64.test(b.parent))
+  ) bad("a bad parent");
+  if (typeof b.nonce !== "string" || !/^[0-9a-f]{32}$/.test(b.nonce)) {
+    bad("a bad nonce");
+  }
+  return b as unknown as TokenBody;
+}
+
+/**
+ * Decodes a wire token and checks its shape and canonical encoding. The id
+ * (SHA-256 of the body bytes, as `bodyId` computes it) is computed
+ * synchronously so that listings need no await.
+ */
+export function decodeToken(wire: unknown): DecodedToken {
+  const w = wire as Partial<SignedToken>;
+  if (
+    typeof w !== "object" || w === null || typeof w.body !== "string" ||
+    typeof w.sig !== "string" ||
+    Object.keys(w).length !== 2
+  ) {
+    throw new TokenError(
+      "malformed",
+      'a token must be {"body": "<base64>", "sig": "<hex>"}.',
+    );
+  }
+  if (!/^[0-9a-f]{128}$/.test(w.sig)) {
+    throw new TokenError(
+      "malformed",
+      "a token signature must be 128 hex digits.",
+    );
+  }
+  let bodyBytes: Uint8Array;
+  let parsed: unknown;
+  try {
+    bodyBytes = decodeBase64(w.body);
+    parsed = JSON.parse(
+      new TextDecoder("utf-8", { fatal: true }).decode(bodyBytes),
+    );
+  } catch {
+    throw new TokenError(
+      "malformed",
+      "a token body is not base64 of UTF-8 JSON.",
+    );
+  }
+  const body = checkBody(parsed);
+  const canonical = canonicalBytes(body);
+  if (
+    canonical.length !== bodyBytes.length ||
+    canonical.some((byte, i) => byte !== bodyBytes[i])
+  ) {
+    throw new TokenError(
+      "malformed",
+      "a token body is not in canonical (RFC 8785) form.",
+    );
+  }
+  return {
+    wire: { body: w.body, sig: w.sig },
+    bodyBytes,
+    body,
+    id: toHex(sha256(bodyBytes)),
+  };
+}
+
+async function sign(signer: Signer, body: TokenBody): Promise<SignedToken> {
+  const bytes = canonicalBytes(body);
+  const signature = await signer.sign(CONTEXT, bytes);
+  return { body: encodeBase64(bytes), sig: toHex(signature) };
+}
+
+function nonce(): string {
+  return toHex(crypto.getRandomValues(new Uint8Array(16)));
+}
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+/** The founder's bootstrap admin token for `handle`. */
+export async function mintBootstrapToken(
+  signer: Signer,
+  handle: string,
+  options: { now?: number } = {},
+): Promise<SignedToken> {
+  const founder = formatPublicKey(signer.publicKey);
+  return await sign(signer, {
+    v: 1,
+    project_id: await computeProjectId(signer.publicKey, handle),
+    handle,
+    issuer: founder,
+    subject: founder,
+    role: "admin",
+    not_before: options.now ?? nowSeconds(),
+    expires: null,
+    parent: null,
+    nonce: nonce(),
+  });
+}
+
+/**
+ * A child of the last token of `parentChain`, for `subject`. The signer must
+ * be the parent's subject and the parent an admin token; the child may not
+ * outrank or outlive it.
+ */
+export async function mintChildToken(
+  signer: Signer,
+  parentChain: unknown[],
+  options: {
+    subject: Uint8Array;
+    role: Role;
+    expires?: number | null;
+    now?: number;
+  },
+): Promise<SignedToken> {
+  const parent = decodeToken(parentChain[parentChain.length - 1]);
+  if (parent.body.subject !== formatPublicKey(signer.publicKey)) {
+    throw new TokenError(
+      "broken-link",
+      "only the subject of the parent token can mint its children.",
+    );
+  }
+  if (parent.body.role !== "admin") {
+    throw new TokenError(
+      "outranks-parent",
+      "a member token cannot mint children; ask an admin.",
+    );
+  }
+  const expires = options.expires ?? null;
+  if (
+    parent.body.expires !== null &&
+    (expires === null || expires > parent.body.expires)
+  ) {
+    throw new TokenError(
+      "outlives-parent",
+      `a child token cannot outlive its parent (which expires ${
+        new Date(parent.body.expires * 1000).toISOString()
+      }).`,
+    );
+  }
+  return await sign(signer, {
+    v: 1,
+    project_id: parent.body.project_id,
+    handle: parent.body.handle,
+    issuer: parent.body.subject,
+    subject: formatPublicKey(options.subject),
+    role: options.role,
+    not_before: Math.max(options.now ?? nowSeconds(), parent.body.not_before),
+    expires,
+    parent: parent.id,
+    nonce: nonce(),
+  });
+}
+
+/** Options for {@link verifyChain}. */
+export interface VerifyOptions {
+  projectId: string;
+  /** When given, the leaf's subject must be this key. */
+  presenter?: Uint8Array;
+  /** Unix seconds; defaults to now. */
+  now?: number;
+  revoked?: ReadonlySet<string>;
+  tombstoned?: boolean;
+  /** Skip validity-window checks (used to judge revocations of expired tokens). */
+  ignoreTime?: boolean;
+}
+
+/**
+ * Verifies a chain offline: root first, anchored to the founder key that
+ * reproduces `projectId`, every link issued by its parent's subject under an
+ * admin parent, never outranking or outliving it, every signature valid,
+ * every link within its validity window (±60 s), none revoked.
+ */
+export async function verifyChain(
+  chain: unknown,
+  options: VerifyOptions,
+): Promise<VerifiedChain> {
+  if (!Array.isArray(chain) || chain.length === 0) {
+    throw new TokenError(
+      "malformed",
+      "a token chain must be a non-empty array, root first.",
+    );
+  }
+  if (chain.length > MAX_CHAIN_LENGTH) {
+    throw new TokenError(
+      "too-long",
+      `a token chain may have at most ${MAX_CHAIN_LENGTH} links, not ${chain.length}.`,
+    );
+  }
+  if (JSON.stringify(chain).length > MAX_CHAIN_BYTES) {
+    throw new TokenError(
+      "too-large",
+      `a token chain may take at most ${MAX_CHAIN_BYTES} bytes.`,
+    );
+  }
+  if (options.tombstoned) {
+    throw new TokenError(
+      "tombstoned",
+      "this project is tombstoned; it was re-founded under a new id.",
+    );
+  }
+  const links = chain.map(decodeToken);
+  const root = links[0].body;
+  if (
+    root.parent !== null || root.issuer !== root.subject ||
+    root.role !== "admin"
+  ) {
+    throw new TokenError(
+      "not-anchored",
+      "the first token must be the founder's bootstrap token.",
+    );
+  }
+  const founder = parsePublicKey(root.issuer);
+  if (await computeProjectId(founder, root.handle) !== options.projectId) {
+    throw new TokenError(
+      "not-anchored",
+      `the chain's founder and handle do not make project ${options.projectId}.`,
+    );
+  }
+  const now = options.now ?? nowSeconds();
+  for (const [i, link] of links.entries()) {
+    const b = link.body;
+    if (b.project_id !== options.projectId) {
+      throw new TokenError(
+        "wrong-project",
+        `token ${
+          i + 1
+        } is for project ${b.project_id}, not ${options.projectId}.`,
+      );
+    }
+    if (b.handle !== root.handle) {
+      throw new TokenError(
+        "wrong-project",
+        `token ${i + 1} names another handle.`,
+      );
+    }
+    if (i > 0) {
+      const parent = links[i - 1];
+      if (b.parent !== parent.id || b.issuer !== parent.body.subject) {
+        throw new TokenError(
+          "broken-link",
+          `token ${i + 1} was not issued by the subject of token ${i}.`,
+        );
+      }
+      if (parent.body.role !== "admin") {
+        throw new TokenError(
+          "outranks-parent",
+          `token ${i} is a member token and cannot have children.`,
+        );
+      }
+      if (RANK[b.role] > RANK[parent.body.role]) {
+        throw new TokenError(
+          "outranks-parent",
+          `token ${i + 1} outranks its parent.`,
+        );
+      }
+      if (
+        parent.body.expires !== null &&
+        (b.expires === null || b.expires > parent.body.expires)
+      ) {
+        throw new TokenError(
+          "outlives-parent",
+          `token ${i + 1} outlives its parent.`,
+        );
+      }
+      if (b.not_before < parent.body.not_before - CLOCK_SKEW_S) {
+        throw new TokenError(
+          "broken-link",
+          `token ${i + 1} predates its parent.`,
+        );
+      }
+    } else if (b.parent !== null) {
+      throw new TokenError("not-anchored", "the root token has a parent.");
+    }
+    if (
+      !verifyWithContext(
+        parsePublicKey(b.issuer),
+        CONTEXT,
+        link.bodyBytes,
+        fromHex(link.wire.sig),
+      )
+    ) {
+      throw new TokenError(
+        "bad-signature",
+        `token ${i + 1} has an invalid signature.`,
+      );
+    }
+    if (!options.ignoreTime) {
+      if (b.not_before > now + CLOCK_SKEW_S) {
+        throw new TokenError(
+          "not-yet-valid",
+          `token ${i + 1} is not valid until ${
+            new Date(b.not_before * 1000).toISOString()
+          }.`,
+        );
+      }
+      if (b.expires !== null && b.expires <= now - CLOCK_SKEW_S) {
+        throw new TokenError(
+          "expired",
+          `token ${i + 1} expired at ${
+            new Date(b.expires * 1000).toISOString()
+          }.`,
+        );
+      }
+    }
+    if (options.revoked?.has(link.id)) {
+      throw new TokenError(
+        "revoked",
+        `token ${link.id} in this chain was revoked.`,
+      );
+    }
+  }
+  const leaf = links[links.length - 1];
+  if (
+    options.presenter &&
+    leaf.body.subject !== formatPublicKey(options.presenter)
+  ) {
+    throw new TokenError(
+      "not-presenter",
+      "the chain's last token was issued to another puddle.",
+    );
+  }
+  return {
+    projectId: options.projectId,
+    handle: root.handle,
+    founder,
+    leaf,
+    role: leaf.body.role,
+    ids: links.map((l) => l.id),
+  };
+}

@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import {
+  claimPairing,
+  generatePairCode,
+  normalizePairCode,
+  PAIR_PENDING,
+  startPairing,
+} from "./pair.ts";
+import { initIdentity } from "./identity.ts";
+
+const uid = Deno.uid()!;
+
+async function withIdentity(fn: (dir: string) => Promise<void>) {
+  const base = Deno.makeTempDirSync();
+  try {
+    const dir = `${base}/.vigo-puddle`;
+    await initIdentity(dir, new TextEncoder().encode("pw"));
+    await fn(dir);
+  } finally {
+    Deno.removeSync(base, { recursive: true });
+  }
+}
+
+Deno.test("pair codes are NNNN-NNNN and spread over the whole range", () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 200; i++) {
+    const code = generatePairCode();
+    assert.match(code, /^\d{4}-\d{4}$/);
+    seen.add(code);
+  }
+  assert.ok(seen.size > 195);
+  assert.equal(normalizePairCode(" 12345678 "), "1234-5678");
+  assert.equal(normalizePairCode("1234-5678"), "1234-5678");
+  assert.equal(normalizePairCode("1234-567"), null);
+  assert.equal(normalizePairCode("abcd-efgh"), null);
+});
+
+Deno.test("a pairing is stored hashed and claimed once", async () => {
+  await withIdentity(async (dir) => {
+    const { code } = await startPairing(dir);
+    const pending = Deno.readTextFileSync(`${dir}/${PAIR_PENDING}`);
+    assert.equal(pending.includes(code), false);
+    assert.equal(pending.includes(code.replace("-", "")), false);
+    assert.equal(Deno.statSync(`${dir}/${PAIR_PENDING}`).mode! & 0o777, 0o600);
+    const first = await claimPairing(dir, uid, code);
+    assert.equal(first.ok, true);
+    if (first.ok) {
+      assert.equal(first.wrapped.length, 87);
+      assert.equal(first.salt.length, 16);
+      assert.match(first.pubkey, /^ed25519:[0-9a-f]{64}$/);
+    }
+    const second = await claimPairing(dir, uid, code);
+    assert.deepEqual(second, { ok: false, reason: "no-pending" });
+  });
+});
+
+Deno.test("a wrong code burns the pairing", async () => {
+  await withIdentity(async (dir) => {
+    const { code } = await startPairing(dir);
+    const wrong = code === "0000-0000" ? "0000-0001" : "0000-0000";
+    assert.deepEqual(await claimPairing(dir, uid, wrong), {
+      ok: false,
+      reason: "mismatch",
+    });
+    assert.deepEqual(await claimPairing(dir, uid, code), {
+      ok: false,
+      reason: "no-pending",
+    });
+  });
+});
+
+Deno.test("an expired code is refused and removed", async () => {
+  await withIdentity(async (dir) => {
+    const { code } = await startPairing(dir, new Date(Date.now() - 301_000));
+    assert.deepEqual(await claimPairing(dir, uid, code), {
+      ok: false,
+      reason: "expired",
+    });
+    assert.throws(() => Deno.statSync(`${dir}/${PAIR_PENDING}`));
+  });
+});
+
+Deno.test("claims refuse files owned by someone else or symlinked", async () => {
+  await withIdentity(async (dir) => {
+    const { code } = await startPairing(dir);
+    assert.deepEqual(await claimPairing(dir, uid + 1, code), {
+      ok: false,
+      reason: "damaged",
+    });
+    const again = await startPairing(dir);
+    Deno.renameSync(`${dir}/identity.wrapped`, `${dir}/real.wrapped`);
+    Deno.symlinkSync(`${dir}/real.wrapped`, `${dir}/identity.wrapped`);
+    assert.deepEqual(await claimPairing(dir, uid, again.code), {
+      ok: false,
+      reason: "no-identity",
+    });
+  });
+});

@@ -1,0 +1,441 @@
+/**
+ * Gitback end to end on one envoy: real git through git-remote-gitback and
+ * the agent's socket, three real Unix users, token chains and revocation.
+ */
+
+import assert from "node:assert/strict";
+import { type Fleet, fleetDown, fleetUp } from "../scripts/fleet.ts";
+import { VIGO, vigo } from "./support/cli.ts";
+import {
+  CAN_CREATE_USERS,
+  createUser,
+  deleteUser,
+  runAs,
+  type TestUser,
+} from "./support/unix_users.ts";
+import { writePolicies } from "../src/agent/policy.ts";
+
+const PASS = "gitback passphrase";
+
+function sh(cmd: string[], cwd: string, env: Record<string, string>) {
+  const out = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    cwd,
+    env,
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .outputSync();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+function mustSh(cmd: string[], cwd: string, env: Record<string, string>) {
+  const result = sh(cmd, cwd, env);
+  assert.equal(result.code, 0, `${cmd.join(" ")}: ${result.stderr}`);
+  return result.stdout;
+}
+
+const GIT_IDENTITY = {
+  GIT_AUTHOR_NAME: "Test",
+  GIT_AUTHOR_EMAIL: "test@example.invalid",
+  GIT_COMMITTER_NAME: "Test",
+  GIT_COMMITTER_EMAIL: "test@example.invalid",
+};
+
+Deno.test({
+  name: "gitback: found, invite, clone, push, fetch, refuse, revoke",
+  ignore: !CAN_CREATE_USERS,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async (t) => {
+    const dir = Deno.makeTempDirSync({ prefix: "vigo-gitback-" });
+    Deno.chmodSync(dir, 0o755);
+    const users: TestUser[] = [];
+    let fleet: Fleet | undefined;
+    try {
+      fleet = await fleetUp(`${dir}/fleet`, {
+        envoys: 1,
+        firstAddress: 20 + Math.floor(Math.random() * 200),
+      });
+      const [a] = fleet.envoys;
+      const paths = {
+        root: a.root,
+        etc: `${a.root}/etc/vigo`,
+        varLib: `${a.root}/var/lib/vigo`,
+        varRun: `${a.root}/var/run/vigo`,
+      };
+      // git finds the remote helper on PATH.
+      const bin = `${dir}/bin`;
+      Deno.mkdirSync(bin);
+      Deno.symlinkSync(VIGO, `${bin}/git-remote-gitback`);
+      Deno.chmodSync(`${dir}/fleet`, 0o755);
+      for (const p of [a.root, `${a.root}/var`, `${a.root}/var/run`]) {
+        Deno.chmodSync(p, 0o755);
+      }
+      const founderEnv = {
+        ...a.env,
+        ...GIT_IDENTITY,
+        PATH: `${bin}:${a.env.PATH}`,
+      };
+
+      const bob = createUser(dir, "vgtb");
+      users.push(bob);
+      const eve = createUser(dir, "vgte");
+      users.push(eve);
+      for (const u of [bob, eve]) {
+        Object.assign(u.env, GIT_IDENTITY, {
+          VIGO_ROOT: a.root,
+          PATH: `${bin}:${u.env.PATH}`,
+        });
+      }
+      writePolicies(paths, [
+        { user: bob.name, home: bob.home, puddle: true, gitback: true },
+        { user: eve.name, home: eve.home, puddle: true, gitback: false },
+      ], "test");
+
+      // The founder (the fleet's user) creates a puddle and a sample repo.
+      assert.equal(
+        (await vigo(a.env, ["swarm", "puddle", "init"], `${PASS}\n${PASS}\n`))
+          .code,
+        0,
+      );
+      assert.equal(
+        (await vigo(a.env, ["swarm", "puddle", "unlock"], `${PASS}\n`)).code,
+        0,
+      );
+      const work = `${dir}/sample`;
+      Deno.mkdirSync(work);
+      mustSh(["git", "init", "--quiet", "-b", "main"], work, founderEnv);
+      Deno.writeTextFileSync(`${work}/README`, "hello swarm\n");
+      mustSh(["git", "add", "README"], work, founderEnv);
+      mustSh(["git", "commit", "--quiet", "-m", "first"], work, founderEnv);
+      mustSh(["git", "tag", "v1"], work, founderEnv);
+
+      let projectId = "";
+      let url = "";
+      await t.step(
+        "project init founds the project and pushes the work tree",
+        async () => {
+          const result = await vigo(founderEnv, [
+            "swarm",
+            "gitback",
+            "project",
+            "init",
+            "sample",
+            "--repo",
+            work,
+          ]);
+          assert.equal(result.code, 0, result.stderr);
+          url = /URL: +(gitback:\/\/\S+)/.exec(result.stdout)![1];
+          projectId = url.slice("gitback://".length, "gitback://".length + 64);
+          assert.match(result.stdout, /Published/);
+          const bare =
+            `${a.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`;
+          assert.equal(Deno.statSync(bare).mode! & 0o777, 0o700);
+          const refs = mustSh(
+            ["git", "-C", bare, "for-each-ref", "--format=%(refname)"],
+            dir,
+            founderEnv,
+          );
+          assert.match(refs, /refs\/heads\/main/);
+          assert.match(refs, /refs\/tags\/v1/);
+          const state = `${a.home}/.vigo-gitback/${projectId}`;
+          assert.equal(Deno.statSync(state).mode! & 0o777, 0o700);
+          assert.equal(
+            Deno.statSync(`${state}/tokens.json`).mode! & 0o777,
+            0o600,
+          );
+          const list = await vigo(a.env, [
+            "swarm",
+            "gitback",
+            "project",
+            "list",
+            "--json",
+          ]);
+          assert.equal(JSON.parse(list.stdout)[0].project_id, projectId);
+        },
+      );
+
+      let bobToken = "";
+      await t.step(
+        "a second user joins with an invitation, clones and pushes",
+        async () => {
+          assert.equal(
+            (await runAs(
+              bob,
+              [VIGO, "swarm", "puddle", "init"],
+              `${PASS}\n${PASS}\n`,
+            )).code,
+            0,
+          );
+          assert.equal(
+            (await runAs(bob, [VIGO, "swarm", "puddle", "unlock"], `${PASS}\n`))
+              .code,
+            0,
+          );
+          const bobKey = (await runAs(bob, [VIGO, "swarm", "puddle", "pubkey"]))
+            .stdout.trim();
+          const invite = await vigo(a.env, [
+            "swarm",
+            "gitback",
+            "project",
+            "invite",
+            "sample",
+            "--puddle",
+            bobKey,
+            "--role",
+            "member",
+          ]);
+          assert.equal(invite.code, 0, invite.stderr);
+          bobToken = /token ([0-9a-f]{64})/.exec(invite.stderr)![1];
+          const invitation = `${bob.home}/invite.json`;
+          Deno.writeTextFileSync(invitation, invite.stdout);
+          Deno.chownSync(invitation, bob.uid, bob.uid);
+
+          const eveInit = await runAs(
+            eve,
+            [VIGO, "swarm", "puddle", "init"],
+            `${PASS}\n${PASS}\n`,
+          );
+          assert.equal(eveInit.code, 0, eveInit.stderr);
+
+          const join = await runAs(bob, [
+            VIGO,
+            "swarm",
+            "gitback",
+            "project",
+            "join",
+            projectId,
+            "--invitation",
+            invitation,
+          ]);
+          assert.equal(join.code, 0, join.stderr);
+          const clone = await runAs(bob, [
+            "git",
+            "clone",
+            "--quiet",
+            url,
+            `${bob.home}/sample`,
+          ]);
+          assert.equal(clone.code, 0, clone.stderr);
+          assert.equal(
+            Deno.readTextFileSync(`${bob.home}/sample/README`),
+            "hello swarm\n",
+          );
+          Deno.writeTextFileSync(`${bob.home}/sample/BOB`, "from bob\n");
+          Deno.chownSync(`${bob.home}/sample/BOB`, bob.uid, bob.uid);
+          for (
+            const cmd of [["add", "BOB"], ["commit", "--quiet", "-m", "bob"], [
+              "push",
+              "--quiet",
+              "origin",
+              "main",
+            ]]
+          ) {
+            const r = await runAs(bob, [
+              "git",
+              "-C",
+              `${bob.home}/sample`,
+              ...cmd,
+            ]);
+            assert.equal(r.code, 0, `git ${cmd[0]}: ${r.stderr}`);
+          }
+          // The founder fetches bob's commit.
+          mustSh(["git", "fetch", "--quiet", "swarm"], work, founderEnv);
+          assert.match(
+            mustSh(
+              ["git", "log", "--format=%s", "swarm/main"],
+              work,
+              founderEnv,
+            ),
+            /^bob$/m,
+          );
+        },
+      );
+
+      await t.step(
+        "wrong invitations are refused and change nothing",
+        async () => {
+          const invite = await vigo(a.env, [
+            "swarm",
+            "gitback",
+            "project",
+            "invite",
+            "sample",
+            "--puddle",
+            "ed25519:" + "ab".repeat(32),
+            "--role",
+            "member",
+          ]);
+          assert.equal(invite.code, 0, invite.stderr);
+          const file = `${bob.home}/other.json`;
+          Deno.writeTextFileSync(file, invite.stdout);
+          Deno.chownSync(file, bob.uid, bob.uid);
+          const before =
+            [...Deno.readDirSync(`${bob.home}/.vigo-gitback`)].length;
+          const notMine = await runAs(bob, [
+            VIGO,
+            "swarm",
+            "gitback",
+            "project",
+            "join",
+            projectId,
+            "--invitation",
+            file,
+          ]);
+          assert.equal(notMine.code, 1);
+          assert.match(notMine.stderr, /does not verify/);
+          const wrongProject = await runAs(bob, [
+            VIGO,
+            "swarm",
+            "gitback",
+            "project",
+            "join",
+            "f".repeat(64),
+            "--invitation",
+            file,
+          ]);
+          assert.equal(wrongProject.code, 1);
+          assert.match(wrongProject.stderr, /is for project/);
+          Deno.writeTextFileSync(file, "{not json");
+          const malformed = await runAs(bob, [
+            VIGO,
+            "swarm",
+            "gitback",
+            "project",
+            "join",
+            projectId,
+            "--invitation",
+            file,
+          ]);
+          assert.equal(malformed.code, 1);
+          assert.match(malformed.stderr, /not valid JSON/);
+          assert.equal(
+            [...Deno.readDirSync(`${bob.home}/.vigo-gitback`)].length,
+            before,
+          );
+        },
+      );
+
+      await t.step(
+        "a user without the usercrate flag or a token is refused",
+        async () => {
+          const gated = await runAs(eve, [
+            VIGO,
+            "swarm",
+            "gitback",
+            "project",
+            "list",
+          ]);
+          assert.equal(gated.code, 1);
+          assert.match(gated.stderr, /gitback is not enabled for user vgte/);
+          writePolicies(paths, [{
+            user: eve.name,
+            home: eve.home,
+            puddle: true,
+            gitback: true,
+          }], "test");
+          assert.equal(
+            (await runAs(eve, [VIGO, "swarm", "puddle", "unlock"], `${PASS}\n`))
+              .code,
+            0,
+          );
+          const noToken = await runAs(eve, [
+            "git",
+            "clone",
+            "--quiet",
+            url,
+            `${eve.home}/sample`,
+          ]);
+          assert.notEqual(noToken.code, 0);
+          assert.match(noToken.stderr, /you hold no token for project/);
+          // Holding someone else's chain is not enough: the key must sign.
+          const stolen = `${eve.home}/.vigo-gitback/${projectId}`;
+          Deno.mkdirSync(stolen, { recursive: true });
+          Deno.copyFileSync(
+            `${bob.home}/.vigo-gitback/${projectId}/tokens.json`,
+            `${stolen}/tokens.json`,
+          );
+          for (
+            const p of [
+              `${eve.home}/.vigo-gitback`,
+              stolen,
+              `${stolen}/tokens.json`,
+            ]
+          ) Deno.chownSync(p, eve.uid, eve.uid);
+          const impostor = await runAs(eve, [
+            "git",
+            "clone",
+            "--quiet",
+            url,
+            `${eve.home}/sample2`,
+          ]);
+          assert.notEqual(impostor.code, 0);
+          assert.match(impostor.stderr, /not signed by the token's subject/);
+        },
+      );
+
+      await t.step("a revoked member is refused after the sweep", async () => {
+        const revoke = await vigo(a.env, [
+          "swarm",
+          "gitback",
+          "project",
+          "revoke",
+          "sample",
+          "--token-id",
+          bobToken,
+          "--reason",
+          "test",
+        ]);
+        assert.equal(revoke.code, 0, revoke.stderr);
+        const stored =
+          `${a.root}/var/lib/vigo/swarm/gitback/envelopes/${projectId}/revokes/${bobToken}.json`;
+        for (let i = 0; i < 100; i++) {
+          try {
+            Deno.statSync(stored);
+            break;
+          } catch {
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+        Deno.statSync(stored);
+        const fetch = await runAs(bob, [
+          "git",
+          "-C",
+          `${bob.home}/sample`,
+          "fetch",
+          "origin",
+        ]);
+        assert.notEqual(fetch.code, 0);
+        assert.match(fetch.stderr, /revoked/);
+        // The founder is unaffected.
+        mustSh(["git", "fetch", "--quiet", "swarm"], work, founderEnv);
+      });
+
+      await t.step(
+        "status shows the envoy-wide view through the agent",
+        async () => {
+          const status = await vigo(a.env, ["swarm", "gitback", "status"]);
+          assert.equal(status.code, 0, status.stderr);
+          assert.match(
+            status.stdout,
+            /projects: +1 \(1 with a local bare repo\)/,
+          );
+          assert.match(status.stdout, /sample +swarm-wide +\d+ ref\(s\)/);
+          assert.match(status.stdout, /1 revoke\(s\)/);
+          assert.match(status.stdout, /socket present/);
+          assert.doesNotMatch(status.stdout, /partial data/);
+        },
+      );
+    } finally {
+      for (const user of users) deleteUser(user);
+      if (fleet) await fleetDown(`${dir}/fleet`);
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
