@@ -393,7 +393,7 @@ Deno.test("the helper locks itself after the idle timeout", async () => {
   });
 });
 
-Deno.test("the helper locks itself when the unlocking shell exits", async () => {
+Deno.test("the helper stays while the unlocking shell lives and locks when it exits", async () => {
   await withUser(async (user) => {
     await init(user);
     // A shell runs unlock and then lingers; killing it must lock the puddle.
@@ -415,6 +415,12 @@ Deno.test("the helper locks itself when the unlocking shell exits", async () => 
       }
     }
     assert.ok(pid > 0, "helper started");
+    // While the shell lives, the watchdog (every 10 s) keeps the session.
+    await new Promise((r) => setTimeout(r, 11_000));
+    assert.ok(
+      !processGone(pid),
+      "helper outlives a watchdog tick while its shell lives",
+    );
     shell.kill("SIGKILL");
     await shell.status;
     let gone = false;

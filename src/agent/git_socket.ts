@@ -26,6 +26,7 @@ import {
   bareRepoPath,
   ensureBareRepo,
   listRefs,
+  repairHead,
   tombstonePath,
 } from "../gitback/repo.ts";
 import {
@@ -296,8 +297,10 @@ async function runService(
     });
     return;
   }
-  if (pushing && before && options.onPush) {
+  if (pushing && before) {
     const after = await listRefs(repo);
+    await repairHead(repo, after);
+    if (!options.onPush) return;
     const changed = after.size !== before.size ||
       [...after].some(([ref, id]) => before.get(ref) !== id);
     if (changed) options.onPush(request.project_id, before, after);
@@ -311,7 +314,9 @@ export async function startGitSocket(
   const path = gitSocketPath(options.config);
   Deno.mkdirSync(options.config.paths.varRun, { recursive: true, mode: 0o755 });
   removeIfExists(path);
-  const server = net.createServer((socket) => {
+  // Half-open: git closes its side after sending a pack and still waits
+  // for receive-pack's report on ours.
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     serveConnection(socket, options).catch((error) => {
       options.log.error("git socket failure", {
         error: (error as Error).message,

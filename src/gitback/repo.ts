@@ -111,3 +111,22 @@ export function diskUsage(dir: string): number {
   }
   return total;
 }
+
+/**
+ * Points HEAD of a bare repository at an existing branch when it names one
+ * that does not exist (a fresh repository's default), so clones check out
+ * what was pushed: `main` or `master` when present, else the first branch.
+ */
+export async function repairHead(
+  repo: string,
+  refs: Map<string, string>,
+): Promise<void> {
+  const head = (await git(["-C", repo, "symbolic-ref", "HEAD"])).trim();
+  if (refs.has(head)) return;
+  const branches = [...refs.keys()].filter((r) => r.startsWith("refs/heads/"))
+    .sort();
+  const pick =
+    ["refs/heads/main", "refs/heads/master"].find((r) => refs.has(r)) ??
+      branches[0];
+  if (pick) await git(["-C", repo, "symbolic-ref", "HEAD", pick]);
+}

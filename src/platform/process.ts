@@ -5,22 +5,32 @@
  */
 
 /**
- * True when `pid` names a live (non-zombie) process. Reads `/proc`, so it
- * needs no permission to signal the process.
+ * True when `pid` names a live (non-zombie) process. Reads `/proc` where
+ * Deno allows it (it grants other processes' `/proc` entries only with
+ * --allow-all); otherwise asks `kill -0`, which needs just --allow-run=kill.
  */
 export function pidAlive(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
     // The state letter follows the parenthesised command name.
-    const state = stat.slice(
-      stat.lastIndexOf(")") + 2,
-      stat.lastIndexOf(")") + 3,
-    );
+    const at = stat.lastIndexOf(")") + 2;
+    const state = stat.slice(at, at + 1);
     return state !== "Z" && state !== "X";
-  } catch {
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) return killZero(pid);
     return false;
   }
+}
+
+function killZero(pid: number): boolean {
+  const out = new Deno.Command("kill", {
+    args: ["-0", String(pid)],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).outputSync();
+  return out.success;
 }
 
 /** Waits until `pid` is gone or `timeoutMs` passes; true when it is gone. */
