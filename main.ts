@@ -6,13 +6,10 @@
  */
 
 import process from "node:process";
-import { runRemoteHelper } from "./src/gitback/remote_helper.ts";
-import { runPuddle } from "./src/cli/puddle.ts";
 import { reportError, UsageError } from "./src/cli/errors.ts";
-import { runConfig } from "./src/cli/config.ts";
-import { runGitback } from "./src/cli/gitback.ts";
-import { runAgentCommand } from "./src/cli/agent.ts";
-import { runCa } from "./src/cli/ca.ts";
+
+// Each face loads only its own modules: git starts the remote helper for
+// every fetch and push, so its start-up time is on the hot path.
 
 const USAGE = `usage: vigo <command>
 
@@ -41,8 +38,12 @@ async function runVigo(args: string[]): Promise<number> {
   switch (command) {
     case "swarm": {
       const [group, ...verbs] = rest;
-      if (group === "puddle") return await runPuddle(verbs);
-      if (group === "gitback") return await runGitback(verbs);
+      if (group === "puddle") {
+        return await (await import("./src/cli/puddle.ts")).runPuddle(verbs);
+      }
+      if (group === "gitback") {
+        return await (await import("./src/cli/gitback.ts")).runGitback(verbs);
+      }
       throw new UsageError(
         group === undefined
           ? "`vigo swarm` needs a subsystem."
@@ -51,11 +52,11 @@ async function runVigo(args: string[]): Promise<number> {
       );
     }
     case "config":
-      return runConfig(rest);
+      return (await import("./src/cli/config.ts")).runConfig(rest);
     case "agent":
-      return await runAgentCommand(rest);
+      return await (await import("./src/cli/agent.ts")).runAgentCommand(rest);
     case "ca":
-      return await runCa(rest);
+      return await (await import("./src/cli/ca.ts")).runCa(rest);
     case "version":
     case "--version":
       console.log(`vigo ${VERSION}`);
@@ -77,7 +78,12 @@ async function runVigo(args: string[]): Promise<number> {
 /** Entry point: dispatches on argv0 and turns errors into exit codes. */
 export async function main(argv0: string, args: string[]): Promise<number> {
   try {
-    if (faceFor(argv0) === "remote-helper") return await runRemoteHelper(args);
+    if (faceFor(argv0) === "remote-helper") {
+      const { runRemoteHelper } = await import(
+        "./src/gitback/remote_helper.ts"
+      );
+      return await runRemoteHelper(args);
+    }
     return await runVigo(args);
   } catch (error) {
     return reportError(error);
