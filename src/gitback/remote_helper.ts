@@ -135,6 +135,16 @@ async function connectService(
   return { conn, carry: carry.bytes };
 }
 
+async function writeAll(
+  to: { write(p: Uint8Array): Promise<number> },
+  bytes: Uint8Array,
+) {
+  let written = 0;
+  while (written < bytes.length) {
+    written += await to.write(bytes.subarray(written));
+  }
+}
+
 /** Passes bytes both ways until both directions are done. */
 async function bridge(
   conn: Deno.UnixConn,
@@ -155,8 +165,14 @@ async function bridge(
     await conn.closeWrite().catch(() => {});
   })();
   const fromAgent = (async () => {
-    if (carry.length > 0) await Deno.stdout.write(carry);
-    await conn.readable.pipeTo(Deno.stdout.writable, { preventClose: true });
+    if (carry.length > 0) await writeAll(Deno.stdout, carry);
+    // A plain loop with a large buffer moves packs faster than streams.
+    const buffer = new Uint8Array(1024 * 1024);
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      await writeAll(Deno.stdout, buffer.subarray(0, n));
+    }
   })();
   await fromAgent;
   // Once the service has finished, git has nothing more to say to it.
