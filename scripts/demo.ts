@@ -10,7 +10,9 @@ import { SessionClient } from "../src/puddle/session/client.ts";
 import { parsePublicKey } from "../src/crypto/ed25519.ts";
 import { toHex } from "../src/crypto/hex.ts";
 import { verifyWithContext } from "../src/crypto/signed.ts";
-import { fleetDown, fleetUp } from "./fleet.ts";
+import { type Envoy, fleetDown, fleetUp } from "./fleet.ts";
+import { writePolicies } from "../src/agent/policy.ts";
+import { createUser, deleteUser, runAs } from "../tests/support/unix_users.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const VIGO = `${REPO}/scripts/vigo`;
@@ -43,7 +45,11 @@ async function run(
   await writer.close();
   const out = await child.output();
   const stdout = new TextDecoder().decode(out.stdout);
-  const text = stdout + new TextDecoder().decode(out.stderr);
+  // An invitation is a page of JSON; the story needs only its size.
+  const shown = args.includes("invite")
+    ? `(invitation JSON on stdout, ${stdout.length} bytes)\n`
+    : stdout;
+  const text = shown + new TextDecoder().decode(out.stderr);
   console.log(text.trimEnd().split("\n").map((l) => `  ${l}`).join("\n"));
   if (!out.success) throw new Error(`\`vigo ${args.join(" ")}\` failed`);
   return stdout;
@@ -242,10 +248,201 @@ async function fleetStory(base: string) {
 
     say("envoy-a keeps a local record of the envoys it paired.");
     await run(a.env, ["swarm", "puddle", "members"]);
+
+    await gitbackStory(base, fleet.envoys[0]);
     say("Done.");
   } finally {
     await fleetDown(dir);
   }
+}
+
+/** Part three: a project founded from a repo, a second puddle invited. */
+async function gitbackStory(base: string, a: Envoy) {
+  console.log(bold("\nvigo swarm demo, part three: git over the swarm"));
+  const bin = `${base}/bin`;
+  Deno.mkdirSync(bin, { recursive: true });
+  Deno.symlinkSync(VIGO, `${bin}/git-remote-gitback`);
+  const gitIdentity = {
+    GIT_AUTHOR_NAME: "Dan",
+    GIT_AUTHOR_EMAIL: "dan@example.invalid",
+    GIT_COMMITTER_NAME: "Dan",
+    GIT_COMMITTER_EMAIL: "dan@example.invalid",
+  };
+  const env = { ...a.env, ...gitIdentity, PATH: `${bin}:${a.env.PATH}` };
+  const git = (args: string[], cwd: string, e = env) => {
+    const out = new Deno.Command("git", {
+      args,
+      cwd,
+      env: e,
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .outputSync();
+    if (!out.success) {
+      throw new Error(
+        `git ${args[0]}: ${new TextDecoder().decode(out.stderr)}`,
+      );
+    }
+    return new TextDecoder().decode(out.stdout);
+  };
+
+  say("Dan unlocks on envoy-a and founds a project from a sample repository.");
+  await run(
+    a.env,
+    ["swarm", "puddle", "unlock"],
+    `${PASSPHRASE}\n`,
+    "printf '<passphrase>\\n' | ",
+  );
+  const work = `${base}/vigo-web`;
+  Deno.mkdirSync(work);
+  git(["init", "--quiet", "-b", "main"], work);
+  Deno.writeTextFileSync(`${work}/README.md`, "# vigo-web\n");
+  git(["add", "README.md"], work);
+  git(["commit", "--quiet", "-m", "Start vigo-web"], work);
+  const founded = await runIn(env, work, [
+    "swarm",
+    "gitback",
+    "project",
+    "init",
+    "vigo-web",
+  ]);
+  const url = /URL: +(\S+)/.exec(founded)![1];
+  const projectId = url.slice("gitback://".length, "gitback://".length + 64);
+
+  // Ann is another Unix user on envoy-a, with a puddle of her own.
+  const ann = createUser(base, "ann");
+  try {
+    Object.assign(ann.env, gitIdentity, {
+      VIGO_ROOT: a.root,
+      PATH: `${bin}:${ann.env.PATH}`,
+      GIT_AUTHOR_NAME: "Ann",
+    });
+    writePolicies(
+      {
+        root: a.root,
+        etc: `${a.root}/etc/vigo`,
+        varLib: `${a.root}/var/lib/vigo`,
+        varRun: `${a.root}/var/run/vigo`,
+      },
+      [{ user: ann.name, home: ann.home, puddle: true, gitback: true }],
+      "demo",
+    );
+    for (
+      const p of [
+        base,
+        `${base}/fleet`,
+        a.root,
+        `${a.root}/var`,
+        `${a.root}/var/run`,
+      ]
+    ) Deno.chmodSync(p, 0o755);
+    await runAs(
+      ann,
+      [VIGO, "swarm", "puddle", "init"],
+      `${PASSPHRASE}\n${PASSPHRASE}\n`,
+    );
+    await runAs(ann, [VIGO, "swarm", "puddle", "unlock"], `${PASSPHRASE}\n`);
+    const annKey = (await runAs(ann, [VIGO, "swarm", "puddle", "pubkey"]))
+      .stdout.trim();
+
+    say(`Dan invites Ann's puddle (${annKey.slice(0, 20)}…) as a member.`);
+    const invitation = await run(a.env, [
+      "swarm",
+      "gitback",
+      "project",
+      "invite",
+      "vigo-web",
+      "--puddle",
+      annKey,
+      "--role",
+      "member",
+    ]);
+    Deno.writeTextFileSync(`${ann.home}/invite.json`, invitation);
+    Deno.chownSync(`${ann.home}/invite.json`, ann.uid, ann.uid);
+
+    say("Ann joins with the invitation, clones, commits and pushes.");
+    const show = async (argv: string[], shown: string) => {
+      console.log(bold(`$ ${shown}`));
+      const r = await runAs(ann, argv);
+      const text = (r.stdout + r.stderr).trimEnd();
+      if (text) console.log(text.split("\n").map((l) => `  ${l}`).join("\n"));
+      if (r.code !== 0) throw new Error(`${shown} failed`);
+    };
+    await show(
+      [
+        VIGO,
+        "swarm",
+        "gitback",
+        "project",
+        "join",
+        projectId,
+        "--invitation",
+        `${ann.home}/invite.json`,
+      ],
+      `vigo swarm gitback project join ${
+        projectId.slice(0, 12)
+      }… --invitation invite.json`,
+    );
+    await show(
+      ["git", "clone", "--quiet", url, `${ann.home}/vigo-web`],
+      `git clone gitback://${projectId.slice(0, 12)}…/vigo-web`,
+    );
+    Deno.writeTextFileSync(`${ann.home}/vigo-web/NOTES.md`, "Ann was here.\n");
+    Deno.chownSync(`${ann.home}/vigo-web/NOTES.md`, ann.uid, ann.uid);
+    await show(
+      ["git", "-C", `${ann.home}/vigo-web`, "add", "NOTES.md"],
+      "git add NOTES.md",
+    );
+    await show([
+      "git",
+      "-C",
+      `${ann.home}/vigo-web`,
+      "commit",
+      "--quiet",
+      "-m",
+      "Add notes",
+    ], "git commit -m 'Add notes'");
+    await show([
+      "git",
+      "-C",
+      `${ann.home}/vigo-web`,
+      "push",
+      "--quiet",
+      "origin",
+      "main",
+    ], "git push");
+
+    say("Dan fetches Ann's commit through the swarm.");
+    git(["fetch", "--quiet", "swarm"], work);
+    console.log(
+      git(["log", "--format=  %h %an: %s", "swarm/main"], work).trimEnd(),
+    );
+    await run(a.env, ["swarm", "gitback", "status"]);
+  } finally {
+    deleteUser(ann);
+  }
+}
+
+async function runIn(
+  env: Record<string, string>,
+  cwd: string,
+  args: string[],
+): Promise<string> {
+  console.log(bold(`$ vigo ${args.join(" ")}`));
+  const out = await new Deno.Command(VIGO, {
+    args,
+    cwd,
+    env,
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) +
+    new TextDecoder().decode(out.stderr);
+  console.log(text.trimEnd().split("\n").map((l) => `  ${l}`).join("\n"));
+  if (!out.success) throw new Error(`vigo ${args.join(" ")} failed`);
+  return new TextDecoder().decode(out.stdout);
 }
 
 await main();
