@@ -4,7 +4,13 @@
  */
 
 import assert from "node:assert/strict";
-import { type Fleet, fleetDown, fleetUp } from "../scripts/fleet.ts";
+import {
+  type Fleet,
+  fleetDown,
+  fleetUp,
+  startAgent,
+  stopAgent,
+} from "../scripts/fleet.ts";
 import { VIGO, vigo } from "./support/cli.ts";
 import {
   CAN_CREATE_USERS,
@@ -325,6 +331,9 @@ Deno.test({
       await t.step(
         "a user without the usercrate flag or a token is refused",
         async () => {
+          const clone = (dest: string) =>
+            runAs(eve, ["git", "clone", "--quiet", url, `${eve.home}/${dest}`]);
+          // The CLI refuses gitback verbs without the usercrate flag.
           const gated = await runAs(eve, [
             VIGO,
             "swarm",
@@ -334,27 +343,17 @@ Deno.test({
           ]);
           assert.equal(gated.code, 1);
           assert.match(gated.stderr, /gitback is not enabled for user vgte/);
-          writePolicies(paths, [{
-            user: eve.name,
-            home: eve.home,
-            puddle: true,
-            gitback: true,
-          }], "test");
-          assert.equal(
-            (await runAs(eve, [VIGO, "swarm", "puddle", "unlock"], `${PASS}\n`))
-              .code,
-            0,
+          const unlock = await runAs(
+            eve,
+            [VIGO, "swarm", "puddle", "unlock"],
+            `${PASS}\n`,
           );
-          const noToken = await runAs(eve, [
-            "git",
-            "clone",
-            "--quiet",
-            url,
-            `${eve.home}/sample`,
-          ]);
+          assert.equal(unlock.code, 0, unlock.stderr);
+          // No token at all.
+          const noToken = await clone("sample0");
           assert.notEqual(noToken.code, 0);
           assert.match(noToken.stderr, /you hold no token for project/);
-          // Holding someone else's chain is not enough: the key must sign.
+          // Eve gets hold of bob's chain.
           const stolen = `${eve.home}/.vigo-gitback/${projectId}`;
           Deno.mkdirSync(stolen, { recursive: true });
           Deno.copyFileSync(
@@ -367,16 +366,28 @@ Deno.test({
               stolen,
               `${stolen}/tokens.json`,
             ]
-          ) Deno.chownSync(p, eve.uid, eve.uid);
-          const impostor = await runAs(eve, [
-            "git",
-            "clone",
-            "--quiet",
-            url,
-            `${eve.home}/sample2`,
-          ]);
+          ) {
+            Deno.chownSync(p, eve.uid, eve.uid);
+          }
+          // The agent itself refuses a user without the flag.
+          const flagOff = await clone("sample1");
+          assert.notEqual(flagOff.code, 0);
+          assert.match(flagOff.stderr, /gitback is not enabled for user vgte/);
+          writePolicies(paths, [{
+            user: eve.name,
+            home: eve.home,
+            puddle: true,
+            gitback: true,
+          }], "test");
+          // With the flag, holding someone else's chain is still not enough:
+          // the token's key must sign the agent's challenge.
+          const impostor = await clone("sample2");
           assert.notEqual(impostor.code, 0);
           assert.match(impostor.stderr, /not signed by the token's subject/);
+          assert.match(
+            Deno.readTextFileSync(a.log),
+            /WARN git socket signature failure user=vgte/,
+          );
         },
       );
 
@@ -430,6 +441,156 @@ Deno.test({
           assert.match(status.stdout, /1 revoke\(s\)/);
           assert.match(status.stdout, /socket present/);
           assert.doesNotMatch(status.stdout, /partial data/);
+        },
+      );
+
+      await t.step(
+        "without the agent, status says so and marks its data partial",
+        async () => {
+          await stopAgent(fleet!, a);
+          const status = await vigo(a.env, ["swarm", "gitback", "status"]);
+          assert.equal(status.code, 0, status.stderr);
+          assert.match(status.stdout, /socket absent/);
+          assert.match(status.stdout, /partial data:/);
+          await startAgent(fleet!, a);
+        },
+      );
+
+      await t.step("project push re-publishes the work tree", async () => {
+        mustSh(
+          ["git", "merge", "--quiet", "--ff-only", "swarm/main"],
+          work,
+          founderEnv,
+        );
+        Deno.writeTextFileSync(`${work}/CHANGES`, "more\n");
+        mustSh(["git", "add", "CHANGES"], work, founderEnv);
+        mustSh(["git", "commit", "--quiet", "-m", "more"], work, founderEnv);
+        const push = await vigo(founderEnv, [
+          "swarm",
+          "gitback",
+          "project",
+          "push",
+          "sample",
+          "--repo",
+          work,
+        ]);
+        assert.equal(push.code, 0, push.stderr);
+        assert.match(push.stdout, /Pushed/);
+        const bare =
+          `${a.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`;
+        assert.match(
+          mustSh(
+            ["git", "-C", bare, "log", "--format=%s", "main"],
+            dir,
+            founderEnv,
+          ),
+          /^more$/m,
+        );
+      });
+
+      await t.step(
+        "leave queues a signed LEAVE that the sweep stores",
+        async () => {
+          // Bob's earlier session ended with the runuser that started it.
+          const unlock = await runAs(
+            bob,
+            [VIGO, "swarm", "puddle", "unlock"],
+            `${PASS}\n`,
+          );
+          assert.equal(unlock.code, 0, unlock.stderr);
+          const leave = await runAs(bob, [
+            VIGO,
+            "swarm",
+            "gitback",
+            "project",
+            "leave",
+            projectId,
+            "--yes",
+          ]);
+          assert.equal(leave.code, 0, leave.stderr);
+          const leaves =
+            `${a.root}/var/lib/vigo/swarm/gitback/envelopes/${projectId}/leaves`;
+          let stored: string[] = [];
+          for (let i = 0; i < 100 && stored.length === 0; i++) {
+            await new Promise((r) => setTimeout(r, 100));
+            try {
+              stored = [...Deno.readDirSync(leaves)].map((e) => e.name);
+            } catch {
+              // Not swept yet.
+            }
+          }
+          assert.equal(stored.length, 1);
+          for (let i = 0; i < 50; i++) {
+            try {
+              Deno.statSync(`${bob.home}/.vigo-gitback/${projectId}`);
+              await new Promise((r) => setTimeout(r, 100));
+            } catch {
+              break;
+            }
+          }
+          assert.throws(() =>
+            Deno.statSync(`${bob.home}/.vigo-gitback/${projectId}`)
+          );
+          const list = await runAs(bob, [
+            VIGO,
+            "swarm",
+            "gitback",
+            "project",
+            "list",
+            "--json",
+          ]);
+          assert.deepEqual(JSON.parse(list.stdout), []);
+        },
+      );
+
+      await t.step(
+        "gc-orphans lists, then removes, bare repos nobody holds",
+        async () => {
+          const orphan = `${a.root}/var/lib/vigo/swarm/gitback/projects/${
+            "e".repeat(64)
+          }.git`;
+          mustSh(["git", "init", "--quiet", "--bare", orphan], dir, founderEnv);
+          const dry = await vigo(a.env, ["swarm", "gitback", "gc-orphans"]);
+          assert.equal(dry.code, 0, dry.stderr);
+          assert.match(dry.stdout, /1 orphan bare repo/);
+          assert.match(dry.stdout, /dry-run — nothing deleted/);
+          Deno.statSync(orphan);
+          const wet = await vigo(a.env, [
+            "swarm",
+            "gitback",
+            "gc-orphans",
+            "--yes",
+          ]);
+          assert.equal(wet.code, 0, wet.stderr);
+          assert.throws(() => Deno.statSync(orphan));
+          // The project the founder holds is untouched.
+          Deno.statSync(
+            `${a.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`,
+          );
+          const asUser = await runAs(bob, [
+            VIGO,
+            "swarm",
+            "gitback",
+            "gc-orphans",
+          ]);
+          assert.equal(asUser.code, 1);
+          assert.match(asUser.stderr, /must run as root/);
+        },
+      );
+
+      await t.step(
+        "purge needs --yes, then wipes the local state",
+        async () => {
+          const dry = await vigo(a.env, ["swarm", "gitback", "purge"]);
+          assert.equal(dry.code, 0);
+          assert.match(dry.stdout, /would remove/);
+          Deno.statSync(`${a.home}/.vigo-gitback`);
+          const wet = await vigo(a.env, ["swarm", "gitback", "purge", "--yes"]);
+          assert.equal(wet.code, 0, wet.stderr);
+          assert.throws(() => Deno.statSync(`${a.home}/.vigo-gitback`));
+          assert.throws(() =>
+            Deno.statSync(`${a.root}/var/lib/vigo/swarm/gitback/projects`)
+          );
         },
       );
     } finally {

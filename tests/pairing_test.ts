@@ -275,6 +275,41 @@ Deno.test({
       );
 
       await t.step(
+        "the agent warns when a session helper dies without locking",
+        async () => {
+          const unlock = await vigo(
+            b.env,
+            ["swarm", "puddle", "unlock"],
+            `${PASS}\n`,
+          );
+          assert.equal(unlock.code, 0, unlock.stderr);
+          const pid = Number(
+            Deno.readTextFileSync(`${b.home}/.vigo-puddle/session.unlocked`),
+          );
+          Deno.kill(pid, "SIGKILL");
+          let log = "";
+          for (let i = 0; i < 100 && !/session helper died/.test(log); i++) {
+            await new Promise((r) => setTimeout(r, 100));
+            log = Deno.readTextFileSync(b.log);
+          }
+          assert.match(
+            log,
+            new RegExp(
+              `WARN session helper died without locking user=${user} pid=${pid}`,
+            ),
+          );
+          // The stale sentinel then reads as locked.
+          const status = await vigo(b.env, [
+            "swarm",
+            "puddle",
+            "status",
+            "--json",
+          ]);
+          assert.equal(JSON.parse(status.stdout).session.state, "locked");
+        },
+      );
+
+      await t.step(
         "the air-gapped path: copy the three files, then unlock",
         async () => {
           const base = Deno.makeTempDirSync({ prefix: "vigo-airgap-" });

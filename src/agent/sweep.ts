@@ -7,6 +7,7 @@
  * @module
  */
 
+import { pidAlive } from "../platform/process.ts";
 import {
   readOwnedFile,
   removeIfExists,
@@ -92,11 +93,42 @@ async function collect(
   return stored;
 }
 
+/**
+ * Warns once about each session helper that died without cleaning up: a
+ * helper removes `session.unlocked` whenever it locks, so a sentinel naming
+ * a dead process means it crashed or was killed.
+ */
+function reportDeadHelpers(
+  config: AgentConfig,
+  log: Logger,
+  reported: Set<string>,
+): void {
+  for (const { user, uid, home } of managedHomes(config)) {
+    let pid: number;
+    try {
+      pid = Number(
+        new TextDecoder().decode(
+          readOwnedFile(`${home}/.vigo-puddle/session.unlocked`, uid, 64),
+        ).trim(),
+      );
+    } catch {
+      continue;
+    }
+    const key = `${user}:${pid}`;
+    if (pid > 0 && !reported.has(key) && !pidAlive(pid)) {
+      reported.add(key);
+      log.warn("session helper died without locking", { user, pid });
+    }
+  }
+}
+
 /** One pass over every managed home. Returns how many envelopes it stored. */
 export async function sweepOnce(
   config: AgentConfig,
   log: Logger,
+  reportedHelpers: Set<string> = new Set(),
 ): Promise<number> {
+  reportDeadHelpers(config, log, reportedHelpers);
   let stored = 0;
   for (const { user, uid, home } of managedHomes(config)) {
     const base = `${home}/.vigo-gitback`;
@@ -142,11 +174,12 @@ export async function sweepOnce(
 /** Runs {@link sweepOnce} every `config.reactors.sweepSeconds`. */
 export function startSweep(config: AgentConfig, log: Logger): { stop(): void } {
   let running = false;
+  const reportedHelpers = new Set<string>();
   const timer = setInterval(async () => {
     if (running) return;
     running = true;
     try {
-      await sweepOnce(config, log);
+      await sweepOnce(config, log, reportedHelpers);
     } catch (error) {
       log.error("sweep failed", { error: (error as Error).message });
     } finally {

@@ -166,8 +166,15 @@ function gcOrphans(args: string[]): number {
   } catch {
     // No agent configuration: passwd homes only.
   }
-  const held = (id: string) =>
-    [...homes].some((home) => exists(`${home}/.vigo-gitback/${id}`));
+  // Homes Deno will not let us look into (/dev, /proc) hold no projects.
+  const holds = (home: string, id: string) => {
+    try {
+      return exists(`${home}/.vigo-gitback/${id}`);
+    } catch {
+      return false;
+    }
+  };
+  const held = (id: string) => [...homes].some((home) => holds(home, id));
   const dir = projectsDir(paths);
   const orphans: {
     id: string;
