@@ -97,11 +97,6 @@ export function verifyBytes(
     return false;
   }
   try {
-    // noble's strict branch: canonical A and R, S < L, small-order A
-    // rejected. Its group equation is the cofactored one, though.
-    if (!ed.verify(signature, message, publicKey, { zip215: false })) {
-      return false;
-    }
     return cofactorlessEquationHolds(publicKey, message, signature);
   } catch {
     return false;
@@ -174,8 +169,10 @@ function cofactorlessEquationHolds(
   const rBytes = signature.subarray(0, 32);
   const s = bytesToBigIntLE(signature.subarray(32, 64));
   if (s >= L) return false;
+  // Strict decoding (zip215 off) refuses non-canonical encodings of A and R.
   const a = ed.Point.fromBytes(publicKey, false);
   const r = ed.Point.fromBytes(rBytes, false);
+  if (a.isSmallOrder()) return false;
   const k = ed.etc.mod(
     bytesToBigIntLE(sha512(ed.etc.concatBytes(rBytes, publicKey, message))),
     L,
