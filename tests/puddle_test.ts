@@ -522,3 +522,43 @@ Deno.test("a crash in the middle of init leaves no partial identity", async () =
     }
   });
 });
+
+Deno.test("on a terminal, passphrases are prompted for and never echoed", async () => {
+  await withUser(async (user) => {
+    // script(1) gives the CLI a real pseudo-terminal.
+    const child = new Deno.Command("script", {
+      args: ["-q", "-e", "-c", `${VIGO} swarm puddle init`, "/dev/null"],
+      env: user.env,
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    let screen = "";
+    const prompts = [/new passphrase: /, /repeat new passphrase: /];
+    const decoder = new TextDecoder();
+    // Type each answer only once its prompt shows, as a person would.
+    for await (const chunk of child.stdout) {
+      screen += decoder.decode(chunk, { stream: true });
+      if (prompts.length > 0 && prompts[0].test(screen)) {
+        prompts.shift();
+        screen = screen.replace(/passphrase: /, "passphrase:\u0000");
+        await writer.write(new TextEncoder().encode("tty-secret\r"));
+      }
+    }
+    await writer.close();
+    const status = await child.status;
+    screen = screen.replaceAll("\u0000", " ");
+    assert.equal(status.code, 0, screen);
+    assert.match(screen, /new passphrase: /);
+    assert.match(screen, /repeat new passphrase: /);
+    assert.doesNotMatch(screen, /tty-secret/);
+    const unlock = await vigo(
+      user.env,
+      ["swarm", "puddle", "unlock"],
+      "tty-secret\n",
+    );
+    assert.equal(unlock.code, 0, unlock.stderr);
+  });
+});
