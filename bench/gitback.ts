@@ -7,6 +7,7 @@
  */
 
 import { fleetDown, fleetUp } from "../scripts/fleet.ts";
+import { runCommand } from "../src/platform/process.ts";
 import { generateSeed } from "../src/crypto/ed25519.ts";
 import { projectId } from "../src/gitback/project_id.ts";
 import {
@@ -31,29 +32,12 @@ async function exec(
   stdin = "",
 ) {
   const start = performance.now();
-  const child = new Deno.Command(cmd, {
-    args,
-    env,
-    cwd,
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(stdin));
-  await writer.close();
-  const out = await child.output();
+  const out = await runCommand(cmd, { args, env, cwd, clearEnv: true, stdin });
   const ms = performance.now() - start;
-  if (!out.success) {
-    throw new Error(
-      `${cmd} ${args.join(" ")} failed: ${
-        new TextDecoder().decode(out.stderr)
-      }`,
-    );
+  if (out.code !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${out.stderr}`);
   }
-  return { ms, stdout: new TextDecoder().decode(out.stdout) };
+  return { ms, stdout: out.stdout };
 }
 
 /** Builds a work tree of FILES incompressible files in ten commits. */

@@ -9,6 +9,7 @@ import { unwrapSeed, wrapSeed } from "../src/crypto/wrap.ts";
 import { generateSeed } from "../src/crypto/ed25519.ts";
 import { signWithContext } from "../src/crypto/signed.ts";
 import { SessionClient } from "../src/puddle/session/client.ts";
+import { runCommand } from "../src/platform/process.ts";
 import { fmt, median, type Section, stats } from "./report.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -29,38 +30,13 @@ function hasArgon2(): boolean {
 
 async function timeNative(args: string[]): Promise<number> {
   const start = performance.now();
-  const child = new Deno.Command("argon2", {
-    args,
-    stdin: "piped",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode("benchmark passphrase"));
-  await writer.close();
-  await child.status;
+  await runCommand("argon2", { args, stdin: "benchmark passphrase" });
   return performance.now() - start;
 }
 
 async function run(env: Record<string, string>, args: string[], stdin = "") {
-  const child = new Deno.Command(VIGO, {
-    args,
-    env,
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "null",
-    stderr: "piped",
-  })
-    .spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(stdin));
-  await writer.close();
-  const out = await child.output();
-  if (!out.success) {
-    throw new Error(
-      `vigo ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
-    );
-  }
+  const out = await runCommand(VIGO, { args, env, clearEnv: true, stdin });
+  if (out.code !== 0) throw new Error(`vigo ${args.join(" ")}: ${out.stderr}`);
 }
 
 /** Unwrap (Argon2id 64 MiB, t=3, p=1) vs `argon2 -id -m 16 -t 3 -p 1`. */

@@ -7,6 +7,7 @@
  */
 
 import { SessionClient } from "../src/puddle/session/client.ts";
+import { runCommand } from "../src/platform/process.ts";
 import { parsePublicKey } from "../src/crypto/ed25519.ts";
 import { toHex } from "../src/crypto/hex.ts";
 import { verifyWithContext } from "../src/crypto/signed.ts";
@@ -30,29 +31,18 @@ async function run(
   args: string[],
   stdin = "",
   shownStdin = "",
+  cwd?: string,
 ): Promise<string> {
   console.log(bold(`$ ${shownStdin}vigo ${args.join(" ")}`));
-  const child = new Deno.Command(VIGO, {
-    args,
-    env,
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(stdin));
-  await writer.close();
-  const out = await child.output();
-  const stdout = new TextDecoder().decode(out.stdout);
+  const out = await runCommand(VIGO, { args, env, clearEnv: true, stdin, cwd });
   // An invitation is a page of JSON; the story needs only its size.
   const shown = args.includes("invite")
-    ? `(invitation JSON on stdout, ${stdout.length} bytes)\n`
-    : stdout;
-  const text = shown + new TextDecoder().decode(out.stderr);
+    ? `(invitation JSON on stdout, ${out.stdout.length} bytes)\n`
+    : out.stdout;
+  const text = shown + out.stderr;
   console.log(text.trimEnd().split("\n").map((l) => `  ${l}`).join("\n"));
-  if (!out.success) throw new Error(`\`vigo ${args.join(" ")}\` failed`);
-  return stdout;
+  if (out.code !== 0) throw new Error(`\`vigo ${args.join(" ")}\` failed`);
+  return out.stdout;
 }
 
 async function main() {
@@ -300,13 +290,13 @@ async function gitbackStory(base: string, a: Envoy) {
   Deno.writeTextFileSync(`${work}/README.md`, "# vigo-web\n");
   git(["add", "README.md"], work);
   git(["commit", "--quiet", "-m", "Start vigo-web"], work);
-  const founded = await runIn(env, work, [
-    "swarm",
-    "gitback",
-    "project",
-    "init",
-    "vigo-web",
-  ]);
+  const founded = await run(
+    env,
+    ["swarm", "gitback", "project", "init", "vigo-web"],
+    "",
+    "",
+    work,
+  );
   const url = /URL: +(\S+)/.exec(founded)![1];
   const projectId = url.slice("gitback://".length, "gitback://".length + 64);
 
@@ -422,27 +412,6 @@ async function gitbackStory(base: string, a: Envoy) {
   } finally {
     deleteUser(ann);
   }
-}
-
-async function runIn(
-  env: Record<string, string>,
-  cwd: string,
-  args: string[],
-): Promise<string> {
-  console.log(bold(`$ vigo ${args.join(" ")}`));
-  const out = await new Deno.Command(VIGO, {
-    args,
-    cwd,
-    env,
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) +
-    new TextDecoder().decode(out.stderr);
-  console.log(text.trimEnd().split("\n").map((l) => `  ${l}`).join("\n"));
-  if (!out.success) throw new Error(`vigo ${args.join(" ")} failed`);
-  return new TextDecoder().decode(out.stdout);
 }
 
 await main();

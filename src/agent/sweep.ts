@@ -141,24 +141,9 @@ export async function sweepOnce(
     for (const entry of entries) {
       if (!entry.isDirectory || !PROJECT_ID.test(entry.name)) continue;
       const dir = `${base}/${entry.name}`;
-      stored += await collect(
-        config,
-        log,
-        user,
-        uid,
-        dir,
-        entry.name,
-        "revokes",
-      );
-      stored += await collect(
-        config,
-        log,
-        user,
-        uid,
-        dir,
-        entry.name,
-        "leaves",
-      );
+      for (const kind of ["revokes", "leaves"] as const) {
+        stored += await collect(config, log, user, uid, dir, entry.name, kind);
+      }
       // A project left and swept leaves an empty directory behind.
       try {
         Deno.removeSync(dir);

@@ -7,6 +7,7 @@
 
 import { selfCommand, systemPaths, userPaths } from "../platform/paths.ts";
 import { userByName, userByUid } from "../platform/users.ts";
+import { runCommand } from "../platform/process.ts";
 import { SecretReader } from "../platform/tty.ts";
 import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
 import {
@@ -137,7 +138,7 @@ async function installAs(
   };
   const root = Deno.env.get("VIGO_ROOT");
   if (root) env.VIGO_ROOT = root;
-  const child = new Deno.Command("setpriv", {
+  const out = await runCommand("setpriv", {
     args: [
       `--reuid=${target.uid}`,
       `--regid=${target.gid}`,
@@ -150,20 +151,15 @@ async function installAs(
     ],
     env,
     clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(JSON.stringify({
-    pubkey: formatPublicKey(identity.publicKey),
-    salt: encodeBase64(identity.salt),
-    wrapped: encodeBase64(identity.wrapped),
-  })));
-  await writer.close();
-  const out = await child.output();
-  if (!out.success) {
-    const message = new TextDecoder().decode(out.stderr).split("\n")
+    // Wrapped key, salt and public key: all safe to hold as text.
+    stdin: JSON.stringify({
+      pubkey: formatPublicKey(identity.publicKey),
+      salt: encodeBase64(identity.salt),
+      wrapped: encodeBase64(identity.wrapped),
+    }),
+  });
+  if (out.code !== 0) {
+    const message = out.stderr.split("\n")
       .find((line) => line.startsWith("error: "))?.slice(7);
     throw new CliError(
       `could not write the identity as ${target.user}: ${

@@ -56,10 +56,16 @@ export function projectDir(gitbackDir: string, projectId: string): string {
   return `${gitbackDir}/${projectId}`;
 }
 
-function readJson(path: string): unknown {
-  return JSON.parse(
-    new TextDecoder().decode(readFileBounded(path, MAX_STATE_BYTES)),
-  );
+/** Reads a state file as JSON; a missing file raises `missing`. */
+function readJson(path: string, missing: ProjectError): unknown {
+  try {
+    return JSON.parse(
+      new TextDecoder().decode(readFileBounded(path, MAX_STATE_BYTES)),
+    );
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw missing;
+    throw new ProjectError(`${path} is not valid JSON; restore or remove it.`);
+  }
 }
 
 /** Reads `project.json` of `projectId`. */
@@ -68,19 +74,13 @@ export function readProject(
   projectId: string,
 ): ProjectConfig {
   const path = `${projectDir(gitbackDir, projectId)}/project.json`;
-  let value: unknown;
-  try {
-    value = readJson(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new ProjectError(
-        `you have no local state for project ${projectId}.`,
-        "`vigo swarm gitback project list` shows the projects you hold.",
-      );
-    }
-    throw new ProjectError(`${path} is not valid JSON; restore or remove it.`);
-  }
-  const p = value as Partial<ProjectConfig>;
+  const p = readJson(
+    path,
+    new ProjectError(
+      `you have no local state for project ${projectId}.`,
+      "`vigo swarm gitback project list` shows the projects you hold.",
+    ),
+  ) as Partial<ProjectConfig>;
   if (p?.project_id !== projectId || typeof p.handle !== "string") {
     throw new ProjectError(`${path} does not describe project ${projectId}.`);
   }
@@ -102,18 +102,13 @@ export function readProject(
 /** Reads this user's chain for `projectId`. */
 export function readTokens(gitbackDir: string, projectId: string): TokenStore {
   const path = `${projectDir(gitbackDir, projectId)}/tokens.json`;
-  let value: unknown;
-  try {
-    value = readJson(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new ProjectError(
-        `you hold no token for project ${projectId}.`,
-        "ask an admin of the project for an invitation, then run `vigo swarm gitback project join`.",
-      );
-    }
-    throw new ProjectError(`${path} is not valid JSON; restore or remove it.`);
-  }
+  const value = readJson(
+    path,
+    new ProjectError(
+      `you hold no token for project ${projectId}.`,
+      "ask an admin of the project for an invitation, then run `vigo swarm gitback project join`.",
+    ),
+  );
   const chain = (value as Partial<TokenStore>)?.chain;
   if (!Array.isArray(chain) || chain.length === 0) {
     throw new ProjectError(`${path} holds no token chain.`);

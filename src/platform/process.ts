@@ -45,3 +45,47 @@ export async function waitForExit(
   }
   return !pidAlive(pid);
 }
+
+/** What a finished command printed, and how it exited. */
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a command to completion with `stdin` written to it, collecting its
+ * output as text. For public data only: the output becomes strings.
+ */
+export async function runCommand(
+  command: string,
+  options: {
+    args: string[];
+    env?: Record<string, string>;
+    clearEnv?: boolean;
+    cwd?: string;
+    stdin?: Uint8Array | string;
+  },
+): Promise<CommandResult> {
+  const child = new Deno.Command(command, {
+    args: options.args,
+    env: options.env,
+    clearEnv: options.clearEnv,
+    cwd: options.cwd,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const input = options.stdin ?? "";
+  await writer.write(
+    typeof input === "string" ? new TextEncoder().encode(input) : input,
+  );
+  await writer.close();
+  const out = await child.output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}

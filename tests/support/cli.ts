@@ -4,6 +4,8 @@
  * @module
  */
 
+import { type CommandResult, runCommand } from "../../src/platform/process.ts";
+
 /** Absolute path of the repository. */
 export const REPO = new URL("../../", import.meta.url).pathname.replace(
   /\/$/,
@@ -13,11 +15,7 @@ export const REPO = new URL("../../", import.meta.url).pathname.replace(
 export const VIGO = `${REPO}/scripts/vigo`;
 
 /** What a finished command produced. */
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type RunResult = CommandResult;
 
 /** A throwaway user environment: its own HOME and XDG_RUNTIME_DIR. */
 export interface UserEnv {
@@ -53,23 +51,7 @@ export async function vigo(
   stdin = "",
   argv0 = VIGO,
 ): Promise<RunResult> {
-  const child = new Deno.Command(argv0, {
-    args,
-    env,
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(stdin));
-  await writer.close();
-  const output = await child.output();
-  return {
-    code: output.code,
-    stdout: new TextDecoder().decode(output.stdout),
-    stderr: new TextDecoder().decode(output.stderr),
-  };
+  return await runCommand(argv0, { args, env, clearEnv: true, stdin });
 }
 
 /** Kills the session helper named by a HOME's sentinel, if one runs. */

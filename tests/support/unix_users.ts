@@ -6,6 +6,7 @@
  */
 
 import { REPO } from "./cli.ts";
+import { type CommandResult, runCommand } from "../../src/platform/process.ts";
 
 /** True when the tests can create users. */
 export const CAN_CREATE_USERS = Deno.uid() === 0;
@@ -89,22 +90,11 @@ export async function runAs(
   user: TestUser,
   argv: string[],
   stdin = "",
-): Promise<{ code: number; stdout: string; stderr: string }> {
+): Promise<CommandResult> {
   const env = Object.entries(user.env).map(([k, v]) => `${k}=${v}`);
-  const child = new Deno.Command("runuser", {
+  return await runCommand("runuser", {
     args: ["-u", user.name, "--", "env", "-i", ...env, ...argv],
     cwd: REPO,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(stdin));
-  await writer.close();
-  const out = await child.output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
+    stdin,
+  });
 }
