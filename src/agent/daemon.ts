@@ -14,6 +14,7 @@ import { startSwarmServer } from "./swarm_server.ts";
 import { swarmRoutes } from "./routes.ts";
 import { startGitSocket } from "./git_socket.ts";
 import { startSweep } from "./sweep.ts";
+import { fanOut } from "./fanout.ts";
 
 /** Runs the agent in the foreground; resolves after a clean stop. */
 export async function runAgent(
@@ -29,7 +30,19 @@ export async function runAgent(
     routes: swarmRoutes(config, log),
     log,
   });
-  const gitSocket = await startGitSocket({ config, log });
+  const gitSocket = await startGitSocket({
+    config,
+    log,
+    // Replicate in the background; the pusher does not wait for peers.
+    onPush: (projectId, chain) => {
+      fanOut(config, log, projectId, chain).catch((error) =>
+        log.error("fan-out failed", {
+          project: projectId,
+          error: (error as Error).message,
+        })
+      );
+    },
+  });
   const sweep = startSweep(config, log);
   Deno.mkdirSync(config.paths.varRun, { recursive: true, mode: 0o755 });
   const pidFile = `${config.paths.varRun}/agent.pid`;

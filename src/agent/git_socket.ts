@@ -45,6 +45,7 @@ import { collectEnvoyStatus } from "../gitback/envoy_status.ts";
 /** Called after a push changed refs, with the refs before and after. */
 export type PushListener = (
   projectId: string,
+  chain: unknown[],
   before: Map<string, string>,
   after: Map<string, string>,
 ) => void;
@@ -303,7 +304,9 @@ async function runService(
     if (!options.onPush) return;
     const changed = after.size !== before.size ||
       [...after].some(([ref, id]) => before.get(ref) !== id);
-    if (changed) options.onPush(request.project_id, before, after);
+    if (changed) {
+      options.onPush(request.project_id, request.chain, before, after);
+    }
   }
 }
 

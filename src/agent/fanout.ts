@@ -1,0 +1,178 @@
+/**
+ * Push fan-out: after a push changes a project's refs, send each known peer
+ * a bundle of what it lacks. A peer's last acknowledged tips are kept, so a
+ * one-commit push sends one commit's objects; a peer that cannot use the
+ * thin bundle gets a full one.
+ *
+ * @module
+ */
+
+import { writeTextAtomic } from "../platform/fs.ts";
+import { encodeBase64 } from "../platform/encoding.ts";
+import { createBundle } from "../gitback/bundle.ts";
+import { bareRepoPath, gitbackBase, listRefs } from "../gitback/repo.ts";
+import type { AgentConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
+
+/** Header carrying the pusher's token chain (base64 of its JSON). */
+export const CHAIN_HEADER = "x-vigo-chain";
+
+function ackPath(config: AgentConfig, projectId: string, peer: string): string {
+  return `${gitbackBase(config.paths)}/acks/${projectId}/${peer}.json`;
+}
+
+/** The tips `peer` acknowledged last for `projectId`. */
+export function readAck(
+  config: AgentConfig,
+  projectId: string,
+  peer: string,
+): string[] {
+  try {
+    const value = JSON.parse(
+      Deno.readTextFileSync(ackPath(config, projectId, peer)),
+    );
+    return Array.isArray(value.tips) ? value.tips.map(String) : [];
+  } catch {
+    return [];
+  }
+}
+
+function writeAck(
+  config: AgentConfig,
+  projectId: string,
+  peer: string,
+  tips: string[],
+) {
+  const path = ackPath(config, projectId, peer);
+  Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), {
+    recursive: true,
+    mode: 0o700,
+  });
+  writeTextAtomic(
+    path,
+    JSON.stringify({ tips, at: new Date().toISOString() }) + "\n",
+    0o600,
+  );
+}
+
+/** The peers a project's pushes go to: every known host but this one. */
+export function peersOf(config: AgentConfig): string[] {
+  return Object.keys(config.hosts).filter((host) => host !== config.hostname);
+}
+
+/** What one peer answered. */
+export interface PeerResult {
+  peer: string;
+  ok: boolean;
+  bytes: number;
+  thin: boolean;
+  refsChanged?: number;
+  error?: string;
+}
+
+async function sendTo(
+  config: AgentConfig,
+  projectId: string,
+  chain: unknown[],
+  peer: string,
+  repo: string,
+  tips: string[],
+): Promise<PeerResult> {
+  const tls = readSwarmTls(config);
+  const url = swarmUrl(config, peer, `/swarm/gitback/push/${projectId}`);
+  const headers = {
+    [CHAIN_HEADER]: encodeBase64(
+      new TextEncoder().encode(JSON.stringify(chain)),
+    ),
+  };
+  let known = readAck(config, projectId, peer);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const bundle = await createBundle(repo, known);
+    if (!bundle) {
+      return { peer, ok: true, bytes: 0, thin: true, refsChanged: 0 };
+    }
+    const response = await swarmRequest(tls, url, {
+      method: "POST",
+      body: bundle.bytes,
+      headers,
+      timeoutMs: 120_000,
+    });
+    if (response.status === 200) {
+      writeAck(config, projectId, peer, tips);
+      const reply = response.json<{ refs_changed?: number }>();
+      return {
+        peer,
+        ok: true,
+        bytes: bundle.bytes.length,
+        thin: bundle.thin,
+        refsChanged: reply.refs_changed,
+      };
+    }
+    // The peer lacks what we assumed it had: fall back to a full bundle.
+    if (response.status === 409 && bundle.thin) {
+      known = [];
+      continue;
+    }
+    let error = `HTTP ${response.status}`;
+    try {
+      error = response.json<{ error?: string }>().error ?? error;
+    } catch {
+      // Keep the status.
+    }
+    return {
+      peer,
+      ok: false,
+      bytes: bundle.bytes.length,
+      thin: bundle.thin,
+      error,
+    };
+  }
+  return {
+    peer,
+    ok: false,
+    bytes: 0,
+    thin: false,
+    error: "full bundle refused",
+  };
+}
+
+/** Sends `projectId`'s new state to every peer; logs and returns results. */
+export async function fanOut(
+  config: AgentConfig,
+  log: Logger,
+  projectId: string,
+  chain: unknown[],
+): Promise<PeerResult[]> {
+  const repo = bareRepoPath(config.paths, projectId);
+  const tips = [...new Set((await listRefs(repo)).values())];
+  const results: PeerResult[] = await Promise.all(
+    peersOf(config).map((peer) =>
+      sendTo(config, projectId, chain, peer, repo, tips).catch((error) => ({
+        peer,
+        ok: false,
+        bytes: 0,
+        thin: false,
+        error: (error as Error).message,
+      }))
+    ),
+  );
+  for (const r of results) {
+    if (r.ok) {
+      log.info("fan-out delivered", {
+        project: projectId,
+        peer: r.peer,
+        bundle: r.thin ? "thin" : "full",
+        bytes: r.bytes,
+        refs_changed: r.refsChanged,
+      });
+    } else {
+      log.warn("fan-out failed", {
+        project: projectId,
+        peer: r.peer,
+        error: r.error,
+      });
+    }
+  }
+  return results;
+}

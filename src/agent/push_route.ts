@@ -1,0 +1,127 @@
+/**
+ * `POST /swarm/gitback/push/<project_id>`: a peer delivers a bundle after a
+ * push. The `X-Vigo-Chain` header must verify for the project in the URL;
+ * the bundle must verify against the local repository; ingests of one
+ * project run one at a time.
+ *
+ * @module
+ */
+
+import { decodeBase64 } from "../platform/encoding.ts";
+import { exists } from "../platform/fs.ts";
+import { verifyChain } from "../gitback/tokens.ts";
+import { revokedTokenIds } from "../gitback/revocations.ts";
+import { ingestBundle, MissingPrerequisites } from "../gitback/bundle.ts";
+import {
+  bareRepoPath,
+  ensureBareRepo,
+  listRefs,
+  repairHead,
+  tombstonePath,
+} from "../gitback/repo.ts";
+import { MAX_CHAIN_BYTES } from "../gitback/tokens.ts";
+import { type AgentConfig, gitbackEnabledHere } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { HttpError, type SwarmRoute } from "./swarm_server.ts";
+import { CHAIN_HEADER } from "./fanout.ts";
+
+/** Largest bundle a peer may deliver. */
+export const MAX_BUNDLE_BYTES = 1024 * 1024 * 1024;
+
+/** Parses and verifies the chain header for `projectId`. */
+export async function verifyChainHeader(
+  config: AgentConfig,
+  header: string | undefined,
+  projectId: string,
+): Promise<void> {
+  if (!header || header.length > MAX_CHAIN_BYTES * 2) {
+    throw new HttpError(
+      401,
+      `the ${CHAIN_HEADER} header is missing or too large.`,
+    );
+  }
+  let chain: unknown;
+  try {
+    chain = JSON.parse(new TextDecoder().decode(decodeBase64(header)));
+  } catch {
+    throw new HttpError(400, `the ${CHAIN_HEADER} header is not base64 JSON.`);
+  }
+  try {
+    await verifyChain(chain, {
+      projectId,
+      revoked: revokedTokenIds(config.paths, projectId),
+      tombstoned: exists(tombstonePath(config.paths, projectId)),
+    });
+  } catch (error) {
+    throw new HttpError(
+      403,
+      `the chain does not grant this project: ${(error as Error).message}`,
+    );
+  }
+}
+
+/** The receive side of push fan-out. */
+export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
+  const queues = new Map<string, Promise<unknown>>();
+  return {
+    method: "POST",
+    pattern: "/swarm/gitback/push/:project",
+    maxBodyBytes: MAX_BUNDLE_BYTES,
+    handler: async (ctx) => {
+      const projectId = ctx.params.project;
+      if (!/^[0-9a-f]{64}$/.test(projectId)) {
+        throw new HttpError(400, "the project id must be 64 hex digits.");
+      }
+      if (!gitbackEnabledHere(config)) {
+        throw new HttpError(
+          403,
+          `gitback is not enabled on ${config.hostname}.`,
+        );
+      }
+      await verifyChainHeader(config, ctx.headers[CHAIN_HEADER], projectId);
+      if (ctx.body.length === 0) {
+        throw new HttpError(400, "the body must be a git bundle.");
+      }
+      // One ingest per project at a time, so concurrent pushes cannot race.
+      const previous = queues.get(projectId) ?? Promise.resolve();
+      const run = previous.catch(() => {}).then(async () => {
+        const existed = exists(bareRepoPath(config.paths, projectId));
+        const repo = await ensureBareRepo(config.paths, projectId);
+        try {
+          const changed = await ingestBundle(repo, ctx.body);
+          await repairHead(repo, await listRefs(repo));
+          return changed;
+        } catch (error) {
+          // A refused first bundle leaves no empty repository behind.
+          if (!existed) {
+            await Deno.remove(repo, { recursive: true }).catch(() => {});
+          }
+          throw error;
+        }
+      });
+      queues.set(projectId, run);
+      try {
+        const changed = await run;
+        log.info("bundle ingested", {
+          project: projectId,
+          peer: ctx.peer.subject,
+          bytes: ctx.body.length,
+          refs_changed: changed,
+        });
+        return { status: 200, json: { accepted: true, refs_changed: changed } };
+      } catch (error) {
+        if (error instanceof MissingPrerequisites) {
+          throw new HttpError(409, error.message);
+        }
+        log.warn("bundle refused", {
+          project: projectId,
+          peer: ctx.peer.subject,
+          error: (error as Error).message,
+        });
+        throw new HttpError(400, (error as Error).message);
+      } finally {
+        if (queues.get(projectId) === run) queues.delete(projectId);
+      }
+    },
+  };
+}

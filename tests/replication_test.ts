@@ -1,0 +1,227 @@
+/**
+ * Push fan-out across a three-envoy fleet: a push on A lands on B and C,
+ * later pushes travel as thin bundles, a peer that was down catches up with
+ * the next push, and bad deliveries change nothing.
+ */
+
+import assert from "node:assert/strict";
+import {
+  type Envoy,
+  type Fleet,
+  fleetDown,
+  fleetUp,
+  startAgent,
+  stopAgent,
+} from "../scripts/fleet.ts";
+import { VIGO, vigo } from "./support/cli.ts";
+import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { encodeBase64 } from "../src/platform/encoding.ts";
+import { runCommand } from "../src/platform/process.ts";
+
+const PASS = "replication passphrase";
+
+function tlsOf(envoy: Envoy) {
+  const etc = `${envoy.root}/etc/vigo`;
+  return {
+    caPem: Deno.readTextFileSync(`${etc}/ca.crt`),
+    certPem: Deno.readTextFileSync(`${etc}/tls.crt`),
+    keyPem: Deno.readTextFileSync(`${etc}/tls.key`),
+  };
+}
+
+async function headOf(envoy: Envoy, projectId: string): Promise<string | null> {
+  const repo =
+    `${envoy.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`;
+  const out = await runCommand("git", {
+    args: ["-C", repo, "rev-parse", "--verify", "-q", "refs/heads/main"],
+  });
+  return out.code === 0 ? out.stdout.trim() : null;
+}
+
+async function waitForHead(
+  envoy: Envoy,
+  projectId: string,
+  id: string,
+): Promise<void> {
+  for (let i = 0; i < 150; i++) {
+    if (await headOf(envoy, projectId) === id) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(await headOf(envoy, projectId), id, `${envoy.name} has ${id}`);
+}
+
+Deno.test({
+  name:
+    "replication: fan-out with thin bundles, catch-up on the next push, bad bundles refused",
+  ignore: Deno.uid() !== 0,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async (t) => {
+    const dir = Deno.makeTempDirSync({ prefix: "vigo-repl-" });
+    let fleet: Fleet | undefined;
+    try {
+      fleet = await fleetUp(`${dir}/fleet`, {
+        envoys: 3,
+        firstAddress: 20 + Math.floor(Math.random() * 200),
+      });
+      const [a, b, c] = fleet.envoys;
+      const bin = `${dir}/bin`;
+      Deno.mkdirSync(bin);
+      Deno.symlinkSync(VIGO, `${bin}/git-remote-gitback`);
+      const env = {
+        ...a.env,
+        PATH: `${bin}:${a.env.PATH}`,
+        GIT_AUTHOR_NAME: "T",
+        GIT_AUTHOR_EMAIL: "t@example.invalid",
+        GIT_COMMITTER_NAME: "T",
+        GIT_COMMITTER_EMAIL: "t@example.invalid",
+      };
+      const git = async (...args: string[]) => {
+        const out = await runCommand("git", {
+          args,
+          env,
+          clearEnv: true,
+          cwd: work,
+        });
+        assert.equal(out.code, 0, `git ${args.join(" ")}: ${out.stderr}`);
+        return out.stdout.trim();
+      };
+      assert.equal(
+        (await vigo(a.env, ["swarm", "puddle", "init"], `${PASS}\n${PASS}\n`))
+          .code,
+        0,
+      );
+      assert.equal(
+        (await vigo(a.env, ["swarm", "puddle", "unlock"], `${PASS}\n`)).code,
+        0,
+      );
+      const work = `${dir}/work`;
+      Deno.mkdirSync(work);
+      await git("init", "--quiet", "-b", "main");
+      Deno.writeTextFileSync(`${work}/file`, "one\n");
+      await git("add", "file");
+      await git("commit", "--quiet", "-m", "one");
+      const init = await runCommand(VIGO, {
+        args: ["swarm", "gitback", "project", "init", "work"],
+        env,
+        clearEnv: true,
+        cwd: work,
+      });
+      assert.equal(init.code, 0, init.stderr);
+      const projectId = /gitback:\/\/([0-9a-f]{64})\//.exec(init.stdout)![1];
+      const commit = async (text: string) => {
+        Deno.writeTextFileSync(`${work}/file`, `${text}\n`, { append: true });
+        await git("commit", "--quiet", "-am", text);
+        await git("push", "--quiet", "swarm", "main");
+        return await git("rev-parse", "HEAD");
+      };
+
+      await t.step("the first push lands on B and C", async () => {
+        const head = await git("rev-parse", "HEAD");
+        await waitForHead(b, projectId, head);
+        await waitForHead(c, projectId, head);
+      });
+
+      await t.step("a one-commit push moves only a thin bundle", async () => {
+        const head = await commit("two");
+        await waitForHead(b, projectId, head);
+        await waitForHead(c, projectId, head);
+        const lines = Deno.readTextFileSync(a.log).split("\n").filter((l) =>
+          l.includes("fan-out delivered")
+        );
+        const last = lines.slice(-2);
+        assert.equal(last.length, 2);
+        for (const line of last) assert.match(line, /bundle=thin/);
+      });
+
+      await t.step(
+        "a peer that was down catches up with the next push",
+        async () => {
+          await stopAgent(fleet!, c);
+          const missed = await commit("three");
+          await waitForHead(b, projectId, missed);
+          assert.notEqual(await headOf(c, projectId), missed);
+          await startAgent(fleet!, c);
+          const head = await commit("four");
+          await waitForHead(b, projectId, head);
+          await waitForHead(c, projectId, head);
+          const fsck = await runCommand("git", {
+            args: [
+              "-C",
+              `${c.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`,
+              "fsck",
+              "--no-progress",
+            ],
+          });
+          assert.equal(fsck.code, 0, fsck.stderr);
+        },
+      );
+
+      await t.step(
+        "corrupt, truncated and unauthorized deliveries change nothing",
+        async () => {
+          const tls = tlsOf(a);
+          const url =
+            `https://${b.address}:1531/swarm/gitback/push/${projectId}`;
+          const chain = JSON.parse(
+            Deno.readTextFileSync(
+              `${a.home}/.vigo-gitback/${projectId}/tokens.json`,
+            ),
+          ).chain;
+          const header = {
+            "x-vigo-chain": encodeBase64(
+              new TextEncoder().encode(JSON.stringify(chain)),
+            ),
+          };
+          const before = await headOf(b, projectId);
+          const bundleFile = `${dir}/full.bundle`;
+          await git("bundle", "create", "--quiet", bundleFile, "--all");
+          const bundle = Deno.readFileSync(bundleFile);
+
+          const corrupt = bundle.slice();
+          corrupt[corrupt.length - 30] ^= 0xff;
+          const cases: [string, Uint8Array, Record<string, string>, number][] =
+            [
+              [
+                "garbage",
+                new TextEncoder().encode("not a bundle"),
+                header,
+                400,
+              ],
+              [
+                "truncated",
+                bundle.subarray(0, Math.floor(bundle.length / 2)),
+                header,
+                400,
+              ],
+              ["corrupt", corrupt, header, 400],
+              ["no chain", bundle, {}, 401],
+              ["chain for another project", bundle, header, 403],
+            ];
+          for (const [what, body, headers, status] of cases) {
+            const target = what === "chain for another project"
+              ? `https://${b.address}:1531/swarm/gitback/push/${"a".repeat(64)}`
+              : url;
+            const response = await swarmRequest(tls, target, {
+              method: "POST",
+              body,
+              headers,
+            });
+            assert.equal(response.status, status, what);
+            assert.equal(await headOf(b, projectId), before, what);
+          }
+          assert.throws(() =>
+            Deno.statSync(
+              `${b.root}/var/lib/vigo/swarm/gitback/projects/${
+                "a".repeat(64)
+              }.git`,
+            )
+          );
+        },
+      );
+    } finally {
+      if (fleet) await fleetDown(`${dir}/fleet`);
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
