@@ -153,6 +153,7 @@ export async function fleetUp(
         swarm: { gitback: { enabled: ["*"] } },
         homes: { [user]: envoy.home },
         reactors: FAST_REACTORS,
+        announce: { period_s: 1, stale_s: 10 },
       }),
       0o644,
     );

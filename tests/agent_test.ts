@@ -13,7 +13,7 @@ function envFor(root: string) {
   return { PATH: Deno.env.get("PATH")!, HOME: root, VIGO_ROOT: root };
 }
 
-async function freeAddress(): Promise<string> {
+function freeAddress(): string {
   for (let i = 0; i < 50; i++) {
     const address = `127.0.0.${20 + Math.floor(Math.random() * 200)}`;
     try {
@@ -95,7 +95,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const root = Deno.makeTempDirSync({ prefix: "vigo-agent-" });
-    const address = await freeAddress();
+    const address = freeAddress();
     let agent: Deno.ChildProcess | undefined;
     try {
       const env = envFor(root);

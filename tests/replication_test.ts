@@ -50,6 +50,25 @@ async function waitForHead(
   assert.equal(await headOf(envoy, projectId), id, `${envoy.name} has ${id}`);
 }
 
+/** Waits until `envoy`'s agent log has at least `count` lines matching. */
+async function waitForLog(
+  envoy: Envoy,
+  pattern: RegExp,
+  count = 1,
+): Promise<string[]> {
+  let lines: string[] = [];
+  for (let i = 0; i < 150; i++) {
+    lines = Deno.readTextFileSync(envoy.log).split("\n").filter((l) =>
+      pattern.test(l)
+    );
+    if (lines.length >= count) return lines;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(
+    `${envoy.name} logged ${lines.length} of ${count} lines matching ${pattern}`,
+  );
+}
+
 Deno.test({
   name:
     "replication: fan-out with thin bundles, catch-up on the next push, bad bundles refused",
@@ -61,10 +80,12 @@ Deno.test({
     let fleet: Fleet | undefined;
     try {
       fleet = await fleetUp(`${dir}/fleet`, {
-        envoys: 3,
+        envoys: 4,
         firstAddress: 20 + Math.floor(Math.random() * 200),
       });
-      const [a, b, c] = fleet.envoys;
+      const [a, b, c, d] = fleet.envoys;
+      // envoy-d stays down until the catch-up step.
+      await stopAgent(fleet, d);
       const bin = `${dir}/bin`;
       Deno.mkdirSync(bin);
       Deno.symlinkSync(VIGO, `${bin}/git-remote-gitback`);
@@ -123,12 +144,12 @@ Deno.test({
       });
 
       await t.step("a one-commit push moves only a thin bundle", async () => {
+        const delivered = /fan-out delivered .*peer=envoy-[bc]/;
+        const before = (await waitForLog(a, delivered, 2)).length;
         const head = await commit("two");
         await waitForHead(b, projectId, head);
         await waitForHead(c, projectId, head);
-        const lines = Deno.readTextFileSync(a.log).split("\n").filter((l) =>
-          l.includes("fan-out delivered")
-        );
+        const lines = await waitForLog(a, delivered, before + 2);
         const last = lines.slice(-2);
         assert.equal(last.length, 2);
         for (const line of last) assert.match(line, /bundle=thin/);
@@ -154,6 +175,44 @@ Deno.test({
             ],
           });
           assert.equal(fsck.code, 0, fsck.stderr);
+        },
+      );
+
+      await t.step(
+        "a fresh envoy paired later gets the repo by DR catch-up, with no push",
+        async () => {
+          // envoy-d joins the fleet after everything above: it knows the
+          // others, they learn of it from its announcements.
+          const d = fleet!.envoys.find((e) => e.name === "envoy-d")!;
+          await startAgent(fleet!, d);
+          const pair = await vigo(a.env, ["swarm", "puddle", "pair"]);
+          const code = /pairing code: (\d{4}-\d{4})/.exec(pair.stdout)![1];
+          const join = await vigo(d.env, [
+            "swarm",
+            "puddle",
+            "join",
+            "--from",
+            "envoy-a",
+          ], `${code}\n${PASS}\n`);
+          assert.equal(join.code, 0, join.stderr);
+          // Unlock adopts the projects this puddle founded that peers announce.
+          let adopted = "";
+          for (let i = 0; i < 50 && !adopted.includes("work"); i++) {
+            await vigo(d.env, ["swarm", "puddle", "lock"]);
+            const unlock = await vigo(
+              d.env,
+              ["swarm", "puddle", "unlock"],
+              `${PASS}\n`,
+            );
+            assert.equal(unlock.code, 0, unlock.stderr);
+            adopted = unlock.stdout;
+            if (!adopted.includes("work")) {
+              await new Promise((r) => setTimeout(r, 200));
+            }
+          }
+          assert.match(adopted, /adopted: work/);
+          await waitForHead(d, projectId, await git("rev-parse", "HEAD"));
+          await waitForLog(d, /INFO catch-up pulled project=/);
         },
       );
 

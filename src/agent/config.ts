@@ -28,12 +28,22 @@ export interface AgentConfig {
     gossipSeconds: number;
     namesSeconds: number;
   };
+  /** LAN announcements of held projects (UDP). */
+  announce: {
+    /** Multicast group; announcements also go by unicast to every known host. */
+    group: string;
+    port: number;
+    periodSeconds: number;
+    /** An announcement older than this no longer counts. */
+    staleSeconds: number;
+  };
   /** The roots the configuration was loaded under. */
   paths: SystemPaths;
 }
 
 const MAX_CONFIG_BYTES = 64 * 1024;
 const KNOWN_KEYS = [
+  "announce",
   "hostname",
   "listen",
   "port",
@@ -82,7 +92,9 @@ function seconds(
   if (typeof value !== "number" || !(value > 0) || value > 86_400) {
     fail(
       file,
-      `\`reactors.${key}\` must be a number of seconds between 0 and 86400.`,
+      `\`${
+        key.includes(".") ? key : `reactors.${key}`
+      }\` must be a number of seconds between 0 and 86400.`,
     );
   }
   return value;
@@ -145,6 +157,22 @@ export function loadAgentConfig(
   }
   const reactors = (c.reactors ?? {}) as Record<string, unknown>;
   if (typeof reactors !== "object") fail(file, "`reactors` must be a mapping.");
+  const announce = (c.announce ?? {}) as Record<string, unknown>;
+  if (typeof announce !== "object") fail(file, "`announce` must be a mapping.");
+  const group = announce.group ?? "239.255.15.31";
+  if (typeof group !== "string" || !/^2(2[4-9]|3\d)\./.test(group)) {
+    fail(
+      file,
+      "`announce.group` must be an IPv4 multicast address (224.0.0.0/4).",
+    );
+  }
+  const announcePort = announce.port ?? 1532;
+  if (
+    typeof announcePort !== "number" || !Number.isInteger(announcePort) ||
+    announcePort < 1 || announcePort > 65535
+  ) {
+    fail(file, "`announce.port` must be an integer between 1 and 65535.");
+  }
   return {
     hostname: c.hostname,
     listen,
@@ -162,6 +190,12 @@ export function loadAgentConfig(
       catchupSeconds: seconds(file, "catchup_s", reactors.catchup_s, 45),
       gossipSeconds: seconds(file, "gossip_s", reactors.gossip_s, 300),
       namesSeconds: seconds(file, "names_s", reactors.names_s, 900),
+    },
+    announce: {
+      group,
+      port: announcePort,
+      periodSeconds: seconds(file, "announce.period_s", announce.period_s, 30),
+      staleSeconds: seconds(file, "announce.stale_s", announce.stale_s, 120),
     },
     paths,
   };

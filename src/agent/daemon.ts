@@ -15,6 +15,8 @@ import { swarmRoutes } from "./routes.ts";
 import { startGitSocket } from "./git_socket.ts";
 import { startSweep } from "./sweep.ts";
 import { fanOut } from "./fanout.ts";
+import { PeerIndex, startAnnouncer } from "./announce.ts";
+import { startCatchUp } from "./catchup.ts";
 
 /** Runs the agent in the foreground; resolves after a clean stop. */
 export async function runAgent(
@@ -23,6 +25,7 @@ export async function runAgent(
   const log = createLogger();
   const config = loadAgentConfig(options.paths, options.configFile);
   const tls = readSwarmTls(config);
+  const index = new PeerIndex(config.announce.staleSeconds * 1000);
   const server = await startSwarmServer({
     listen: config.listen,
     port: config.port,
@@ -35,7 +38,7 @@ export async function runAgent(
     log,
     // Replicate in the background; the pusher does not wait for peers.
     onPush: (projectId, chain) => {
-      fanOut(config, log, projectId, chain).catch((error) =>
+      fanOut(config, log, projectId, chain, index).catch((error) =>
         log.error("fan-out failed", {
           project: projectId,
           error: (error as Error).message,
@@ -44,6 +47,8 @@ export async function runAgent(
     },
   });
   const sweep = startSweep(config, log);
+  const announcer = await startAnnouncer(config, log, index);
+  const catchUp = startCatchUp(config, log, index);
   Deno.mkdirSync(config.paths.varRun, { recursive: true, mode: 0o755 });
   const pidFile = `${config.paths.varRun}/agent.pid`;
   writeTextAtomic(pidFile, `${Deno.pid}\n`, 0o644);
@@ -60,6 +65,8 @@ export async function runAgent(
   const reason = await stopped.promise;
   log.info("agent stopping", { signal: reason });
   sweep.stop();
+  catchUp.stop();
+  announcer.stop();
   await Promise.race([
     Promise.all([server.close(), gitSocket.close()]),
     new Promise((resolve) => setTimeout(resolve, 5_000)),

@@ -7,16 +7,20 @@
  * @module
  */
 
-import { writeTextAtomic } from "../platform/fs.ts";
+import { readOwnedFile, writeTextAtomic } from "../platform/fs.ts";
 import { encodeBase64 } from "../platform/encoding.ts";
 import { createBundle } from "../gitback/bundle.ts";
 import { bareRepoPath, gitbackBase, listRefs } from "../gitback/repo.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
+import { metaPath, type PeerIndex } from "./announce.ts";
+import { managedHomes } from "./user_homes.ts";
 
 /** Header carrying the pusher's token chain (base64 of its JSON). */
 export const CHAIN_HEADER = "x-vigo-chain";
+/** Header carrying the project's distribution scope. */
+export const SCOPE_HEADER = "x-vigo-scope";
 
 function ackPath(config: AgentConfig, projectId: string, peer: string): string {
   return `${gitbackBase(config.paths)}/acks/${projectId}/${peer}.json`;
@@ -56,9 +60,56 @@ function writeAck(
   );
 }
 
-/** The peers a project's pushes go to: every known host but this one. */
-export function peersOf(config: AgentConfig): string[] {
-  return Object.keys(config.hosts).filter((host) => host !== config.hostname);
+/**
+ * The peers a project's pushes go to, deduplicated: every known host (the
+ * unicast announce targets, which gitback-enabled receivers accept), every
+ * host announcing the project, and the project's `cross_subnet_members`.
+ */
+export function peersOf(
+  config: AgentConfig,
+  projectId: string,
+  index?: PeerIndex,
+): string[] {
+  const peers = new Set(Object.keys(config.hosts));
+  for (const a of index?.holders(projectId) ?? []) peers.add(a.host);
+  for (const host of crossSubnetMembers(config, projectId)) peers.add(host);
+  peers.delete(config.hostname);
+  return [...peers].sort();
+}
+
+/** `cross_subnet_members` from the project.json of every local holder. */
+function crossSubnetMembers(config: AgentConfig, projectId: string): string[] {
+  const hosts: string[] = [];
+  for (const { uid, home } of managedHomes(config)) {
+    try {
+      const project = JSON.parse(new TextDecoder().decode(
+        readOwnedFile(
+          `${home}/.vigo-gitback/${projectId}/project.json`,
+          uid,
+          256 * 1024,
+        ),
+      ));
+      if (Array.isArray(project.cross_subnet_members)) {
+        hosts.push(
+          ...project.cross_subnet_members.filter((h: unknown) =>
+            typeof h === "string"
+          ),
+        );
+      }
+    } catch {
+      // This user does not hold the project.
+    }
+  }
+  return hosts;
+}
+
+function scopeOf(config: AgentConfig, projectId: string): string {
+  try {
+    const meta = JSON.parse(Deno.readTextFileSync(metaPath(config, projectId)));
+    return meta.scope === "members-only" ? "members-only" : "swarm-wide";
+  } catch {
+    return "swarm-wide";
+  }
 }
 
 /** What one peer answered. */
@@ -85,6 +136,7 @@ async function sendTo(
     [CHAIN_HEADER]: encodeBase64(
       new TextEncoder().encode(JSON.stringify(chain)),
     ),
+    [SCOPE_HEADER]: scopeOf(config, projectId),
   };
   let known = readAck(config, projectId, peer);
   for (let attempt = 0; attempt < 2; attempt++) {
@@ -143,11 +195,12 @@ export async function fanOut(
   log: Logger,
   projectId: string,
   chain: unknown[],
+  index?: PeerIndex,
 ): Promise<PeerResult[]> {
   const repo = bareRepoPath(config.paths, projectId);
   const tips = [...new Set((await listRefs(repo)).values())];
   const results: PeerResult[] = await Promise.all(
-    peersOf(config).map((peer) =>
+    peersOf(config, projectId, index).map((peer) =>
       sendTo(config, projectId, chain, peer, repo, tips).catch((error) => ({
         peer,
         ok: false,

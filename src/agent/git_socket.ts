@@ -15,7 +15,8 @@ import net from "node:net";
 import { spawn } from "node:child_process";
 import { peerCredentials } from "../platform/peercred.ts";
 import { userByUid } from "../platform/users.ts";
-import { exists, removeIfExists } from "../platform/fs.ts";
+import { exists, readOwnedFile, removeIfExists } from "../platform/fs.ts";
+import { recordProjectMeta } from "./announce.ts";
 import { encodeBase64 } from "../platform/encoding.ts";
 import { fromHex } from "../crypto/hex.ts";
 import { parsePublicKey } from "../crypto/ed25519.ts";
@@ -230,6 +231,11 @@ async function serveConnection(
     let repo = bareRepoPath(config.paths, request.project_id);
     if (request.service === "git-receive-pack") {
       repo = await ensureBareRepo(config.paths, request.project_id);
+      recordProjectMeta(config, {
+        projectId: request.project_id,
+        handle: verified.handle,
+        scope: callerScope(config, uid, request.project_id),
+      });
     } else if (!exists(repo)) {
       throw new Refusal(
         `${config.hostname} holds no bare repository for ${request.handle} yet; push to it first.`,
@@ -308,6 +314,30 @@ async function runService(
       options.onPush(request.project_id, request.chain, before, after);
     }
   }
+}
+
+/** The scope in the caller's project.json, if it can be read. */
+function callerScope(
+  config: AgentConfig,
+  uid: number,
+  projectId: string,
+): string {
+  for (const home of managedHomes(config).filter((h) => h.uid === uid)) {
+    try {
+      const project = JSON.parse(new TextDecoder().decode(
+        readOwnedFile(
+          `${home.home}/.vigo-gitback/${projectId}/project.json`,
+          uid,
+          256 * 1024,
+        ),
+      ));
+      if (project.scope === "members-only") return "members-only";
+      return "swarm-wide";
+    } catch {
+      // Try the next home of this uid.
+    }
+  }
+  return "swarm-wide";
 }
 
 /** Listens on the git socket until closed. */

@@ -9,7 +9,7 @@
 
 import { decodeBase64 } from "../platform/encoding.ts";
 import { exists } from "../platform/fs.ts";
-import { verifyChain } from "../gitback/tokens.ts";
+import { type VerifiedChain, verifyChain } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import { ingestBundle, MissingPrerequisites } from "../gitback/bundle.ts";
 import {
@@ -23,7 +23,9 @@ import { MAX_CHAIN_BYTES } from "../gitback/tokens.ts";
 import { type AgentConfig, gitbackEnabledHere } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { HttpError, type SwarmRoute } from "./swarm_server.ts";
-import { CHAIN_HEADER } from "./fanout.ts";
+import { CHAIN_HEADER, SCOPE_HEADER } from "./fanout.ts";
+import { recordProjectMeta } from "./announce.ts";
+import { createBundle } from "../gitback/bundle.ts";
 
 /** Largest bundle a peer may deliver. */
 export const MAX_BUNDLE_BYTES = 1024 * 1024 * 1024;
@@ -33,7 +35,7 @@ export async function verifyChainHeader(
   config: AgentConfig,
   header: string | undefined,
   projectId: string,
-): Promise<void> {
+): Promise<VerifiedChain> {
   if (!header || header.length > MAX_CHAIN_BYTES * 2) {
     throw new HttpError(
       401,
@@ -47,7 +49,7 @@ export async function verifyChainHeader(
     throw new HttpError(400, `the ${CHAIN_HEADER} header is not base64 JSON.`);
   }
   try {
-    await verifyChain(chain, {
+    return await verifyChain(chain, {
       projectId,
       revoked: revokedTokenIds(config.paths, projectId),
       tombstoned: exists(tombstonePath(config.paths, projectId)),
@@ -78,10 +80,17 @@ export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
           `gitback is not enabled on ${config.hostname}.`,
         );
       }
-      await verifyChainHeader(config, ctx.headers[CHAIN_HEADER], projectId);
+      const verified = await verifyChainHeader(
+        config,
+        ctx.headers[CHAIN_HEADER],
+        projectId,
+      );
       if (ctx.body.length === 0) {
         throw new HttpError(400, "the body must be a git bundle.");
       }
+      const scope = ctx.headers[SCOPE_HEADER] === "members-only"
+        ? "members-only"
+        : "swarm-wide";
       // One ingest per project at a time, so concurrent pushes cannot race.
       const previous = queues.get(projectId) ?? Promise.resolve();
       const run = previous.catch(() => {}).then(async () => {
@@ -90,6 +99,11 @@ export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
         try {
           const changed = await ingestBundle(repo, ctx.body);
           await repairHead(repo, await listRefs(repo));
+          recordProjectMeta(config, {
+            projectId,
+            handle: verified.handle,
+            scope,
+          });
           return changed;
         } catch (error) {
           // A refused first bundle leaves no empty repository behind.
@@ -122,6 +136,41 @@ export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
       } finally {
         if (queues.get(projectId) === run) queues.delete(projectId);
       }
+    },
+  };
+}
+
+/**
+ * `GET /swarm/gitback/bundle/<project_id>`: a full bundle of a held project,
+ * for DR catch-up. The caller presents a chain for the project, exactly as
+ * a push does.
+ */
+export function bundleRoute(config: AgentConfig): SwarmRoute {
+  return {
+    method: "GET",
+    pattern: "/swarm/gitback/bundle/:project",
+    maxBodyBytes: 0,
+    handler: async (ctx) => {
+      const projectId = ctx.params.project;
+      if (!/^[0-9a-f]{64}$/.test(projectId)) {
+        throw new HttpError(400, "the project id must be 64 hex digits.");
+      }
+      await verifyChainHeader(config, ctx.headers[CHAIN_HEADER], projectId);
+      const repo = bareRepoPath(config.paths, projectId);
+      if (!exists(repo)) {
+        throw new HttpError(
+          404,
+          `${config.hostname} holds no bare repository for ${projectId}.`,
+        );
+      }
+      const bundle = await createBundle(repo);
+      if (!bundle) {
+        throw new HttpError(
+          404,
+          `the repository of ${projectId} has no refs yet.`,
+        );
+      }
+      return { status: 200, body: bundle.bytes };
     },
   };
 }

@@ -8,7 +8,7 @@ import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { SwarmRoute } from "./swarm_server.ts";
 import { pairClaimRoute } from "./pair_claim.ts";
-import { pushRoute } from "./push_route.ts";
+import { bundleRoute, pushRoute } from "./push_route.ts";
 
 /** The routes of this agent. */
 export function swarmRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
@@ -23,5 +23,6 @@ export function swarmRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
     },
     pairClaimRoute(config, log),
     pushRoute(config, log),
+    bundleRoute(config),
   ];
 }

@@ -4,7 +4,9 @@
  * @module
  */
 
-import { userPaths } from "../platform/paths.ts";
+import { systemPaths, type UserPaths, userPaths } from "../platform/paths.ts";
+import { adoptFoundedProjects } from "../gitback/adopt.ts";
+import { seedSigner } from "../gitback/tokens.ts";
 import { SecretReader } from "../platform/tty.ts";
 import { formatPublicKey } from "../crypto/ed25519.ts";
 import { parseWrappedHeader } from "../crypto/wrap.ts";
@@ -153,11 +155,19 @@ async function unlock(args: string[]): Promise<number> {
   } finally {
     passphrase.fill(0);
   }
+  const adopted = await adoptAnnounced(paths, unwrapped.seed);
   const helperPid = await startSessionHelper(paths, unwrapped.seed, {
     idleMinutes,
     parentPid: Deno.ppid,
   });
   console.log(`✓ Puddle unlocked`);
+  if (adopted.length > 0) {
+    console.log(
+      `  adopted: ${
+        adopted.join(", ")
+      } (announced by peers; the agent fetches them)`,
+    );
+  }
   console.log(`  pubkey:  ${formatPublicKey(unwrapped.publicKey)}`);
   console.log(`  helper:  pid ${helperPid}, socket ${paths.sessionSocket}`);
   console.log(
@@ -166,6 +176,37 @@ async function unlock(args: string[]): Promise<number> {
     } idle`,
   );
   return 0;
+}
+
+/**
+ * Adopts the projects this puddle founded that peers announce, while the
+ * key is still in hand. Only for users with gitback; never fatal.
+ */
+async function adoptAnnounced(
+  paths: UserPaths,
+  seed: Uint8Array,
+): Promise<string[]> {
+  try {
+    requireFeature("gitback");
+  } catch {
+    return [];
+  }
+  const announced =
+    `${systemPaths().varLib}/swarm/gitback/gitback-announced.json`;
+  try {
+    return await adoptFoundedProjects(
+      paths.gitbackDir,
+      announced,
+      seedSigner(seed),
+    );
+  } catch (error) {
+    console.error(
+      `warning: could not adopt announced projects: ${
+        (error as Error).message
+      }`,
+    );
+    return [];
+  }
 }
 
 async function lock(args: string[]): Promise<number> {

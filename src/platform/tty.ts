@@ -78,8 +78,10 @@ export class StdinLines {
 
 /** Reads one line from the terminal with echo off. */
 async function promptHidden(prompt: string): Promise<Uint8Array> {
-  await Deno.stderr.write(new TextEncoder().encode(prompt));
+  // Echo goes off before the prompt shows, so nothing typed in reply to
+  // it can ever be echoed.
   Deno.stdin.setRaw(true);
+  await Deno.stderr.write(new TextEncoder().encode(prompt));
   const collected = new Uint8Array(MAX_LINE);
   let length = 0;
   const one = new Uint8Array(1);

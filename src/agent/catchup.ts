@@ -1,0 +1,165 @@
+/**
+ * DR catch-up: a project a local user holds state for, but with no bare
+ * repository on this envoy (freshly joined, adopted at unlock, missed every
+ * push), is pulled as a full bundle from a peer that announces it. One
+ * repository per tick. The tick also refreshes the world-readable cache of
+ * announcements that `puddle unlock` reads to adopt projects.
+ *
+ * @module
+ */
+
+import { encodeBase64 } from "../platform/encoding.ts";
+import { exists, readOwnedFile } from "../platform/fs.ts";
+import { ingestBundle } from "../gitback/bundle.ts";
+import {
+  bareRepoPath,
+  ensureBareRepo,
+  listRefs,
+  repairHead,
+} from "../gitback/repo.ts";
+import type { AgentConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
+import {
+  type PeerIndex,
+  recordProjectMeta,
+  writeAnnouncedCache,
+} from "./announce.ts";
+import { CHAIN_HEADER } from "./fanout.ts";
+import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
+import { managedHomes } from "./user_homes.ts";
+
+interface Missing {
+  projectId: string;
+  handle: string;
+  scope: string;
+  chain: unknown[];
+}
+
+/** Local projects without a bare repository, with a chain to ask with. */
+function missingProjects(config: AgentConfig): Missing[] {
+  const missing: Missing[] = [];
+  for (const { uid, home } of managedHomes(config)) {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(`${home}/.vigo-gitback`)];
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      if (!/^[0-9a-f]{64}$/.test(entry.name)) continue;
+      if (exists(bareRepoPath(config.paths, entry.name))) continue;
+      try {
+        const dir = `${home}/.vigo-gitback/${entry.name}`;
+        const read = (name: string) =>
+          JSON.parse(
+            new TextDecoder().decode(
+              readOwnedFile(`${dir}/${name}`, uid, 256 * 1024),
+            ),
+          );
+        const project = read("project.json");
+        const tokens = read("tokens.json");
+        if (!Array.isArray(tokens.chain)) continue;
+        missing.push({
+          projectId: entry.name,
+          handle: String(project.handle),
+          scope: project.scope === "members-only"
+            ? "members-only"
+            : "swarm-wide",
+          chain: tokens.chain,
+        });
+      } catch {
+        // Unreadable state is reported by the user's own commands.
+      }
+    }
+  }
+  return missing;
+}
+
+/** One catch-up pass; returns the project pulled, if any. */
+export async function catchUpOnce(
+  config: AgentConfig,
+  log: Logger,
+  index: PeerIndex,
+): Promise<string | null> {
+  writeAnnouncedCache(config, index);
+  for (const project of missingProjects(config)) {
+    const holders = index.holders(project.projectId);
+    if (holders.length === 0) continue;
+    const tls = readSwarmTls(config);
+    for (const holder of holders) {
+      try {
+        const response = await swarmRequest(
+          tls,
+          swarmUrl(
+            config,
+            holder.host,
+            `/swarm/gitback/bundle/${project.projectId}`,
+          ),
+          {
+            headers: {
+              [CHAIN_HEADER]: encodeBase64(
+                new TextEncoder().encode(JSON.stringify(project.chain)),
+              ),
+            },
+            timeoutMs: 120_000,
+            maxResponseBytes: 1024 * 1024 * 1024,
+          },
+        );
+        if (response.status !== 200) {
+          log.warn("catch-up refused", {
+            project: project.projectId,
+            peer: holder.host,
+            status: response.status,
+          });
+          continue;
+        }
+        const repo = await ensureBareRepo(config.paths, project.projectId);
+        try {
+          const changed = await ingestBundle(repo, response.body);
+          await repairHead(repo, await listRefs(repo));
+          recordProjectMeta(config, project);
+          log.info("catch-up pulled", {
+            project: project.projectId,
+            peer: holder.host,
+            bytes: response.body.length,
+            refs: changed,
+          });
+          return project.projectId;
+        } catch (error) {
+          await Deno.remove(repo, { recursive: true }).catch(() => {});
+          throw error;
+        }
+      } catch (error) {
+        log.warn("catch-up failed", {
+          project: project.projectId,
+          peer: holder.host,
+          error: (error as Error).message,
+        });
+      }
+    }
+    // One repository per tick, whether or not it worked.
+    return null;
+  }
+  return null;
+}
+
+/** Runs {@link catchUpOnce} every `reactors.catchup_s`. */
+export function startCatchUp(
+  config: AgentConfig,
+  log: Logger,
+  index: PeerIndex,
+): { stop(): void } {
+  let running = false;
+  const timer = setInterval(async () => {
+    if (running) return;
+    running = true;
+    try {
+      await catchUpOnce(config, log, index);
+    } catch (error) {
+      log.error("catch-up failed", { error: (error as Error).message });
+    } finally {
+      running = false;
+    }
+  }, config.reactors.catchupSeconds * 1000);
+  return { stop: () => clearInterval(timer) };
+}
