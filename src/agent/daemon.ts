@@ -17,6 +17,7 @@ import { startSweep } from "./sweep.ts";
 import { fanOut } from "./fanout.ts";
 import { PeerIndex, startAnnouncer } from "./announce.ts";
 import { startCatchUp } from "./catchup.ts";
+import { gossipEnvelope, startReconcile } from "./gossip.ts";
 
 /** Runs the agent in the foreground; resolves after a clean stop. */
 export async function runAgent(
@@ -46,7 +47,17 @@ export async function runAgent(
       );
     },
   });
-  const sweep = startSweep(config, log);
+  const sweep = startSweep(config, log, (projectId, kind, envelope) => {
+    gossipEnvelope(config, log, index, projectId, kind, envelope).catch((
+      error,
+    ) =>
+      log.error("gossip failed", {
+        project: projectId,
+        error: (error as Error).message,
+      })
+    );
+  });
+  const reconcile = startReconcile(config, log, index);
   const announcer = await startAnnouncer(config, log, index);
   const catchUp = startCatchUp(config, log, index);
   Deno.mkdirSync(config.paths.varRun, { recursive: true, mode: 0o755 });
@@ -66,6 +77,7 @@ export async function runAgent(
   log.info("agent stopping", { signal: reason });
   sweep.stop();
   catchUp.stop();
+  reconcile.stop();
   announcer.stop();
   await Promise.race([
     Promise.all([server.close(), gitSocket.close()]),

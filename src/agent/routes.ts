@@ -9,6 +9,7 @@ import type { Logger } from "./log.ts";
 import type { SwarmRoute } from "./swarm_server.ts";
 import { pairClaimRoute } from "./pair_claim.ts";
 import { bundleRoute, pushRoute } from "./push_route.ts";
+import { gossipRoutes } from "./gossip.ts";
 
 /** The routes of this agent. */
 export function swarmRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
@@ -24,5 +25,6 @@ export function swarmRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
     pairClaimRoute(config, log),
     pushRoute(config, log),
     bundleRoute(config),
+    ...gossipRoutes(config, log),
   ];
 }

@@ -8,38 +8,20 @@
  */
 
 import { pidAlive } from "../platform/process.ts";
-import {
-  readOwnedFile,
-  removeIfExists,
-  writeTextAtomic,
-} from "../platform/fs.ts";
-import { verifyLeave, verifyRevocation } from "../gitback/envelopes.ts";
-import { envelopesDir } from "../gitback/repo.ts";
+import { readOwnedFile, removeIfExists } from "../platform/fs.ts";
 import type { AgentConfig } from "./config.ts";
+import { acceptEnvelope, type EnvelopeKind } from "./envelope_store.ts";
 import type { Logger } from "./log.ts";
 import { managedHomes } from "./user_homes.ts";
 
 const PROJECT_ID = /^[0-9a-f]{64}$/;
 
-/** Stores a verified envelope under `name` (idempotent). */
-export function storeEnvelope(
-  config: AgentConfig,
+/** Called for each envelope the sweep stored (to gossip it). */
+export type StoredListener = (
   projectId: string,
-  kind: "revokes" | "leaves",
-  name: string,
+  kind: EnvelopeKind,
   envelope: unknown,
-): boolean {
-  const dir = envelopesDir(config.paths, projectId, kind);
-  Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const path = `${dir}/${name}.json`;
-  try {
-    Deno.statSync(path);
-    return false;
-  } catch {
-    writeTextAtomic(path, JSON.stringify(envelope) + "\n", 0o644);
-    return true;
-  }
-}
+) => void;
 
 async function collect(
   config: AgentConfig,
@@ -48,7 +30,8 @@ async function collect(
   uid: number,
   dir: string,
   projectId: string,
-  kind: "revokes" | "leaves",
+  kind: EnvelopeKind,
+  onStored?: StoredListener,
 ): Promise<number> {
   const file = `${dir}/${kind === "revokes" ? "revoke" : "leave"}.pending`;
   let list: unknown;
@@ -69,16 +52,9 @@ async function collect(
   let stored = 0;
   for (const envelope of Array.isArray(list) ? list : [list]) {
     try {
-      if (kind === "revokes") {
-        const verified = await verifyRevocation(envelope, { projectId });
-        if (
-          storeEnvelope(config, projectId, kind, verified.tokenId, envelope)
-        ) stored++;
-      } else {
-        const verified = await verifyLeave(envelope, { projectId });
-        if (storeEnvelope(config, projectId, kind, verified.id, envelope)) {
-          stored++;
-        }
+      if (await acceptEnvelope(config, projectId, kind, envelope)) {
+        stored++;
+        onStored?.(projectId, kind, envelope);
       }
     } catch (error) {
       log.warn("signature failure on queued envelope", {
@@ -127,6 +103,7 @@ export async function sweepOnce(
   config: AgentConfig,
   log: Logger,
   reportedHelpers: Set<string> = new Set(),
+  onStored?: StoredListener,
 ): Promise<number> {
   reportDeadHelpers(config, log, reportedHelpers);
   let stored = 0;
@@ -142,7 +119,16 @@ export async function sweepOnce(
       if (!entry.isDirectory || !PROJECT_ID.test(entry.name)) continue;
       const dir = `${base}/${entry.name}`;
       for (const kind of ["revokes", "leaves"] as const) {
-        stored += await collect(config, log, user, uid, dir, entry.name, kind);
+        stored += await collect(
+          config,
+          log,
+          user,
+          uid,
+          dir,
+          entry.name,
+          kind,
+          onStored,
+        );
       }
       // A project left and swept leaves an empty directory behind.
       try {
@@ -157,14 +143,18 @@ export async function sweepOnce(
 }
 
 /** Runs {@link sweepOnce} every `config.reactors.sweepSeconds`. */
-export function startSweep(config: AgentConfig, log: Logger): { stop(): void } {
+export function startSweep(
+  config: AgentConfig,
+  log: Logger,
+  onStored?: StoredListener,
+): { stop(): void } {
   let running = false;
   const reportedHelpers = new Set<string>();
   const timer = setInterval(async () => {
     if (running) return;
     running = true;
     try {
-      await sweepOnce(config, log, reportedHelpers);
+      await sweepOnce(config, log, reportedHelpers, onStored);
     } catch (error) {
       log.error("sweep failed", { error: (error as Error).message });
     } finally {
