@@ -217,6 +217,135 @@ Deno.test({
       );
 
       await t.step(
+        "members-only projects land only where a member is",
+        async () => {
+          const d = fleet!.envoys.find((e) => e.name === "envoy-d")!;
+          const privateWork = `${dir}/private`;
+          Deno.mkdirSync(privateWork);
+          for (
+            const args of [["init", "--quiet", "-b", "main"], [
+              "commit",
+              "--quiet",
+              "--allow-empty",
+              "-m",
+              "p",
+            ]]
+          ) {
+            assert.equal(
+              (await runCommand("git", {
+                args,
+                env,
+                clearEnv: true,
+                cwd: privateWork,
+              })).code,
+              0,
+            );
+          }
+          const made = await runCommand(VIGO, {
+            args: [
+              "swarm",
+              "gitback",
+              "project",
+              "init",
+              "private",
+              "--scope",
+              "members-only",
+            ],
+            env,
+            clearEnv: true,
+            cwd: privateWork,
+          });
+          assert.equal(made.code, 0, made.stderr);
+          const privateId =
+            /gitback:\/\/([0-9a-f]{64})\//.exec(made.stdout)![1];
+          const tip = (await runCommand("git", {
+            args: ["rev-parse", "HEAD"],
+            env,
+            clearEnv: true,
+            cwd: privateWork,
+          }))
+            .stdout.trim();
+          // envoy-d carries the same puddle (it joined above): a member.
+          await waitForHead(d, privateId, tip);
+          await waitForLog(
+            a,
+            new RegExp(
+              `fan-out failed project=${privateId} peer=envoy-b .*members-only`,
+            ),
+          );
+          for (const other of [b, c]) {
+            assert.equal(await headOf(other, privateId), null, other.name);
+          }
+        },
+      );
+
+      await t.step(
+        "a receiver killed in the middle of an ingest is consistent after restart",
+        async () => {
+          const big = new Uint8Array(24 * 1024 * 1024);
+          for (let at = 0; at < big.length; at += 65536) {
+            crypto.getRandomValues(big.subarray(at, at + 65536));
+          }
+          Deno.writeFileSync(`${work}/big.bin`, big);
+          await git("add", "big.bin");
+          await git("commit", "--quiet", "-m", "big");
+          const bundleFile = `${dir}/big.bundle`;
+          await git("bundle", "create", "--quiet", bundleFile, "--all");
+          const chain = JSON.parse(
+            Deno.readTextFileSync(
+              `${a.home}/.vigo-gitback/${projectId}/tokens.json`,
+            ),
+          ).chain;
+          const before = await headOf(b, projectId);
+          const delivery = swarmRequest(
+            tlsOf(a),
+            `https://${b.address}:1531/swarm/gitback/push/${projectId}`,
+            {
+              method: "POST",
+              body: Deno.readFileSync(bundleFile),
+              headers: {
+                "x-vigo-chain": encodeBase64(
+                  new TextEncoder().encode(JSON.stringify(chain)),
+                ),
+              },
+            },
+          ).catch(() => null);
+          await new Promise((r) => setTimeout(r, 150));
+          Deno.kill(b.agentPid!, "SIGKILL");
+          await delivery;
+          await startAgent(fleet!, b);
+          const repo =
+            `${b.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`;
+          // Whatever the kill interrupted, refs point at complete objects.
+          for (let i = 0; i < 50; i++) {
+            const fsck = await runCommand("git", {
+              args: [
+                "-C",
+                repo,
+                "fsck",
+                "--no-progress",
+                "--connectivity-only",
+              ],
+            });
+            if (fsck.code === 0) break;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+          const fsck = await runCommand("git", {
+            args: ["-C", repo, "fsck", "--no-progress"],
+          });
+          assert.equal(fsck.code, 0, fsck.stderr);
+          const after = await headOf(b, projectId);
+          assert.ok(
+            after === before || after === await git("rev-parse", "HEAD"),
+            `head is ${after}`,
+          );
+          // The next push brings it up to date.
+          const head = await commit("after the kill");
+          await waitForHead(b, projectId, head);
+        },
+      );
+
+      await t.step(
         "corrupt, truncated and unauthorized deliveries change nothing",
         async () => {
           const tls = tlsOf(a);

@@ -8,7 +8,9 @@
  */
 
 import { decodeBase64 } from "../platform/encoding.ts";
-import { exists } from "../platform/fs.ts";
+import { exists, readOwnedFile } from "../platform/fs.ts";
+import { formatPublicKey } from "../crypto/ed25519.ts";
+import { managedHomes } from "./user_homes.ts";
 import { type VerifiedChain, verifyChain } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import { ingestBundle, MissingPrerequisites } from "../gitback/bundle.ts";
@@ -62,6 +64,33 @@ export async function verifyChainHeader(
   }
 }
 
+/**
+ * True when a local user is a member of the project: their puddle key is a
+ * subject in the presented chain, or they hold the project's state here.
+ */
+export function hasLocalMember(
+  config: AgentConfig,
+  projectId: string,
+  verified: VerifiedChain,
+): boolean {
+  const subjects = new Set([
+    verified.leaf.body.subject,
+    formatPublicKey(verified.founder),
+  ]);
+  for (const { uid, home } of managedHomes(config)) {
+    if (exists(`${home}/.vigo-gitback/${projectId}/project.json`)) return true;
+    try {
+      const pub = new TextDecoder().decode(
+        readOwnedFile(`${home}/.vigo-puddle/identity.pub`, uid, 256),
+      ).trim();
+      if (subjects.has(pub)) return true;
+    } catch {
+      // No puddle for this user here.
+    }
+  }
+  return false;
+}
+
 /** The receive side of push fan-out. */
 export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
   const queues = new Map<string, Promise<unknown>>();
@@ -91,6 +120,12 @@ export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
       const scope = ctx.headers[SCOPE_HEADER] === "members-only"
         ? "members-only"
         : "swarm-wide";
+      if (scope === "members-only" && !hasLocalMember(config, projectId, verified)) {
+        throw new HttpError(
+          403,
+          `${projectId} is members-only and no puddle on ${config.hostname} is a member.`,
+        );
+      }
       // One ingest per project at a time, so concurrent pushes cannot race.
       const previous = queues.get(projectId) ?? Promise.resolve();
       const run = previous.catch(() => {}).then(async () => {
