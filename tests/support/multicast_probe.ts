@@ -1,0 +1,69 @@
+/**
+ * Run inside a network namespace whose loopback carries multicast: starts
+ * two announcers that know no hosts (so only multicast can carry their
+ * announcements), and prints what each heard as JSON.
+ *
+ * @module
+ */
+
+import { PeerIndex, startAnnouncer } from "../../src/agent/announce.ts";
+import type { AgentConfig } from "../../src/agent/config.ts";
+import type { Logger } from "../../src/agent/log.ts";
+
+const quiet: Logger = { info() {}, warn() {}, error() {} };
+const base = Deno.makeTempDirSync({ prefix: "vigo-mc-" });
+const port = 20_000 + Math.floor(Math.random() * 20_000);
+
+function envoy(name: string, projectId: string): AgentConfig {
+  const root = `${base}/${name}`;
+  Deno.mkdirSync(
+    `${root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`,
+    { recursive: true },
+  );
+  return {
+    hostname: name,
+    listen: "0.0.0.0",
+    port: 1531,
+    tls: { ca: "", cert: "", key: "" },
+    hosts: {},
+    gitback: { enabled: ["*"] },
+    homes: {},
+    reactors: {
+      sweepSeconds: 60,
+      catchupSeconds: 45,
+      gossipSeconds: 300,
+      namesSeconds: 900,
+    },
+    announce: {
+      group: "239.255.15.31",
+      port,
+      periodSeconds: 0.2,
+      staleSeconds: 10,
+    },
+    paths: {
+      root,
+      etc: `${root}/etc/vigo`,
+      varLib: `${root}/var/lib/vigo`,
+      varRun: `${root}/var/run/vigo`,
+    },
+  };
+}
+
+const a = envoy("envoy-a", "a".repeat(64));
+const b = envoy("envoy-b", "b".repeat(64));
+const heardByA = new PeerIndex(10_000);
+const heardByB = new PeerIndex(10_000);
+const announcers = [
+  await startAnnouncer(a, quiet, heardByA),
+  await startAnnouncer(b, quiet, heardByB),
+];
+for (
+  let i = 0;
+  i < 50 && (heardByA.all().length === 0 || heardByB.all().length === 0);
+  i++
+) {
+  await new Promise((r) => setTimeout(r, 100));
+}
+for (const announcer of announcers) announcer.stop();
+Deno.removeSync(base, { recursive: true });
+console.log(JSON.stringify({ a: heardByA.all(), b: heardByB.all() }));
