@@ -8,6 +8,7 @@
 import { renderReport, type Section } from "./report.ts";
 import { benchSign, benchUnlock } from "./puddle.ts";
 import { benchGitback, benchTokens } from "./gitback.ts";
+import { benchReplication } from "./replication.ts";
 
 const REPORT = new URL("../docs/benchmarks.md", import.meta.url).pathname;
 
@@ -18,6 +19,7 @@ for (
     ["sign", benchSign],
     ["tokens", benchTokens],
     ["gitback", benchGitback],
+    ["replication", benchReplication],
   ] as const
 ) {
   console.error(`bench: ${name}…`);

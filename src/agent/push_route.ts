@@ -120,7 +120,9 @@ export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
       const scope = ctx.headers[SCOPE_HEADER] === "members-only"
         ? "members-only"
         : "swarm-wide";
-      if (scope === "members-only" && !hasLocalMember(config, projectId, verified)) {
+      if (
+        scope === "members-only" && !hasLocalMember(config, projectId, verified)
+      ) {
         throw new HttpError(
           403,
           `${projectId} is members-only and no puddle on ${config.hostname} is a member.`,
