@@ -239,7 +239,7 @@ async function fleetStory(base: string) {
     say("envoy-a keeps a local record of the envoys it paired.");
     await run(a.env, ["swarm", "puddle", "members"]);
 
-    await gitbackStory(base, fleet.envoys[0]);
+    await gitbackStory(base, fleet.envoys);
     say("Done.");
   } finally {
     await fleetDown(dir);
@@ -247,7 +247,8 @@ async function fleetStory(base: string) {
 }
 
 /** Part three: a project founded from a repo, a second puddle invited. */
-async function gitbackStory(base: string, a: Envoy) {
+async function gitbackStory(base: string, envoys: Envoy[]) {
+  const [a, b, c] = envoys;
   console.log(bold("\nvigo swarm demo, part three: git over the swarm"));
   const bin = `${base}/bin`;
   Deno.mkdirSync(bin, { recursive: true });
@@ -409,6 +410,71 @@ async function gitbackStory(base: string, a: Envoy) {
       git(["log", "--format=  %h %an: %s", "swarm/main"], work).trimEnd(),
     );
     await run(a.env, ["swarm", "gitback", "status"]);
+
+    say(
+      "The pushes travelled: envoy-b and envoy-c hold the same tip, sent as thin bundles.",
+    );
+    const tip = git(["rev-parse", "swarm/main"], work).trim();
+    for (const envoy of [b, c]) {
+      const repo =
+        `${envoy.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`;
+      let head = "";
+      for (let i = 0; i < 100 && head !== tip; i++) {
+        const out = new Deno.Command("git", {
+          args: ["-C", repo, "rev-parse", "-q", "--verify", "main"],
+          stdout: "piped",
+          stderr: "null",
+        })
+          .outputSync();
+        head = new TextDecoder().decode(out.stdout).trim();
+        if (head !== tip) await new Promise((r) => setTimeout(r, 100));
+      }
+      console.log(
+        `  ${envoy.name}: main at ${head.slice(0, 7)}${
+          head === tip ? " ✓" : " (not yet)"
+        }`,
+      );
+    }
+    const sent = Deno.readTextFileSync(a.log).split("\n").filter((l) =>
+      l.includes("fan-out delivered")
+    ).slice(-2);
+    for (const line of sent) {
+      console.log(
+        `  envoy-a agent log: ${line.slice(line.indexOf("fan-out"))}`,
+      );
+    }
+
+    say(
+      "On envoy-b, unlocking adopts the project Dan founded; he clones it there.",
+    );
+    let adopted = "";
+    for (let i = 0; i < 30 && !adopted.includes("vigo-web"); i++) {
+      await runCommand(VIGO, {
+        args: ["swarm", "puddle", "lock"],
+        env: b.env,
+        clearEnv: true,
+      });
+      adopted = (await runCommand(VIGO, {
+        args: ["swarm", "puddle", "unlock"],
+        env: b.env,
+        clearEnv: true,
+        stdin: `${PASSPHRASE}\n`,
+      })).stdout;
+      if (!adopted.includes("vigo-web")) {
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
+    console.log(bold("$ printf '<passphrase>\\n' | vigo swarm puddle unlock"));
+    console.log(adopted.trimEnd().split("\n").map((l) => `  ${l}`).join("\n"));
+    const envB = { ...b.env, ...gitIdentity, PATH: `${bin}:${b.env.PATH}` };
+    console.log(
+      bold(`$ git clone gitback://${projectId.slice(0, 12)}…/vigo-web`),
+    );
+    git(["clone", "--quiet", url, `${base}/vigo-web-on-b`], base, envB);
+    console.log(
+      git(["log", "--format=  %h %an: %s"], `${base}/vigo-web-on-b`, envB)
+        .trimEnd(),
+    );
   } finally {
     deleteUser(ann);
   }
