@@ -156,13 +156,16 @@ Deno.test({
       });
 
       await t.step(
-        "a peer that was down catches up with the next push",
+        "a peer that was down during a push catches up once it is back",
         async () => {
           await stopAgent(fleet!, c);
           const missed = await commit("three");
           await waitForHead(b, projectId, missed);
           assert.notEqual(await headOf(c, projectId), missed);
           await startAgent(fleet!, c);
+          // Without another push: the missed delivery is retried.
+          await waitForHead(c, projectId, missed);
+          await waitForLog(a, /fan-out delivered .*peer=envoy-c/, 3);
           const head = await commit("four");
           await waitForHead(b, projectId, head);
           await waitForHead(c, projectId, head);
@@ -184,6 +187,17 @@ Deno.test({
           // envoy-d joins the fleet after everything above: it knows the
           // others, they learn of it from its announcements.
           const d = fleet!.envoys.find((e) => e.name === "envoy-d")!;
+          // A fresh envoy is owed no deliveries: forget those queued while
+          // envoy-d was down, so that only catch-up can bring the repository.
+          for (const e of fleet!.envoys) {
+            try {
+              Deno.removeSync(`${e.root}/var/lib/vigo/swarm/gitback/pending`, {
+                recursive: true,
+              });
+            } catch {
+              // Nothing queued there.
+            }
+          }
           await startAgent(fleet!, d);
           const pair = await vigo(a.env, ["swarm", "puddle", "pair"]);
           const code = /pairing code: (\d{4}-\d{4})/.exec(pair.stdout)![1];
@@ -398,6 +412,28 @@ Deno.test({
             assert.equal(response.status, status, what);
             assert.equal(await headOf(b, projectId), before, what);
           }
+          // A body declared larger than the 1 GiB cap is refused unread.
+          const conn = await Deno.connectTls({
+            hostname: b.address,
+            port: 1531,
+            caCerts: [tls.caPem],
+            cert: tls.certPem,
+            key: tls.keyPem,
+          });
+          await conn.write(new TextEncoder().encode(
+            `POST /swarm/gitback/push/${projectId} HTTP/1.1\r\nHost: ${b.address}\r\n` +
+              `Content-Length: 2000000000\r\nx-vigo-chain: ${
+                header["x-vigo-chain"]
+              }\r\n\r\n`,
+          ));
+          const reply = new Uint8Array(512);
+          const n = await conn.read(reply);
+          conn.close();
+          assert.match(
+            new TextDecoder().decode(reply.subarray(0, n ?? 0)),
+            /^HTTP\/1\.1 413/,
+          );
+          assert.equal(await headOf(b, projectId), before, "oversized");
           assert.throws(() =>
             Deno.statSync(
               `${b.root}/var/lib/vigo/swarm/gitback/projects/${

@@ -24,7 +24,7 @@ import {
   recordProjectMeta,
   writeAnnouncedCache,
 } from "./announce.ts";
-import { CHAIN_HEADER } from "./fanout.ts";
+import { CHAIN_HEADER, retryPendingFanOut } from "./fanout.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
 import { managedHomes } from "./user_homes.ts";
 
@@ -82,6 +82,7 @@ export async function catchUpOnce(
   index: PeerIndex,
 ): Promise<string | null> {
   writeAnnouncedCache(config, index);
+  await retryPendingFanOut(config, log, index);
   for (const project of missingProjects(config)) {
     const holders = index.holders(project.projectId);
     if (holders.length === 0) continue;

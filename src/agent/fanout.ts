@@ -120,6 +120,79 @@ export interface PeerResult {
   thin: boolean;
   refsChanged?: number;
   error?: string;
+  /** The peer could not be reached at all. */
+  unreachable?: boolean;
+}
+
+function pendingPath(
+  config: AgentConfig,
+  projectId: string,
+  peer: string,
+): string {
+  return `${gitbackBase(config.paths)}/pending/${projectId}/${peer}.json`;
+}
+
+function markPending(
+  config: AgentConfig,
+  projectId: string,
+  peer: string,
+  chain: unknown[],
+) {
+  const path = pendingPath(config, projectId, peer);
+  Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), {
+    recursive: true,
+    mode: 0o700,
+  });
+  writeTextAtomic(
+    path,
+    JSON.stringify({ chain, at: new Date().toISOString() }) + "\n",
+    0o600,
+  );
+}
+
+function clearPending(config: AgentConfig, projectId: string, peer: string) {
+  try {
+    Deno.removeSync(pendingPath(config, projectId, peer));
+  } catch {
+    // Nothing was pending.
+  }
+}
+
+/**
+ * Retries deliveries to peers that were unreachable, so a peer that was
+ * down during a push catches up once it is back, without another push.
+ */
+export async function retryPendingFanOut(
+  config: AgentConfig,
+  log: Logger,
+  index?: PeerIndex,
+): Promise<void> {
+  const base = `${gitbackBase(config.paths)}/pending`;
+  let projects: Deno.DirEntry[];
+  try {
+    projects = [...Deno.readDirSync(base)];
+  } catch {
+    return;
+  }
+  for (const project of projects) {
+    if (!/^[0-9a-f]{64}$/.test(project.name)) continue;
+    for (const entry of Deno.readDirSync(`${base}/${project.name}`)) {
+      if (!entry.name.endsWith(".json")) continue;
+      const peer = entry.name.slice(0, -5);
+      try {
+        const { chain } = JSON.parse(
+          Deno.readTextFileSync(`${base}/${project.name}/${entry.name}`),
+        );
+        await fanOut(config, log, project.name, chain, index, [peer]);
+      } catch (error) {
+        log.warn("fan-out retry failed", {
+          project: project.name,
+          peer,
+          error: (error as Error).message,
+        });
+      }
+    }
+  }
 }
 
 async function sendTo(
@@ -196,21 +269,27 @@ export async function fanOut(
   projectId: string,
   chain: unknown[],
   index?: PeerIndex,
+  only?: string[],
 ): Promise<PeerResult[]> {
   const repo = bareRepoPath(config.paths, projectId);
   const tips = [...new Set((await listRefs(repo)).values())];
+  const targets = only ?? peersOf(config, projectId, index);
   const results: PeerResult[] = await Promise.all(
-    peersOf(config, projectId, index).map((peer) =>
+    targets.map((peer) =>
       sendTo(config, projectId, chain, peer, repo, tips).catch((error) => ({
         peer,
         ok: false,
         bytes: 0,
         thin: false,
         error: (error as Error).message,
+        unreachable: true,
       }))
     ),
   );
   for (const r of results) {
+    // An unreachable peer is retried by the catch-up reactor; a refusal is final.
+    if (r.unreachable) markPending(config, projectId, r.peer, chain);
+    else clearPending(config, projectId, r.peer);
     if (r.ok) {
       log.info("fan-out delivered", {
         project: projectId,
