@@ -8,7 +8,9 @@ import { REPO } from "./support/cli.ts";
 import { runCommand } from "../src/platform/process.ts";
 import {
   formatAnnouncement,
+  formatPresence,
   parseAnnouncement,
+  parsePresence,
   PeerIndex,
 } from "../src/agent/announce.ts";
 
@@ -40,6 +42,15 @@ Deno.test("announcement lines: current and older forms parse, junk does not", ()
       `OTHER:envoy-a:${id}`,
     ]
   ) assert.equal(parseAnnouncement(junk), null, junk);
+});
+
+Deno.test("presence lines name a host and nothing else", () => {
+  assert.equal(formatPresence("envoy-d"), "GITBACKHOST:envoy-d");
+  assert.equal(parsePresence("GITBACKHOST:envoy-d"), "envoy-d");
+  for (
+    const junk of ["GITBACKHOST:", "GITBACKHOST:bad host", "GITBACKHOST:a:b"]
+  ) assert.equal(parsePresence(junk), null, junk);
+  assert.equal(parseAnnouncement("GITBACKHOST:envoy-d"), null);
 });
 
 Deno.test("the peer index forgets stale announcements", () => {

@@ -6,6 +6,8 @@
  *   GITBACKPROJECT:<host>:<project_id>:<handle>:<scope>
  *
  * The older two-field form `GITBACKPROJECT:<host>:<project_id>` still parses.
+ * Every datagram starts with `GITBACKHOST:<host>`, so an envoy that holds
+ * nothing yet (freshly paired) is still heard and answered.
  * What is heard feeds a per-project index of peers, with staleness.
  *
  * @module
@@ -33,11 +35,25 @@ export interface HeldProject {
 }
 
 const PREFIX = "GITBACKPROJECT:";
+const PRESENCE = "GITBACKHOST:";
+const HOST_NAME = /^[A-Za-z0-9.-]{1,253}$/;
 const MAX_DATAGRAM = 60_000;
 
 /** Formats one announcement line. */
 export function formatAnnouncement(host: string, p: HeldProject): string {
   return `${PREFIX}${host}:${p.projectId}:${p.handle}:${p.scope}`;
+}
+
+/** The presence line that opens every datagram. */
+export function formatPresence(host: string): string {
+  return `${PRESENCE}${host}`;
+}
+
+/** The host named by a presence line, or null. */
+export function parsePresence(line: string): string | null {
+  if (!line.startsWith(PRESENCE)) return null;
+  const host = line.slice(PRESENCE.length);
+  return HOST_NAME.test(host) ? host : null;
 }
 
 /** Parses one line (current or older form), or null. */
@@ -47,7 +63,7 @@ export function parseAnnouncement(line: string): Announcement | null {
   if (fields.length !== 2 && fields.length !== 4) return null;
   const [host, projectId, handle, scope] = fields;
   if (
-    !/^[A-Za-z0-9.-]{1,253}$/.test(host) || !/^[0-9a-f]{64}$/.test(projectId)
+    !HOST_NAME.test(host) || !/^[0-9a-f]{64}$/.test(projectId)
   ) return null;
   if (fields.length === 2) return { host, projectId };
   if (!/^(?!\.)[A-Za-z0-9._-]{1,64}$/.test(handle)) return null;
@@ -157,9 +173,16 @@ export async function startAnnouncer(
   socket.on("message", (message: Uint8Array, remote: { address: string }) => {
     if (message.length > MAX_DATAGRAM) return;
     for (const line of new TextDecoder().decode(message).split("\n")) {
+      const host = parsePresence(line.trim());
+      if (host && host !== config.hostname && !config.hosts[host]) {
+        // A host we did not know: remember where it was heard from and
+        // answer at once, so a new envoy learns what we hold without
+        // waiting for our next period.
+        config.hosts[host] = remote.address;
+        send([remote.address]);
+      }
       const announcement = parseAnnouncement(line.trim());
       if (announcement && announcement.host !== config.hostname) {
-        // Remember where a host we do not know was heard from.
         if (!config.hosts[announcement.host]) {
           config.hosts[announcement.host] = remote.address;
         }
@@ -185,19 +208,22 @@ export async function startAnnouncer(
       error: (error as Error).message,
     });
   }
+  function send(addresses: string[]): void {
+    const lines = [formatPresence(config.hostname)];
+    for (const p of heldProjects(config)) {
+      lines.push(formatAnnouncement(config.hostname, p));
+    }
+    const payload = new TextEncoder().encode(lines.join("\n") + "\n");
+    for (const address of new Set(addresses)) {
+      socket.send(payload, config.announce.port, address, () => {});
+    }
+  }
   const announceNow = () => {
-    const held = heldProjects(config);
-    if (held.length === 0) return;
-    const payload = new TextEncoder().encode(
-      held.map((p) => formatAnnouncement(config.hostname, p)).join("\n") + "\n",
-    );
     const targets = Object.entries(config.hosts)
       .filter(([host]) => host !== config.hostname)
       .map(([, address]) => address);
     if (multicast) targets.push(config.announce.group);
-    for (const address of new Set(targets)) {
-      socket.send(payload, config.announce.port, address, () => {});
-    }
+    send(targets);
   };
   announceNow();
   const timer = setInterval(announceNow, config.announce.periodSeconds * 1000);

@@ -25,6 +25,7 @@ import {
   writeAnnouncedCache,
 } from "./announce.ts";
 import { CHAIN_HEADER, retryPendingFanOut } from "./fanout.ts";
+import { adoptMemberships } from "./member_adopt.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
 import { managedHomes } from "./user_homes.ts";
 
@@ -83,6 +84,7 @@ export async function catchUpOnce(
 ): Promise<string | null> {
   writeAnnouncedCache(config, index);
   await retryPendingFanOut(config, log, index);
+  await adoptMemberships(config, log, index);
   for (const project of missingProjects(config)) {
     const holders = index.holders(project.projectId);
     if (holders.length === 0) continue;

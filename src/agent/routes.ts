@@ -10,6 +10,7 @@ import type { SwarmRoute } from "./swarm_server.ts";
 import { pairClaimRoute } from "./pair_claim.ts";
 import { bundleRoute, pushRoute } from "./push_route.ts";
 import { gossipRoutes } from "./gossip.ts";
+import { chainsRoute } from "./member_adopt.ts";
 
 /** The routes of this agent. */
 export function swarmRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
@@ -26,5 +27,6 @@ export function swarmRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
     pushRoute(config, log),
     bundleRoute(config),
     ...gossipRoutes(config, log),
+    chainsRoute(config),
   ];
 }

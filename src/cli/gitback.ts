@@ -13,7 +13,11 @@ import {
   type EnvoyStatus,
 } from "../gitback/envoy_status.ts";
 import { diskUsage, projectsDir } from "../gitback/repo.ts";
-import { ProjectError } from "../gitback/project.ts";
+import { ProjectError, writeProjectState } from "../gitback/project.ts";
+import { verifyChain } from "../gitback/tokens.ts";
+import { formatPublicKey } from "../crypto/ed25519.ts";
+import { readPublicKey } from "../puddle/identity.ts";
+import { ADOPT_VERB } from "../gitback/adopt.ts";
 import { loadAgentConfig } from "../agent/config.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -225,6 +229,37 @@ function gcOrphans(args: string[]): number {
   return 0;
 }
 
+/**
+ * Hidden verb run by the agent as the user: writes the state of a project
+ * this user's puddle is a member of, from a chain on standard input that
+ * must verify for the project with this user's key as its last subject.
+ */
+async function adoptFromStdin(args: string[]): Promise<number> {
+  const projectId = args[0];
+  if (!projectId || !/^[0-9a-f]{64}$/.test(projectId)) {
+    throw new UsageError("the project id must be 64 hex digits.");
+  }
+  const paths = userPaths();
+  if (exists(`${paths.gitbackDir}/${projectId}/project.json`)) return 0;
+  const input = JSON.parse(await new Response(Deno.stdin.readable).text());
+  const me = readPublicKey(paths.puddleDir);
+  const verified = await verifyChain(input.chain, { projectId, presenter: me });
+  const founder = formatPublicKey(verified.founder);
+  const mine = formatPublicKey(me);
+  writeProjectState(paths.gitbackDir, {
+    version: 1,
+    project_id: projectId,
+    handle: verified.handle,
+    founder,
+    scope: input.scope === "members-only" ? "members-only" : "swarm-wide",
+    members: founder === mine ? [founder] : [founder, mine],
+    cross_subnet_members: [],
+    created_at: new Date().toISOString(),
+    tombstoned_at: null,
+  }, { version: 1, chain: input.chain });
+  return 0;
+}
+
 /** Runs `vigo swarm gitback …`. */
 export async function runGitback(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
@@ -243,6 +278,8 @@ export async function runGitback(args: string[]): Promise<number> {
         return gcOrphans(rest);
       case "project":
         return await runProject(rest);
+      case ADOPT_VERB:
+        return await adoptFromStdin(rest);
       default:
         throw new UsageError(
           `unknown gitback verb ${JSON.stringify(verb)}.`,

@@ -12,6 +12,9 @@ import { projectId as computeProjectId } from "./project_id.ts";
 import { projectDir, writeProjectState } from "./project.ts";
 import { mintBootstrapToken, type Signer } from "./tokens.ts";
 
+/** Hidden CLI verb by which the agent writes an adopted membership as the user. */
+export const ADOPT_VERB = "_adopt-project";
+
 /** Reads the agent's cache of announced projects (empty when absent). */
 export function readAnnounced(
   path: string,

@@ -1,0 +1,195 @@
+/**
+ * Adoption of projects where a local puddle is a *member*: a freshly paired
+ * envoy has no copy of the member's token chain, so the agent asks the
+ * peers announcing a project for chains whose last subject is that puddle's
+ * key. Chains are capability statements that work only with the key they
+ * name, so handing them out reveals nothing usable. A chain that verifies
+ * for the project, presented by that key, is written into the user's state
+ * by a child running as the user.
+ *
+ * @module
+ */
+
+import { readOwnedFile } from "../platform/fs.ts";
+import { runCommand } from "../platform/process.ts";
+import { selfCommand } from "../platform/paths.ts";
+import { parsePublicKey } from "../crypto/ed25519.ts";
+import { decodeToken, verifyChain } from "../gitback/tokens.ts";
+import type { AgentConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
+import type { PeerIndex } from "./announce.ts";
+import { readPolicy } from "./policy.ts";
+import { ADOPT_VERB } from "../gitback/adopt.ts";
+import { HttpError, type SwarmRoute } from "./swarm_server.ts";
+import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
+import { managedHomes } from "./user_homes.ts";
+
+function readJsonOwned(path: string, uid: number): unknown {
+  return JSON.parse(
+    new TextDecoder().decode(readOwnedFile(path, uid, 256 * 1024)),
+  );
+}
+
+/** Every chain held here (own or issued) whose last subject is `subject`. */
+function chainsFor(
+  config: AgentConfig,
+  projectId: string,
+  subject: string,
+): unknown[][] {
+  const found: unknown[][] = [];
+  for (const { uid, home } of managedHomes(config)) {
+    const dir = `${home}/.vigo-gitback/${projectId}`;
+    const candidates: unknown[][] = [];
+    try {
+      const tokens = readJsonOwned(`${dir}/tokens.json`, uid) as {
+        chain?: unknown[];
+      };
+      if (Array.isArray(tokens.chain)) candidates.push(tokens.chain);
+    } catch {
+      // Not held by this user.
+    }
+    try {
+      const issued = readJsonOwned(`${dir}/issued.json`, uid);
+      if (Array.isArray(issued)) {
+        candidates.push(...issued.filter(Array.isArray));
+      }
+    } catch {
+      // Nothing issued here.
+    }
+    for (const chain of candidates) {
+      try {
+        if (decodeToken(chain[chain.length - 1]).body.subject === subject) {
+          found.push(chain);
+        }
+      } catch {
+        // Not a chain.
+      }
+    }
+  }
+  return found;
+}
+
+/** `GET /swarm/gitback/chains/<project_id>/<subject hex>`. */
+export function chainsRoute(config: AgentConfig): SwarmRoute {
+  return {
+    method: "GET",
+    pattern: "/swarm/gitback/chains/:project/:subject",
+    maxBodyBytes: 0,
+    handler: (ctx) => {
+      const { project, subject } = ctx.params;
+      if (!/^[0-9a-f]{64}$/.test(project) || !/^[0-9a-f]{64}$/.test(subject)) {
+        throw new HttpError(400, "project and subject must be 64 hex digits.");
+      }
+      return {
+        status: 200,
+        json: {
+          chains: chainsFor(config, project, `ed25519:${subject}`).slice(0, 16),
+        },
+      };
+    },
+  };
+}
+
+/** One pass: adopt, for every local puddle, announced projects it is a member of. */
+export async function adoptMemberships(
+  config: AgentConfig,
+  log: Logger,
+  index: PeerIndex,
+): Promise<number> {
+  const announced = index.all();
+  if (announced.length === 0) return 0;
+  let adopted = 0;
+  for (const { user, uid, home } of managedHomes(config)) {
+    if (uid !== 0 && !readPolicy(config.paths, user)?.gitback) continue;
+    let pubkey: string;
+    try {
+      pubkey = new TextDecoder().decode(
+        readOwnedFile(`${home}/.vigo-puddle/identity.pub`, uid, 256),
+      ).trim();
+      parsePublicKey(pubkey);
+    } catch {
+      continue;
+    }
+    const tls = readSwarmTls(config);
+    for (const { host, projectId, scope } of announced) {
+      try {
+        Deno.statSync(`${home}/.vigo-gitback/${projectId}`);
+        continue;
+      } catch {
+        // Not held yet: ask.
+      }
+      let chain: unknown[] | undefined;
+      try {
+        const response = await swarmRequest(
+          tls,
+          swarmUrl(
+            config,
+            host,
+            `/swarm/gitback/chains/${projectId}/${
+              pubkey.slice("ed25519:".length)
+            }`,
+          ),
+          { timeoutMs: 10_000 },
+        );
+        if (response.status !== 200) continue;
+        for (
+          const candidate of response.json<{ chains: unknown[][] }>().chains ??
+            []
+        ) {
+          try {
+            await verifyChain(candidate, {
+              projectId,
+              presenter: parsePublicKey(pubkey),
+            });
+            chain = candidate;
+            break;
+          } catch {
+            // Not usable; try the next.
+          }
+        }
+      } catch {
+        continue;
+      }
+      if (!chain) continue;
+      const env: Record<string, string> = {
+        HOME: home,
+        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      };
+      const root = Deno.env.get("VIGO_ROOT");
+      if (root) env.VIGO_ROOT = root;
+      const denoDir = Deno.env.get("DENO_DIR");
+      if (uid === 0 && denoDir) env.DENO_DIR = denoDir;
+      const out = await runCommand("setpriv", {
+        args: [
+          `--reuid=${uid}`,
+          `--regid=${uid === 0 ? 0 : (Deno.statSync(home).gid ?? uid)}`,
+          "--init-groups",
+          "--",
+          selfCommand(),
+          "swarm",
+          "gitback",
+          ADOPT_VERB,
+          projectId,
+        ],
+        env,
+        clearEnv: true,
+        stdin: JSON.stringify({ chain, scope: scope ?? "swarm-wide" }),
+      });
+      if (out.code === 0) {
+        adopted++;
+        log.info("adopted membership", {
+          user,
+          project: projectId,
+          from: host,
+        });
+      } else {
+        log.warn("adoption failed", {
+          user,
+          project: projectId,
+          error: out.stderr.trim().slice(0, 200),
+        });
+      }
+    }
+  }
+  return adopted;
+}

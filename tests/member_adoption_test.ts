@@ -1,0 +1,152 @@
+/**
+ * A puddle that is a member (not the founder) of a project gets the project
+ * on a freshly paired envoy without manual steps: the agent finds its chain
+ * on a peer and writes it into the user's state.
+ */
+
+import assert from "node:assert/strict";
+import { type Fleet, fleetDown, fleetUp } from "../scripts/fleet.ts";
+import { VIGO, vigo } from "./support/cli.ts";
+import { runCommand } from "../src/platform/process.ts";
+import { waitForLine, waitForPath } from "./support/wait.ts";
+
+Deno.test({
+  name: "a member's freshly paired envoy adopts the project and can clone it",
+  ignore: Deno.uid() !== 0,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "vigo-member-" });
+    let fleet: Fleet | undefined;
+    try {
+      fleet = await fleetUp(`${dir}/fleet`, {
+        envoys: 3,
+        firstAddress: 20 + Math.floor(Math.random() * 200),
+      });
+      const [a, b, c] = fleet.envoys;
+      const bin = `${dir}/bin`;
+      Deno.mkdirSync(bin);
+      Deno.symlinkSync(VIGO, `${bin}/git-remote-gitback`);
+      const withGit = (env: Record<string, string>) => ({
+        ...env,
+        PATH: `${bin}:${env.PATH}`,
+        GIT_AUTHOR_NAME: "T",
+        GIT_AUTHOR_EMAIL: "t@example.invalid",
+        GIT_COMMITTER_NAME: "T",
+        GIT_COMMITTER_EMAIL: "t@example.invalid",
+      });
+      // Two different puddles: P1 founds on envoy-a, P2 lives on envoy-b.
+      for (const [envoy, pass] of [[a, "p1"], [b, "p2"]] as const) {
+        assert.equal(
+          (await vigo(
+            envoy.env,
+            ["swarm", "puddle", "init"],
+            `${pass}\n${pass}\n`,
+          )).code,
+          0,
+        );
+        assert.equal(
+          (await vigo(envoy.env, ["swarm", "puddle", "unlock"], `${pass}\n`))
+            .code,
+          0,
+        );
+      }
+      const work = `${dir}/work`;
+      Deno.mkdirSync(work);
+      for (
+        const args of [["init", "--quiet", "-b", "main"], [
+          "commit",
+          "--quiet",
+          "--allow-empty",
+          "-m",
+          "one",
+        ]]
+      ) {
+        await runCommand("git", {
+          args,
+          env: withGit(a.env),
+          clearEnv: true,
+          cwd: work,
+        });
+      }
+      const init = await runCommand(VIGO, {
+        args: ["swarm", "gitback", "project", "init", "shared"],
+        env: withGit(a.env),
+        clearEnv: true,
+        cwd: work,
+      });
+      assert.equal(init.code, 0, init.stderr);
+      const projectId = /gitback:\/\/([0-9a-f]{64})\//.exec(init.stdout)![1];
+      const p2 = (await vigo(b.env, ["swarm", "puddle", "pubkey"])).stdout
+        .trim();
+      const invite = await vigo(a.env, [
+        "swarm",
+        "gitback",
+        "project",
+        "invite",
+        "shared",
+        "--puddle",
+        p2,
+        "--role",
+        "member",
+      ]);
+      assert.equal(invite.code, 0, invite.stderr);
+      Deno.writeTextFileSync(`${dir}/invite.json`, invite.stdout);
+      const join = await vigo(b.env, [
+        "swarm",
+        "gitback",
+        "project",
+        "join",
+        projectId,
+        "--invitation",
+        `${dir}/invite.json`,
+      ]);
+      assert.equal(join.code, 0, join.stderr);
+
+      // P2 pairs envoy-c. Nobody touches gitback there by hand.
+      const pair = await vigo(b.env, ["swarm", "puddle", "pair"]);
+      const code = /pairing code: (\d{4}-\d{4})/.exec(pair.stdout)![1];
+      const paired = await vigo(c.env, [
+        "swarm",
+        "puddle",
+        "join",
+        "--from",
+        "envoy-b",
+      ], `${code}\np2\n`);
+      assert.equal(paired.code, 0, paired.stderr);
+
+      await waitForPath(`${c.home}/.vigo-gitback/${projectId}/tokens.json`);
+      await waitForLine(c.log, /INFO adopted membership user=\S+ project=/);
+      const status = await vigo(c.env, [
+        "swarm",
+        "gitback",
+        "project",
+        "status",
+        "shared",
+      ]);
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, new RegExp(`leaf: +member, subject ${p2}`));
+
+      // And P2 clones on envoy-c.
+      assert.equal(
+        (await vigo(c.env, ["swarm", "puddle", "unlock"], "p2\n")).code,
+        0,
+      );
+      const clone = await runCommand("git", {
+        args: [
+          "clone",
+          "--quiet",
+          `gitback://${projectId}/shared`,
+          `${dir}/clone-c`,
+        ],
+        env: withGit(c.env),
+        clearEnv: true,
+        cwd: dir,
+      });
+      assert.equal(clone.code, 0, clone.stderr);
+    } finally {
+      if (fleet) await fleetDown(`${dir}/fleet`);
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
