@@ -1,181 +1,252 @@
 /**
- * The CA CLI and the agent as a real background process: enrol, start,
- * answer over mutual TLS, stop cleanly on SIGTERM, refuse bad configuration.
+ * The agent as a real background process (`scripts/vigo agent`) in a
+ * throwaway VIGO_ROOT: it answers over mutual TLS, stops cleanly on
+ * SIGTERM, and refuses bad configuration or TLS material with a clear error.
  */
 
 import assert from "node:assert/strict";
 import { VIGO, vigo } from "./support/cli.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { type FleetPki, makeFleetPki, writeEnvoyTls } from "./support/pki.ts";
+import { swarmRequest, type SwarmTls } from "../src/agent/swarm_client.ts";
+import { createFleetCa, issueEnvoyCertificate } from "../src/ca/ca.ts";
 
 const isRoot = Deno.uid() === 0;
+const PORT = 1531;
 
-function envFor(root: string) {
-  return { PATH: Deno.env.get("PATH")!, HOME: root, VIGO_ROOT: root };
+function envFor(root: string): Record<string, string> {
+  return {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: root,
+    VIGO_ROOT: root,
+    // Share the compiled-module cache with this process.
+    DENO_DIR: Deno.env.get("DENO_DIR") ??
+      `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`,
+  };
 }
 
+function portFree(address: string): boolean {
+  try {
+    Deno.listen({ hostname: address, port: PORT }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** 127.0.0.2 if port 1531 is free there, else a free 127.0.0.x, x in 20..60. */
 function freeAddress(): string {
-  for (let i = 0; i < 50; i++) {
-    const address = `127.0.0.${20 + Math.floor(Math.random() * 200)}`;
+  if (portFree("127.0.0.2")) return "127.0.0.2";
+  const candidates = Array.from({ length: 41 }, (_, i) => 20 + i)
+    .sort(() => Math.random() - 0.5);
+  for (const x of candidates) {
+    if (portFree(`127.0.0.${x}`)) return `127.0.0.${x}`;
+  }
+  throw new Error(`no loopback address with port ${PORT} free`);
+}
+
+/** A temp VIGO_ROOT holding envoy-a's TLS material and agent.yaml. */
+async function makeEnvoy(address: string) {
+  const root = Deno.makeTempDirSync({ prefix: "vigo-agent-" });
+  const etc = `${root}/etc/vigo`;
+  const pki = await makeFleetPki(`${root}/pki`, [
+    { hostname: "envoy-a", ips: [address] },
+    { hostname: "envoy-b", ips: ["127.0.0.3"] },
+  ]);
+  writeEnvoyTls(etc, pki.caPem, pki.envoys["envoy-a"]);
+  Deno.writeTextFileSync(
+    `${etc}/agent.yaml`,
+    `hostname: envoy-a\nlisten: ${address}\nport: ${PORT}\n`,
+  );
+  return { root, etc, pki, env: envFor(root) };
+}
+
+/** envoy-b's client material: same CA, its own certificate. */
+function clientOf(pki: FleetPki, name = "envoy-b"): SwarmTls {
+  return { caPem: pki.caPem, ...pki.envoys[name] };
+}
+
+/** Polls /swarm/health until the agent answers or exits. */
+async function waitForHealth(
+  agent: Deno.ChildProcess,
+  tls: SwarmTls,
+  url: string,
+  exited: () => boolean,
+) {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (exited()) throw new Error(`the agent (pid ${agent.pid}) exited early`);
     try {
-      Deno.listen({ hostname: address, port: 1531 }).close();
-      return address;
+      return await swarmRequest(tls, url, { timeoutMs: 1_000 });
     } catch {
-      // Taken; try another.
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
-  throw new Error("no free loopback address for port 1531");
+  throw new Error("the agent did not answer within 30 s");
 }
 
 Deno.test({
-  name:
-    "vigo ca init and issue write the CA and envoy material with their modes",
+  name: "the agent serves mutual TLS and stops cleanly on SIGTERM",
   ignore: !isRoot,
   fn: async () => {
-    const root = Deno.makeTempDirSync({ prefix: "vigo-ca-" });
+    const address = freeAddress();
+    const { root, pki, env } = await makeEnvoy(address);
+    let agent: Deno.ChildProcess | undefined;
+    let running = false;
     try {
-      const env = envFor(root);
-      const early = await vigo(env, ["ca", "issue", "envoy-a"]);
-      assert.equal(early.code, 1);
-      assert.match(early.stderr, /no fleet CA/);
-      const init = await vigo(env, ["ca", "init"]);
-      assert.equal(init.code, 0, init.stderr);
-      const etc = `${root}/etc/vigo`;
-      assert.equal(Deno.statSync(`${etc}/ca/ca.key`).mode! & 0o777, 0o600);
-      assert.equal(Deno.statSync(`${etc}/ca`).mode! & 0o777, 0o700);
-      const before = Deno.readTextFileSync(`${etc}/ca/ca.key`);
-      const again = await vigo(env, ["ca", "init"]);
-      assert.equal(again.code, 1);
-      assert.match(again.stderr, /already exists/);
-      assert.equal(Deno.readTextFileSync(`${etc}/ca/ca.key`), before);
+      agent = new Deno.Command(VIGO, {
+        args: ["agent"],
+        env,
+        clearEnv: true,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      running = true;
+      const log = new Response(agent.stderr).text();
+      const status = agent.status.then((s) => {
+        running = false;
+        return s;
+      });
+      const base = `https://${address}:${PORT}`;
+      const health = await waitForHealth(
+        agent,
+        clientOf(pki),
+        `${base}/swarm/health`,
+        () => !running,
+      );
+      assert.equal(health.status, 200);
+      assert.deepEqual(health.json(), { hostname: "envoy-a", peer: "envoy-b" });
+      assert.equal(
+        Number(Deno.readTextFileSync(`${root}/var/run/vigo/agent.pid`)),
+        agent.pid,
+      );
+      assert.equal(
+        Deno.statSync(`${root}/var/run/vigo/agent.pid`).mode! & 0o777,
+        0o644,
+      );
 
-      const issue = await vigo(env, [
-        "ca",
-        "issue",
-        "envoy-a",
-        "--ip",
-        "127.0.0.2",
-      ]);
-      assert.equal(issue.code, 0, issue.stderr);
-      assert.equal(Deno.statSync(`${etc}/tls.key`).mode! & 0o777, 0o600);
-      assert.equal(Deno.statSync(`${etc}/tls.crt`).mode! & 0o777, 0o644);
-      const out = await vigo(env, [
-        "ca",
-        "issue",
-        "envoy-b",
-        "--ip",
-        "127.0.0.3",
-        "--out",
-        `${root}/b`,
-      ]);
-      assert.equal(out.code, 0, out.stderr);
-      assert.equal(Deno.statSync(`${root}/b/tls.key`).mode! & 0o777, 0o600);
-      assert.equal(Deno.statSync(`${root}/b`).mode! & 0o777, 0o700);
+      const unknown = await swarmRequest(clientOf(pki), `${base}/nope`);
+      assert.equal(unknown.status, 404);
+      assert.match(unknown.json<{ error: string }>().error, /no route/);
 
-      const badHost = await vigo(env, ["ca", "issue", "bad host"]);
-      assert.equal(badHost.code, 2);
-      assert.match(badHost.stderr, /not a valid host name/);
-      const badIp = await vigo(env, [
-        "ca",
-        "issue",
-        "envoy-c",
-        "--ip",
-        "999.1.1.1",
-      ]);
-      assert.equal(badIp.code, 2);
-      assert.match(badIp.stderr, /not an IPv4 or IPv6 address/);
+      // A certificate from another CA never gets an answer.
+      const otherCa = await createFleetCa({ commonName: "another fleet" });
+      const stranger = await issueEnvoyCertificate({
+        caKeyPem: otherCa.keyPem,
+        caCertPem: otherCa.certPem,
+        hostname: "envoy-x",
+        ips: ["127.0.0.9"],
+      });
+      await assert.rejects(
+        swarmRequest(
+          { caPem: pki.caPem, ...stranger },
+          `${base}/swarm/health`,
+        ),
+        /unreachable/,
+      );
+
+      // A second agent on the same address is refused with a clear error.
+      const second = await vigo(env, ["agent"]);
+      assert.equal(second.code, 1);
+      assert.match(
+        second.stderr,
+        /^error: the agent could not start: .*already in use/m,
+      );
+
+      agent.kill("SIGTERM");
+      const { code } = await status;
+      assert.equal(code, 0);
+      const text = await log;
+      assert.match(
+        text,
+        /^\S+Z INFO agent listening hostname=envoy-a address=\S+:1531/m,
+      );
+      assert.match(
+        text,
+        /^\S+ INFO swarm request method=GET path=\/swarm\/health status=200 peer=envoy-b$/m,
+      );
+      assert.match(text, /^\S+ WARN TLS handshake refused/m);
+      assert.match(text, /^\S+ INFO agent stopping signal=SIGTERM$/m);
+      assert.match(text, /^\S+ INFO agent stopped$/m);
+      assert.doesNotMatch(text, /PRIVATE KEY/);
+      assert.throws(
+        () => Deno.statSync(`${root}/var/run/vigo/agent.pid`),
+        Deno.errors.NotFound,
+      );
     } finally {
+      if (agent && running) {
+        agent.kill("SIGKILL");
+        await agent.status;
+      }
       Deno.removeSync(root, { recursive: true });
     }
   },
 });
 
 Deno.test({
-  name: "the agent serves mutual TLS and stops cleanly on SIGTERM",
+  name: "the agent refuses bad configuration and TLS material clearly",
   ignore: !isRoot,
-  sanitizeResources: false,
   fn: async () => {
-    const root = Deno.makeTempDirSync({ prefix: "vigo-agent-" });
     const address = freeAddress();
-    let agent: Deno.ChildProcess | undefined;
+    const { root, etc, pki, env } = await makeEnvoy(address);
+    const yaml = Deno.readTextFileSync(`${etc}/agent.yaml`);
+    const start = async (pattern: RegExp) => {
+      const result = await vigo(env, ["agent"]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, /^error: the agent could not start: /m);
+      assert.match(result.stderr, pattern);
+      assert.match(result.stderr, /^hint: /m);
+      assert.equal(portFree(address), true);
+    };
     try {
-      const env = envFor(root);
-      assert.equal((await vigo(env, ["ca", "init"])).code, 0);
-      assert.equal(
-        (await vigo(env, ["ca", "issue", "envoy-a", "--ip", address])).code,
-        0,
-      );
-      const etc = `${root}/etc/vigo`;
-
-      // Bad configuration: a clear error and exit 1.
       Deno.writeTextFileSync(
         `${etc}/agent.yaml`,
         "hostname: envoy-a\nport: lots\n",
       );
-      const bad = await vigo(env, ["agent"]);
-      assert.equal(bad.code, 1);
-      assert.match(
-        bad.stderr,
-        /^error: the agent could not start: .*`port` must be an integer/m,
-      );
-
+      await start(/agent\.yaml: `port` must be an integer between 1 and 65535/);
       Deno.writeTextFileSync(
         `${etc}/agent.yaml`,
-        `hostname: envoy-a\nlisten: ${address}\n`,
+        "hostname: envoy-a\nlisten_on: 1.2.3.4\n",
       );
+      await start(/agent\.yaml: unknown key\(s\): listen_on/);
+      Deno.removeSync(`${etc}/agent.yaml`);
+      await start(/agent\.yaml does not exist/);
+
+      // --config names another file.
+      Deno.writeTextFileSync(`${root}/elsewhere.yaml`, "hostname: [\n");
+      const other = await vigo(env, [
+        "agent",
+        "--config",
+        `${root}/elsewhere.yaml`,
+      ]);
+      assert.equal(other.code, 1);
+      assert.match(other.stderr, /elsewhere\.yaml: not valid YAML/);
+
+      Deno.writeTextFileSync(`${etc}/agent.yaml`, yaml);
       Deno.renameSync(`${etc}/tls.key`, `${etc}/tls.key.away`);
-      const noKey = await vigo(env, ["agent"]);
-      assert.equal(noKey.code, 1);
-      assert.match(noKey.stderr, /tls.key .*is missing/);
+      await start(/the TLS key \S+\/tls\.key is missing; enrol this envoy/);
       Deno.renameSync(`${etc}/tls.key.away`, `${etc}/tls.key`);
 
-      agent = new Deno.Command(VIGO, {
-        args: ["agent"],
-        env,
-        clearEnv: true,
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const tls = {
-        caPem: Deno.readTextFileSync(`${etc}/ca.crt`),
-        certPem: Deno.readTextFileSync(`${etc}/tls.crt`),
-        keyPem: Deno.readTextFileSync(`${etc}/tls.key`),
-      };
-      let health;
-      for (let i = 0; i < 150 && !health; i++) {
-        try {
-          health = await swarmRequest(
-            tls,
-            `https://${address}:1531/swarm/health`,
-            { timeoutMs: 1000 },
-          );
-        } catch {
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
-      assert.ok(health, "agent answered");
-      assert.equal(health.status, 200);
-      assert.deepEqual(health.json(), { hostname: "envoy-a", peer: "envoy-a" });
-      assert.equal(
-        Number(Deno.readTextFileSync(`${root}/var/run/vigo/agent.pid`)),
-        agent.pid,
-      );
-      const unknown = await swarmRequest(tls, `https://${address}:1531/nope`);
-      assert.equal(unknown.status, 404);
-      assert.match(unknown.json<{ error: string }>().error, /no route/);
+      Deno.chmodSync(`${etc}/tls.key`, 0o644);
+      await start(/tls\.key has mode 0644.*chmod 600/);
+      Deno.chmodSync(`${etc}/tls.key`, 0o600);
 
-      agent.kill("SIGTERM");
-      const output = await agent.output();
-      agent = undefined;
-      assert.equal(output.code, 0);
-      const log = new TextDecoder().decode(output.stderr);
-      assert.match(log, /^\S+ INFO agent listening hostname=envoy-a/m);
-      assert.match(log, /^\S+ INFO agent stopped$/m);
-      assert.throws(() => Deno.statSync(`${root}/var/run/vigo/agent.pid`));
+      // A certificate for another envoy.
+      writeEnvoyTls(etc, pki.caPem, pki.envoys["envoy-b"]);
+      await start(
+        /tls\.crt is for envoy-b, but agent\.yaml says hostname envoy-a/,
+      );
+      // A key that does not belong to the certificate.
+      writeEnvoyTls(etc, pki.caPem, {
+        certPem: pki.envoys["envoy-a"].certPem,
+        keyPem: pki.envoys["envoy-b"].keyPem,
+      });
+      await start(/tls\.key is not the key of \S+tls\.crt/);
+
+      const usage = await vigo(env, ["agent", "now"]);
+      assert.equal(usage.code, 2);
+      assert.match(usage.stderr, /unexpected argument "now"/);
     } finally {
-      if (agent) {
-        agent.kill("SIGKILL");
-        await agent.status;
-      }
       Deno.removeSync(root, { recursive: true });
     }
   },

@@ -12,9 +12,13 @@ import { userByName } from "../platform/users.ts";
 
 /** The agent's validated configuration. */
 export interface AgentConfig {
+  /** This envoy's name; its certificate's CN must be the same. */
   hostname: string;
+  /** Address the swarm listener binds (default `0.0.0.0`). */
   listen: string;
+  /** Swarm port, here and on every peer (default 1531). */
   port: number;
+  /** Absolute paths of the fleet CA certificate, this envoy's certificate and key. */
   tls: { ca: string; cert: string; key: string };
   /** Known hosts: name → address. */
   hosts: Record<string, string>;
@@ -22,6 +26,7 @@ export interface AgentConfig {
   gitback: { enabled: string[] };
   /** User → home overrides (test fleets); passwd otherwise. */
   homes: Record<string, string>;
+  /** Reactor periods in seconds (fractions allowed, for test fleets). */
   reactors: {
     sweepSeconds: number;
     catchupSeconds: number;
@@ -32,7 +37,9 @@ export interface AgentConfig {
   announce: {
     /** Multicast group; announcements also go by unicast to every known host. */
     group: string;
+    /** UDP port of announcements. */
     port: number;
+    /** Seconds between announcements. */
     periodSeconds: number;
     /** An announcement older than this no longer counts. */
     staleSeconds: number;
@@ -42,8 +49,8 @@ export interface AgentConfig {
 }
 
 const MAX_CONFIG_BYTES = 64 * 1024;
+const MAX_SECONDS = 86_400;
 const KNOWN_KEYS = [
-  "announce",
   "hostname",
   "listen",
   "port",
@@ -52,7 +59,12 @@ const KNOWN_KEYS = [
   "swarm",
   "homes",
   "reactors",
+  "announce",
 ];
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const IPV4 =
+  /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 
 /** The default location of agent.yaml. */
 export function agentConfigPath(paths: SystemPaths): string {
@@ -63,23 +75,89 @@ function fail(file: string, message: string): never {
   throw new Error(`${file}: ${message}`);
 }
 
-function stringMap(
+function isIpAddress(text: string): boolean {
+  if (IPV4.test(text)) return true;
+  if (!text.includes(":") || !/^[0-9A-Fa-f:.]+$/.test(text)) return false;
+  try {
+    new URL(`http://[${text}]/`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A host name (RFC 1123) or an IPv4/IPv6 literal. */
+function isAddress(text: string): boolean {
+  return HOST_NAME.test(text) || isIpAddress(text);
+}
+
+/** A YAML mapping (absent or null → `{}`), with only `allowed` keys if given. */
+function mapping(
   file: string,
   key: string,
   value: unknown,
-): Record<string, string> {
+  allowed?: string[],
+): Record<string, unknown> {
   if (value === undefined || value === null) return {};
   if (typeof value !== "object" || Array.isArray(value)) {
     fail(file, `\`${key}\` must be a mapping.`);
   }
+  const record = value as Record<string, unknown>;
+  if (allowed) {
+    const unknown = Object.keys(record).filter((k) => !allowed.includes(k));
+    if (unknown.length > 0) {
+      fail(
+        file,
+        `unknown key(s) under \`${key}\`: ${unknown.join(", ")}; expected ${
+          allowed.join(", ")
+        }.`,
+      );
+    }
+  }
+  return record;
+}
+
+function stringMap(
+  file: string,
+  key: string,
+  value: unknown,
+  check: (text: string) => boolean = () => true,
+  what = "a non-empty string",
+): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    if (typeof v !== "string" || v === "") {
-      fail(file, `\`${key}.${k}\` must be a non-empty string.`);
+  for (const [k, v] of Object.entries(mapping(file, key, value))) {
+    if (typeof v !== "string" || v === "" || !check(v)) {
+      fail(file, `\`${key}.${k}\` must be ${what}.`);
     }
     out[k] = v;
   }
   return out;
+}
+
+function knownHosts(file: string, value: unknown): Record<string, string> {
+  const hosts = stringMap(
+    file,
+    "hosts",
+    value,
+    isAddress,
+    "an IP address or a host name",
+  );
+  for (const name of Object.keys(hosts)) {
+    if (!HOST_NAME.test(name)) {
+      fail(file, `\`hosts\`: ${JSON.stringify(name)} is not a host name.`);
+    }
+  }
+  return hosts;
+}
+
+function portNumber(file: string, key: string, value: unknown): number {
+  if (
+    typeof value !== "number" || !Number.isInteger(value) || value < 1 ||
+    value > 65535
+  ) {
+    fail(file, `\`${key}\` must be an integer between 1 and 65535.`);
+  }
+  return value;
 }
 
 function seconds(
@@ -89,31 +167,36 @@ function seconds(
   fallback: number,
 ): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !(value > 0) || value > 86_400) {
+  if (typeof value !== "number" || !(value > 0) || value > MAX_SECONDS) {
     fail(
       file,
-      `\`${
-        key.includes(".") ? key : `reactors.${key}`
-      }\` must be a number of seconds between 0 and 86400.`,
+      `\`${key}\` must be a number of seconds above 0 and at most ${MAX_SECONDS}.`,
     );
   }
   return value;
 }
 
-/** Reads and validates agent.yaml (default `<etc>/agent.yaml`). */
+/**
+ * Reads and validates agent.yaml (default `<etc>/agent.yaml`), at most
+ * 64 KiB. Every error names the file and the offending key; unknown keys are
+ * errors so that a misspelt setting is never silently ignored.
+ */
 export function loadAgentConfig(
   paths: SystemPaths,
-  file = agentConfigPath(paths),
+  file: string = agentConfigPath(paths),
 ): AgentConfig {
   let text: string;
   try {
-    text = new TextDecoder().decode(readFileBounded(file, MAX_CONFIG_BYTES));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(
+      readFileBounded(file, MAX_CONFIG_BYTES),
+    );
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
       throw new Error(
-        `${file} does not exist; write the agent configuration first (see docs/formats.md).`,
+        `${file} does not exist; write the agent configuration first (see docs/formats.md, "Agent configuration").`,
       );
     }
+    if (error instanceof TypeError) fail(file, "is not UTF-8 text.");
     throw error;
   }
   let doc: unknown;
@@ -123,55 +206,75 @@ export function loadAgentConfig(
     fail(file, `not valid YAML: ${(error as Error).message.split("\n")[0]}`);
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
-    fail(file, "must be a YAML mapping.");
+    fail(file, "must be a YAML mapping with at least `hostname`.");
   }
-  const c = doc as Record<string, unknown>;
+  const c = mapping(file, "agent.yaml", doc);
   const unknown = Object.keys(c).filter((k) => !KNOWN_KEYS.includes(k));
-  if (unknown.length > 0) fail(file, `unknown key(s): ${unknown.join(", ")}.`);
-  if (
-    typeof c.hostname !== "string" || !/^[A-Za-z0-9.-]{1,253}$/.test(c.hostname)
-  ) {
-    fail(file, "`hostname` is required and must be a host name.");
+  if (unknown.length > 0) {
+    fail(
+      file,
+      `unknown key(s): ${unknown.join(", ")}; expected ${
+        KNOWN_KEYS.join(", ")
+      }.`,
+    );
+  }
+  if (typeof c.hostname !== "string" || !HOST_NAME.test(c.hostname)) {
+    fail(
+      file,
+      "`hostname` is required and must be a host name (letters, digits, dashes, dots).",
+    );
   }
   const listen = c.listen ?? "0.0.0.0";
-  if (typeof listen !== "string") fail(file, "`listen` must be an address.");
-  const port = c.port ?? 1531;
-  if (
-    typeof port !== "number" || !Number.isInteger(port) || port < 1 ||
-    port > 65535
-  ) {
-    fail(file, "`port` must be an integer between 1 and 65535.");
+  if (typeof listen !== "string" || !isAddress(listen)) {
+    fail(file, "`listen` must be an IP address or a host name.");
   }
-  const tls = stringMap(file, "tls", c.tls);
+  const port = portNumber(file, "port", c.port ?? 1531);
+  const tls = stringMap(
+    file,
+    "tls",
+    mapping(file, "tls", c.tls, ["ca", "cert", "key"]),
+    undefined,
+    "a file path",
+  );
   const resolve = (p: string | undefined, name: string) =>
     p === undefined
       ? `${paths.etc}/${name}`
       : p.startsWith("/")
       ? p
       : `${paths.etc}/${p}`;
-  const swarm = (c.swarm ?? {}) as Record<string, unknown>;
-  const gitback = (swarm.gitback ?? {}) as Record<string, unknown>;
+  const swarm = mapping(file, "swarm", c.swarm, ["gitback"]);
+  const gitback = mapping(file, "swarm.gitback", swarm.gitback, ["enabled"]);
   const enabled = gitback.enabled ?? [];
-  if (!Array.isArray(enabled) || enabled.some((p) => typeof p !== "string")) {
-    fail(file, "`swarm.gitback.enabled` must be a list of host patterns.");
+  if (
+    !Array.isArray(enabled) ||
+    enabled.some((p) => typeof p !== "string" || p === "")
+  ) {
+    fail(
+      file,
+      '`swarm.gitback.enabled` must be a list of host patterns such as "*" or "envoy-*".',
+    );
   }
-  const reactors = (c.reactors ?? {}) as Record<string, unknown>;
-  if (typeof reactors !== "object") fail(file, "`reactors` must be a mapping.");
-  const announce = (c.announce ?? {}) as Record<string, unknown>;
-  if (typeof announce !== "object") fail(file, "`announce` must be a mapping.");
+  const reactors = mapping(file, "reactors", c.reactors, [
+    "sweep_s",
+    "catchup_s",
+    "gossip_s",
+    "names_s",
+  ]);
+  const announce = mapping(file, "announce", c.announce, [
+    "group",
+    "port",
+    "period_s",
+    "stale_s",
+  ]);
   const group = announce.group ?? "239.255.15.31";
-  if (typeof group !== "string" || !/^2(2[4-9]|3\d)\./.test(group)) {
+  if (
+    typeof group !== "string" || !IPV4.test(group) ||
+    !/^2(2[4-9]|3\d)\./.test(group)
+  ) {
     fail(
       file,
       "`announce.group` must be an IPv4 multicast address (224.0.0.0/4).",
     );
-  }
-  const announcePort = announce.port ?? 1532;
-  if (
-    typeof announcePort !== "number" || !Number.isInteger(announcePort) ||
-    announcePort < 1 || announcePort > 65535
-  ) {
-    fail(file, "`announce.port` must be an integer between 1 and 65535.");
   }
   return {
     hostname: c.hostname,
@@ -182,19 +285,35 @@ export function loadAgentConfig(
       cert: resolve(tls.cert, "tls.crt"),
       key: resolve(tls.key, "tls.key"),
     },
-    hosts: stringMap(file, "hosts", c.hosts),
+    hosts: knownHosts(file, c.hosts),
     gitback: { enabled: enabled as string[] },
-    homes: stringMap(file, "homes", c.homes),
+    homes: stringMap(
+      file,
+      "homes",
+      c.homes,
+      (p) => p.startsWith("/"),
+      "an absolute path",
+    ),
     reactors: {
-      sweepSeconds: seconds(file, "sweep_s", reactors.sweep_s, 60),
-      catchupSeconds: seconds(file, "catchup_s", reactors.catchup_s, 45),
-      gossipSeconds: seconds(file, "gossip_s", reactors.gossip_s, 300),
-      namesSeconds: seconds(file, "names_s", reactors.names_s, 900),
+      sweepSeconds: seconds(file, "reactors.sweep_s", reactors.sweep_s, 60),
+      catchupSeconds: seconds(
+        file,
+        "reactors.catchup_s",
+        reactors.catchup_s,
+        45,
+      ),
+      gossipSeconds: seconds(file, "reactors.gossip_s", reactors.gossip_s, 300),
+      namesSeconds: seconds(file, "reactors.names_s", reactors.names_s, 900),
     },
     announce: {
       group,
-      port: announcePort,
-      periodSeconds: seconds(file, "announce.period_s", announce.period_s, 30),
+      port: portNumber(file, "announce.port", announce.port ?? 1532),
+      periodSeconds: seconds(
+        file,
+        "announce.period_s",
+        announce.period_s,
+        30,
+      ),
       staleSeconds: seconds(file, "announce.stale_s", announce.stale_s, 120),
     },
     paths,

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { addressOf, gitbackEnabledHere, loadAgentConfig } from "./config.ts";
+import {
+  addressOf,
+  gitbackEnabledHere,
+  homeOf,
+  loadAgentConfig,
+} from "./config.ts";
 
 function withConfig(
   text: string,
@@ -35,7 +40,72 @@ Deno.test("agent.yaml defaults", () => {
     });
     assert.equal(gitbackEnabledHere(config), false);
     assert.equal(addressOf(config, "envoy-b"), "envoy-b");
+    assert.deepEqual(config.hosts, {});
+    assert.deepEqual(config.homes, {});
+    assert.deepEqual(config.gitback, { enabled: [] });
+    assert.equal(config.tls.ca, `${config.paths.etc}/ca.crt`);
+    assert.equal(config.tls.cert, `${config.paths.etc}/tls.crt`);
+    assert.equal(config.tls.key, `${config.paths.etc}/tls.key`);
+    assert.equal(homeOf(config, "root"), "/root");
+    assert.equal(homeOf(config, "no-such-user-here"), undefined);
   });
+});
+
+Deno.test("agent.yaml tls paths resolve against etc; explicit files load", () => {
+  withConfig(
+    "hostname: envoy-a\ntls: {ca: pki/ca.pem, cert: /srv/tls.crt}\n",
+    (load) => {
+      const config = load();
+      assert.equal(config.tls.ca, `${config.paths.etc}/pki/ca.pem`);
+      assert.equal(config.tls.cert, "/srv/tls.crt");
+      assert.equal(config.tls.key, `${config.paths.etc}/tls.key`);
+      const other = `${config.paths.root}/other.yaml`;
+      Deno.writeTextFileSync(other, "hostname: envoy-z\n");
+      assert.equal(loadAgentConfig(config.paths, other).hostname, "envoy-z");
+    },
+  );
+});
+
+Deno.test("gitback host patterns are globs on the whole name", () => {
+  for (
+    const [patterns, expected] of [
+      ["['*']", true],
+      ["['envoy-*']", true],
+      ["['envoy-?']", true],
+      ["['envoy']", false],
+      ["['*-b', 'other']", false],
+      ["['e.voy-a']", false],
+    ] as const
+  ) {
+    withConfig(
+      `hostname: envoy-a\nswarm: {gitback: {enabled: ${patterns}}}\n`,
+      (load) => assert.equal(gitbackEnabledHere(load()), expected, patterns),
+    );
+  }
+});
+
+Deno.test("a missing or oversized agent.yaml is a clear error", () => {
+  const root = Deno.makeTempDirSync();
+  try {
+    const paths = {
+      root,
+      etc: `${root}/etc/vigo`,
+      varLib: `${root}/var/lib/vigo`,
+      varRun: `${root}/var/run/vigo`,
+    };
+    assert.throws(
+      () => loadAgentConfig(paths),
+      /agent\.yaml does not exist; write the agent configuration first/,
+    );
+    Deno.mkdirSync(paths.etc, { recursive: true });
+    Deno.writeTextFileSync(
+      `${paths.etc}/agent.yaml`,
+      `hostname: a\n#${"x".repeat(70_000)}\n`,
+    );
+    assert.throws(() => loadAgentConfig(paths), /more than the 65536 allowed/);
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
 });
 
 Deno.test("agent.yaml full form", () => {
@@ -56,16 +126,37 @@ Deno.test("agent.yaml full form", () => {
 
 Deno.test("agent.yaml errors name the key and the file", () => {
   const cases: [string, RegExp][] = [
-    ["listen: x\n", /`hostname` is required/],
+    ["", /must be a YAML mapping/],
+    ["- a\n", /must be a YAML mapping/],
+    ["listen: 1.2.3.4\n", /`hostname` is required/],
+    ["hostname: bad host\n", /`hostname` is required and must be a host name/],
+    ["hostname: a\nlisten: 7\n", /`listen` must be an IP address/],
+    ["hostname: a\nlisten: 'no way'\n", /`listen` must be an IP address/],
     ["hostname: a\nport: 70000\n", /`port` must be an integer/],
-    ["hostname: a\nbogus: 1\n", /unknown key\(s\): bogus/],
+    ["hostname: a\nport: '1531'\n", /`port` must be an integer/],
+    ["hostname: a\nbogus: 1\ntypo: 2\n", /unknown key\(s\): bogus, typo/],
+    ["hostname: a\ntls: /etc/x\n", /`tls` must be a mapping/],
+    ["hostname: a\ntls: {certificate: x}\n", /under `tls`: certificate/],
+    ["hostname: a\ntls: {key: 5}\n", /`tls.key` must be a file path/],
     ["hostname: a\nhosts: [1]\n", /`hosts` must be a mapping/],
-    ["hostname: a\nreactors: {sweep_s: -1}\n", /reactors.sweep_s/],
+    ["hostname: a\nhosts: {b: 'x y'}\n", /`hosts.b` must be an IP address/],
+    ["hostname: a\nhosts: {'b c': 1.2.3.4}\n", /`hosts`: "b c" is not/],
+    ["hostname: a\nhomes: {dan: rel/dir}\n", /`homes.dan` must be an absolute/],
+    ["hostname: a\nreactors: 5\n", /`reactors` must be a mapping/],
+    ["hostname: a\nreactors: {sweep_s: -1}\n", /`reactors.sweep_s` must/],
+    ["hostname: a\nreactors: {names_s: 'x'}\n", /`reactors.names_s` must/],
+    ["hostname: a\nreactors: {sweep: 1}\n", /under `reactors`: sweep/],
+    ["hostname: a\nswarm: 1\n", /`swarm` must be a mapping/],
+    ["hostname: a\nswarm: {puddle: {}}\n", /under `swarm`: puddle/],
     [
       "hostname: a\nswarm: {gitback: {enabled: yes}}\n",
       /swarm.gitback.enabled/,
     ],
+    ["hostname: a\nswarm: {gitback: {enabled: [1]}}\n", /swarm.gitback/],
+    ["hostname: a\nannounce: {group: 10.0.0.1}\n", /`announce.group`/],
+    ["hostname: a\nannounce: {port: 0}\n", /`announce.port` must/],
     ["hostname: [\n", /not valid YAML/],
+    ["hostname: a\nhostname: b\n", /not valid YAML/],
   ];
   for (const [text, pattern] of cases) {
     withConfig(
@@ -73,8 +164,11 @@ Deno.test("agent.yaml errors name the key and the file", () => {
       (load) =>
         assert.throws(
           load,
-          (e: Error) =>
-            pattern.test(e.message) && e.message.includes("agent.yaml"),
+          (e: Error) => {
+            assert.match(e.message, pattern, JSON.stringify(text));
+            assert.match(e.message, /agent\.yaml/);
+            return true;
+          },
         ),
     );
   }

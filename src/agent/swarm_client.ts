@@ -4,32 +4,44 @@
  * @module
  */
 
-import { assertPrivateFile } from "../platform/fs.ts";
+import { assertPrivateFile, readFileBounded } from "../platform/fs.ts";
 import { addressOf, type AgentConfig } from "./config.ts";
 
 /** PEM material for mutual TLS. */
 export interface SwarmTls {
+  /** The fleet CA certificate: the only issuer trusted on either side. */
   caPem: string;
+  /** This envoy's certificate (CN = its host name). */
   certPem: string;
+  /** This envoy's private key (PKCS#8). Never logged. */
   keyPem: string;
 }
 
 /** A finished response. */
 export interface SwarmResponse {
   status: number;
+  /** The whole body, already read. */
   body: Uint8Array;
+  /** The body as JSON; throws a sentence naming the peer when it is not. */
   json<T = unknown>(): T;
 }
 
-/** Reads this envoy's CA, certificate and key (the key must be 0600). */
+const MAX_PEM_BYTES = 64 * 1024;
+
+/**
+ * Reads this envoy's CA certificate, certificate and key from the paths in
+ * agent.yaml. Each must exist and hold PEM; the key must not be readable or
+ * writable by group or others (0600).
+ */
 export function readSwarmTls(config: AgentConfig): SwarmTls {
-  const read = (path: string, what: string) => {
+  const read = (path: string, what: string, label: RegExp) => {
+    let text: string;
     try {
-      return Deno.readTextFileSync(path);
+      text = new TextDecoder().decode(readFileBounded(path, MAX_PEM_BYTES));
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) {
         throw new Error(
-          `${what} ${path} is missing; enrol this envoy with \`vigo ca issue\`.`,
+          `${what} ${path} is missing; enrol this envoy with \`vigo ca issue <hostname> --ip <address>\` on the CA host and copy the files here.`,
         );
       }
       if (error instanceof Deno.errors.PermissionDenied) {
@@ -37,12 +49,23 @@ export function readSwarmTls(config: AgentConfig): SwarmTls {
       }
       throw error;
     }
+    if (!label.test(text)) {
+      throw new Error(
+        `${what} ${path} does not hold PEM data; copy it again from \`vigo ca issue\`.`,
+      );
+    }
+    return text;
   };
-  const keyPem = read(config.tls.key, "the TLS key");
+  const keyPem = read(
+    config.tls.key,
+    "the TLS key",
+    /-----BEGIN [A-Z ]*PRIVATE KEY-----/,
+  );
   assertPrivateFile(config.tls.key);
+  const certificate = /-----BEGIN CERTIFICATE-----/;
   return {
-    caPem: read(config.tls.ca, "the fleet CA certificate"),
-    certPem: read(config.tls.cert, "the TLS certificate"),
+    caPem: read(config.tls.ca, "the fleet CA certificate", certificate),
+    certPem: read(config.tls.cert, "the TLS certificate", certificate),
     keyPem,
   };
 }
@@ -58,7 +81,48 @@ export function swarmUrl(
   return `https://${hostPart}:${config.port}${path}`;
 }
 
-/** Sends one request over mutual TLS; the response body is bounded. */
+/**
+ * The peer could not be reached: refused, timed out, or the TLS handshake
+ * failed (for instance a certificate from another CA). Carries a hint line.
+ */
+export class SwarmUnreachableError extends Error {
+  /** The URL that was called. */
+  readonly url: string;
+  /** What to check next. */
+  readonly hint: string;
+  constructor(url: string, reason: string, peer?: string) {
+    const host = new URL(url).host;
+    super(
+      `${
+        peer && peer !== host ? `${peer} (${host})` : host
+      } is unreachable at ${url} (${reason}).`,
+    );
+    this.name = "SwarmUnreachableError";
+    this.url = url;
+    this.hint =
+      "check that `vigo agent` runs there, that agent.yaml `hosts` gives the right address, and that both envoys hold certificates from the same fleet CA.";
+  }
+}
+
+/** The most specific message of an error and its causes, one line. */
+function reasonOf(error: unknown): string {
+  let current: unknown = error;
+  let reason = "unknown error";
+  for (let depth = 0; current instanceof Error && depth < 4; depth++) {
+    reason = current.name === "TimeoutError"
+      ? "timed out"
+      : current.message.split("\n")[0];
+    current = (current as Error & { cause?: unknown }).cause;
+  }
+  return reason.replace(/\.$/, "");
+}
+
+/**
+ * Sends one request over mutual TLS and reads the whole response, bounded in
+ * size (`maxResponseBytes`, 64 MiB) and time (`timeoutMs`, 30 s, covering the
+ * body too). Any HTTP status resolves; failing to connect or a broken
+ * exchange rejects with {@link SwarmUnreachableError}.
+ */
 export async function swarmRequest(
   tls: SwarmTls,
   url: string,
@@ -68,6 +132,8 @@ export async function swarmRequest(
     headers?: Record<string, string>;
     timeoutMs?: number;
     maxResponseBytes?: number;
+    /** The envoy's name, for error messages (the URL holds its address). */
+    peer?: string;
   } = {},
 ): Promise<SwarmResponse> {
   const client = Deno.createHttpClient({
@@ -76,6 +142,8 @@ export async function swarmRequest(
     key: tls.keyPem,
   });
   const limit = init.maxResponseBytes ?? 64 * 1024 * 1024;
+  const timeoutMs = init.timeoutMs ?? 30_000;
+  const host = new URL(url).host;
   try {
     let response: Response;
     try {
@@ -84,35 +152,38 @@ export async function swarmRequest(
         body: init.body as BodyInit | undefined,
         headers: init.headers,
         client,
-        signal: AbortSignal.timeout(init.timeoutMs ?? 30_000),
+        signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (error) {
-      throw new Error(
-        `${new URL(url).host} is unreachable over mutual TLS (${
-          (error as Error).message.split("\n")[0]
-        }).`,
-      );
+      throw new SwarmUnreachableError(url, reasonOf(error), init.peer);
     }
     const declared = Number(response.headers.get("content-length") ?? "0");
     if (declared > limit) {
       await response.body?.cancel();
       throw new Error(
-        `${
-          new URL(url).host
-        } sent ${declared} bytes, more than the ${limit} allowed.`,
+        `${host} sent ${declared} bytes, more than the ${limit} allowed.`,
       );
     }
     const chunks: Uint8Array[] = [];
     let size = 0;
     if (response.body) {
-      for await (const chunk of response.body) {
-        size += chunk.length;
-        if (size > limit) {
-          throw new Error(
-            `${new URL(url).host} sent more than the ${limit} bytes allowed.`,
-          );
+      try {
+        for await (const chunk of response.body) {
+          size += chunk.length;
+          if (size > limit) {
+            throw new Error(
+              `${host} sent more than the ${limit} bytes allowed.`,
+            );
+          }
+          chunks.push(chunk);
         }
-        chunks.push(chunk);
+      } catch (error) {
+        if (size > limit) throw error;
+        throw new SwarmUnreachableError(
+          url,
+          `the answer broke off: ${reasonOf(error)}`,
+          init.peer,
+        );
       }
     }
     const body = new Uint8Array(size);
@@ -125,7 +196,13 @@ export async function swarmRequest(
       status: response.status,
       body,
       json<T>() {
-        return JSON.parse(new TextDecoder().decode(body)) as T;
+        try {
+          return JSON.parse(new TextDecoder().decode(body)) as T;
+        } catch {
+          throw new Error(
+            `${host} answered ${url} with HTTP ${response.status} and a body that is not JSON.`,
+          );
+        }
       },
     };
   } finally {

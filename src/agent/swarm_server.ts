@@ -18,27 +18,35 @@ import type { Logger } from "./log.ts";
 export interface PeerIdentity {
   /** The certificate's subject CN (the envoy's host name). */
   subject: string;
+  /** SHA-256 fingerprint of the certificate, colon-separated hex. */
   fingerprint256: string;
 }
 
 /** What a handler sees. */
 export interface SwarmContext {
   method: string;
+  /** The URL path, still percent-encoded. */
   path: string;
+  /** Path parameters, URL-decoded, never empty, never containing `/`. */
   params: Record<string, string>;
   query: URLSearchParams;
   headers: Record<string, string | undefined>;
+  /** The caller, from its verified certificate. */
   peer: PeerIdentity;
+  /** The whole request body, within the route's cap. */
   body: Uint8Array;
-  /** The body as JSON; a 400 when it is not. */
+  /** The body as JSON; throws an {@link HttpError} 400 when it is not. */
   json<T = unknown>(): T;
 }
 
 /** What a handler returns. */
 export interface SwarmReply {
   status: number;
+  /** Sent as `application/json` (when there is no `body`). */
   json?: unknown;
+  /** Raw bytes, `application/octet-stream` unless `headers` say otherwise. */
   body?: Uint8Array;
+  /** Extra response headers. */
   headers?: Record<string, string>;
 }
 
@@ -50,13 +58,19 @@ export type SwarmHandler = (
 /** One route: method, a path pattern with `:name` parameters, a handler. */
 export interface SwarmRoute {
   method: "GET" | "POST";
+  /** Literal segments and `:name` parameters: `/swarm/puddle/pair-claim/:user`. */
   pattern: string;
+  /** Body cap for this route; the server default (1 MiB) otherwise. */
   maxBodyBytes?: number;
   handler: SwarmHandler;
 }
 
-/** An error a handler throws to answer with `status`. */
+/**
+ * An error a handler throws to answer with `status` and
+ * `{"error": message}`; write the message as a sentence for the caller.
+ */
 export class HttpError extends Error {
+  /** The HTTP status to answer with. */
   readonly status: number;
   constructor(status: number, message: string) {
     super(message);
@@ -67,14 +81,23 @@ export class HttpError extends Error {
 
 /** Options for {@link startSwarmServer}. */
 export interface SwarmServerOptions {
+  /** Address to bind (`0.0.0.0`, `127.0.0.2`, `::`). */
   listen: string;
+  /** Port to bind; 0 picks a free one. */
   port: number;
+  /** The fleet CA: the only issuer whose client certificates are accepted. */
   caPem: string;
+  /** This envoy's certificate, presented to clients. */
   certPem: string;
+  /** This envoy's private key. */
   keyPem: string;
+  /** The routes served; anything else is 404. */
   routes: SwarmRoute[];
+  /** Where requests and failures are logged. */
   log: Logger;
+  /** Body cap for routes without their own `maxBodyBytes` (1 MiB). */
   defaultMaxBodyBytes?: number;
+  /** Time from request start to answer before a 408 (30 s). */
   requestTimeoutMs?: number;
 }
 
@@ -95,36 +118,54 @@ function compile(route: SwarmRoute): CompiledRoute {
   return { ...route, regex: new RegExp(`^${source}$`), names };
 }
 
-function sendJson(res: ServerResponse, status: number, value: unknown) {
-  const body = JSON.stringify(value);
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  value: unknown,
+  extra: Record<string, string> = {},
+) {
+  const body = new TextEncoder().encode(JSON.stringify(value));
   res.writeHead(status, {
+    ...extra,
     "content-type": "application/json",
-    "content-length": Buffer.byteLength(body),
+    "content-length": body.length,
   });
   res.end(body);
 }
 
-/** Reads a request body up to `limit` bytes, or throws 413. */
+function tooLarge(limit: number): HttpError {
+  return new HttpError(
+    413,
+    `request body over ${limit} bytes; send less or split the request.`,
+  );
+}
+
+/**
+ * Reads a request body up to `limit` bytes. A declared length over the limit
+ * is refused before anything is read; a streamed body is cut at the limit
+ * and the rest discarded (for a bounded time, see `respond`).
+ */
 function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
   const declared = Number(req.headers["content-length"] ?? "0");
-  if (declared > limit) {
-    return Promise.reject(
-      new HttpError(413, `request body over ${limit} bytes.`),
-    );
-  }
+  if (declared > limit) return Promise.reject(tooLarge(limit));
   return new Promise((resolve, reject) => {
     const chunks: Uint8Array[] = [];
     let size = 0;
-    req.on("data", (chunk: Uint8Array) => {
-      size += chunk.length;
-      if (size > limit) {
-        reject(new HttpError(413, `request body over ${limit} bytes.`));
-        req.destroy();
+    let settled = false;
+    const settle = (error: Error | undefined) => {
+      if (settled) return;
+      settled = true;
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      req.off("close", onClose);
+      if (error) {
+        // Keep the stream flowing with no listener: the rest is discarded.
+        req.on("error", () => {});
+        req.resume();
+        reject(error);
         return;
       }
-      chunks.push(chunk);
-    });
-    req.on("end", () => {
       const body = new Uint8Array(size);
       let at = 0;
       for (const c of chunks) {
@@ -132,123 +173,196 @@ function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
         at += c.length;
       }
       resolve(body);
-    });
-    req.on("error", reject);
+    };
+    const onData = (chunk: Uint8Array) => {
+      size += chunk.length;
+      if (size > limit) settle(tooLarge(limit));
+      else chunks.push(chunk);
+    };
+    const onEnd = () => settle(undefined);
+    const onError = (error: Error) => settle(error);
+    const onClose = () =>
+      settle(new HttpError(400, "the request body ended early."));
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("close", onClose);
   });
 }
 
-/** Starts the listener; resolves once it accepts connections. */
+function decodeParams(
+  route: CompiledRoute,
+  match: RegExpExecArray,
+): Record<string, string> {
+  const params: Record<string, string> = {};
+  route.names.forEach((name, i) => {
+    let value: string;
+    try {
+      value = decodeURIComponent(match[i + 1]);
+    } catch {
+      value = "";
+    }
+    const control = [...value].some((c) => c.charCodeAt(0) < 0x20);
+    if (value === "" || value.includes("/") || control) {
+      throw new HttpError(
+        400,
+        `path parameter ${name} is empty or not a valid URL-encoded value.`,
+      );
+    }
+    params[name] = value;
+  });
+  return params;
+}
+
+function parseJson<T>(body: Uint8Array): T {
+  try {
+    return JSON.parse(
+      new TextDecoder("utf-8", { fatal: true }).decode(body),
+    ) as T;
+  } catch {
+    throw new HttpError(
+      400,
+      "request body is not valid JSON; send a UTF-8 JSON document.",
+    );
+  }
+}
+
+/**
+ * Starts the listener; resolves once it accepts connections. `port` 0 picks a
+ * free port, reported in the result. `close()` stops accepting, drops open
+ * connections and resolves when the server is down.
+ */
 export async function startSwarmServer(
   options: SwarmServerOptions,
 ): Promise<{ port: number; close(): Promise<void> }> {
   const routes = options.routes.map(compile);
   const defaultLimit = options.defaultMaxBodyBytes ?? 1024 * 1024;
   const timeoutMs = options.requestTimeoutMs ?? 30_000;
+  const idleMs = Math.min(timeoutMs, 10_000);
   const { log } = options;
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const target = req.url ?? "/";
+    let url: URL;
+    try {
+      // Origin-form only ("/path?query"); "//host/…" would parse as a host.
+      if (!target.startsWith("/") || target.startsWith("//")) throw target;
+      url = new URL(target, "https://swarm.invalid");
+    } catch {
+      sendJson(res, 400, {
+        error: "the request target is not a path; send /swarm/… paths.",
+      }, { connection: "close" });
+      return;
+    }
+    const method = req.method ?? "GET";
+    let status = 0;
+    /** Answers once; later answers (after a timeout) are dropped. */
+    const respond = (
+      code: number,
+      reply: {
+        json?: unknown;
+        body?: Uint8Array;
+        headers?: Record<string, string>;
+      },
+      close = false,
+    ) => {
+      if (status !== 0 || res.headersSent || res.destroyed) return;
+      status = code;
+      // A body still arriving after the answer (cut at the limit, or never
+      // read) is discarded, for as long as the connection may stay idle.
+      res.once("finish", () => {
+        if (!req.readableEnded) req.resume();
+      });
+      const extra = {
+        ...reply.headers,
+        ...(close ? { connection: "close" } : {}),
+      };
+      if (reply.body) {
+        res.writeHead(code, {
+          "content-type": "application/octet-stream",
+          ...extra,
+          "content-length": reply.body.length,
+        });
+        res.end(reply.body);
+      } else {
+        sendJson(res, code, reply.json ?? {}, extra);
+      }
+    };
+
     const socket = req.socket as TLSSocket;
     const cert = socket.getPeerCertificate?.();
+    const subject = cert?.subject?.CN;
     // rejectUnauthorized already refused the handshake; this is a second lock.
-    if (!socket.authorized || !cert || !cert.subject) {
-      sendJson(res, 401, {
-        error: "a client certificate from the fleet CA is required.",
-      });
+    if (!socket.authorized || !cert || !subject) {
+      respond(403, {
+        json: {
+          error:
+            "a client certificate from the fleet CA, with a common name, is required.",
+        },
+      }, true);
+      log.warn("swarm request refused", { method, path: url.pathname });
       return;
     }
     const peer: PeerIdentity = {
-      subject: String(cert.subject.CN ?? ""),
+      subject: Array.isArray(subject) ? subject.join(",") : String(subject),
       fingerprint256: String(cert.fingerprint256 ?? ""),
     };
-    const url = new URL(req.url ?? "/", "https://swarm.invalid");
     const timer = setTimeout(() => {
-      if (!res.headersSent) {
-        sendJson(res, 408, { error: "request took too long." });
-      }
-      req.destroy();
+      respond(408, {
+        json: {
+          error: `request took too long (limit ${timeoutMs} ms); retry later.`,
+        },
+      }, true);
     }, timeoutMs);
-    let status = 500;
     try {
       const matching = routes.filter((r) => r.regex.test(url.pathname));
       if (matching.length === 0) {
         throw new HttpError(404, `no route for ${url.pathname}.`);
       }
-      const route = matching.find((r) => r.method === req.method);
+      const route = matching.find((r) => r.method === method);
       if (!route) {
         throw new HttpError(
           405,
-          `${req.method} is not allowed on ${url.pathname}.`,
+          `${method} is not allowed on ${url.pathname}; use ${
+            [...new Set(matching.map((r) => r.method))].join(" or ")
+          }.`,
         );
       }
-      const match = route.regex.exec(url.pathname)!;
-      const params: Record<string, string> = {};
-      route.names.forEach((name, i) => {
-        let value: string;
-        try {
-          value = decodeURIComponent(match[i + 1]);
-        } catch {
-          throw new HttpError(400, `path parameter ${name} is not valid.`);
-        }
-        if (value === "" || value.includes("/")) {
-          throw new HttpError(400, `path parameter ${name} is not valid.`);
-        }
-        params[name] = value;
-      });
+      const params = decodeParams(route, route.regex.exec(url.pathname)!);
       const body = await readBody(req, route.maxBodyBytes ?? defaultLimit);
       const headers: Record<string, string | undefined> = {};
       for (const [k, v] of Object.entries(req.headers)) {
         headers[k] = Array.isArray(v) ? v.join(",") : v;
       }
       const reply = await route.handler({
-        method: req.method ?? "GET",
+        method,
         path: url.pathname,
         params,
         query: url.searchParams,
         headers,
         peer,
         body,
-        json<T>() {
-          try {
-            return JSON.parse(
-              new TextDecoder("utf-8", { fatal: true }).decode(body),
-            ) as T;
-          } catch {
-            throw new HttpError(400, "request body is not valid JSON.");
-          }
-        },
+        json: <T>() => parseJson<T>(body),
       });
-      status = reply.status;
-      if (res.headersSent) return;
-      if (reply.body) {
-        res.writeHead(reply.status, {
-          "content-type": "application/octet-stream",
-          "content-length": reply.body.length,
-          ...reply.headers,
-        });
-        res.end(reply.body);
-      } else {
-        sendJson(res, reply.status, reply.json ?? {});
-      }
+      respond(reply.status, reply);
     } catch (error) {
       if (error instanceof HttpError) {
-        status = error.status;
-        if (!res.headersSent) {
-          sendJson(res, error.status, { error: error.message });
-        }
+        respond(error.status, { json: { error: error.message } });
       } else {
-        status = 500;
-        log.error("handler failed", {
+        log.error("swarm handler failed", {
+          method,
           path: url.pathname,
+          peer: peer.subject,
           error: (error as Error).message,
         });
-        if (!res.headersSent) sendJson(res, 500, { error: "internal error." });
+        respond(500, { json: { error: "internal error" } }, true);
       }
     } finally {
       clearTimeout(timer);
       log.info("swarm request", {
-        method: req.method,
+        method,
         path: url.pathname,
-        status,
+        status: status || 499,
         peer: peer.subject,
       });
     }
@@ -261,24 +375,65 @@ export async function startSwarmServer(
     requestCert: true,
     rejectUnauthorized: true,
     minVersion: "TLSv1.2",
+    handshakeTimeout: idleMs,
   }, (req, res) => {
     handle(req, res).catch((error) => {
-      log.error("request failed", { error: (error as Error).message });
-      try {
-        res.destroy();
-      } catch {
-        // Already gone.
-      }
+      log.error("swarm request failed", { error: (error as Error).message });
+      res.destroy();
     });
   });
-  server.headersTimeout = Math.min(timeoutMs, 10_000);
-  server.requestTimeout = timeoutMs;
+  // Deno's node:http does not enforce headersTimeout or requestTimeout, so
+  // connections get a hard deadline of their own: between requests (from the
+  // handshake, or from the end of the previous answer, until the next
+  // request's headers are complete) at most `idleMs`, however slowly bytes
+  // trickle in. During a request the per-request timer above applies.
+  const waiting = new WeakMap<TLSSocket, ReturnType<typeof setTimeout>>();
+  const awaitRequest = (socket: TLSSocket) => {
+    clearTimeout(waiting.get(socket));
+    if (socket.destroyed) return;
+    waiting.set(socket, setTimeout(() => socket.destroy(), idleMs));
+  };
+  server.on("secureConnection", (socket: TLSSocket) => {
+    awaitRequest(socket);
+    socket.once("close", () => clearTimeout(waiting.get(socket)));
+  });
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket as TLSSocket;
+    clearTimeout(waiting.get(socket));
+    res.once("finish", () => awaitRequest(socket));
+  });
+  server.headersTimeout = idleMs;
+  server.requestTimeout = timeoutMs + 1_000;
   server.on("tlsClientError", (error: Error) => {
     log.warn("TLS handshake refused", { error: error.message });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.listen, () => resolve());
+    const refused = (error: Error & { code?: string }) => {
+      const where = `${options.listen}:${options.port}`;
+      if (error.code === "EADDRINUSE") {
+        reject(
+          new Error(
+            `${where} is already in use, perhaps by another agent; stop it or change listen/port in agent.yaml.`,
+          ),
+        );
+      } else if (error.code === "EADDRNOTAVAIL") {
+        reject(
+          new Error(
+            `${options.listen} is not an address of this machine; fix listen in agent.yaml.`,
+          ),
+        );
+      } else {
+        reject(new Error(`cannot listen on ${where}: ${error.message}`));
+      }
+    };
+    server.once("error", refused);
+    server.listen(options.port, options.listen, () => {
+      server.off("error", refused);
+      resolve();
+    });
+  });
+  server.on("error", (error: Error) => {
+    log.error("swarm listener error", { error: error.message });
   });
   const address = server.address();
   const port = typeof address === "object" && address

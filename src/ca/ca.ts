@@ -22,7 +22,9 @@ const IPV4 =
 
 /** A certificate and its private key, both PEM. */
 export interface PemPair {
+  /** The X.509 certificate, PEM (`BEGIN CERTIFICATE`). */
   certPem: string;
+  /** The ECDSA P-256 private key, PKCS#8 PEM (`BEGIN PRIVATE KEY`). */
   keyPem: string;
 }
 
@@ -53,6 +55,11 @@ async function exportKey(key: CryptoKey): Promise<string> {
 }
 
 function days(from: Date, count: number): Date {
+  if (!Number.isInteger(count) || count < 1 || count > 36_500) {
+    throw new Error(
+      `a validity of ${count} days is not allowed; give a whole number of days from 1 to 36500.`,
+    );
+  }
   return new Date(from.getTime() + count * 86_400_000);
 }
 
@@ -68,7 +75,11 @@ export function isIpAddress(text: string): boolean {
   }
 }
 
-/** Checks a host name (RFC 1123 labels). */
+/**
+ * Checks a host name: RFC 1123 labels (letters, digits, inner dashes, 1–63
+ * characters) joined by dots, at most 253 characters. Throws a sentence
+ * naming the bad value.
+ */
 export function validateHostname(name: string): void {
   if (!HOSTNAME.test(name)) {
     throw new Error(
@@ -79,13 +90,22 @@ export function validateHostname(name: string): void {
   }
 }
 
-/** Creates a new self-signed fleet CA. */
+/**
+ * Creates a new self-signed fleet CA: ECDSA P-256, BasicConstraints CA:true
+ * (critical, path length 0), KeyUsage keyCertSign|cRLSign (critical), a
+ * random positive 128-bit serial, valid `validityDays` (ten years) from now.
+ */
 export async function createFleetCa(
   { commonName, validityDays = 3650 }: {
     commonName: string;
     validityDays?: number;
   },
 ): Promise<PemPair> {
+  if (commonName.trim() === "" || commonName.length > 64) {
+    throw new Error(
+      "the CA name must be 1 to 64 characters; pass a shorter --name.",
+    );
+  }
   const keys = await crypto.subtle.generateKey(KEY_ALGORITHM, true, [
     "sign",
     "verify",
@@ -114,8 +134,12 @@ export async function createFleetCa(
 }
 
 /**
- * Issues an envoy certificate: subject CN=hostname, SANs for the hostname
- * and every address, usable as TLS server and client.
+ * Issues an envoy certificate signed by the fleet CA: ECDSA P-256, subject
+ * CN=hostname, SubjectAltName DNS:hostname plus IP:each address, KeyUsage
+ * digitalSignature, ExtendedKeyUsage serverAuth and clientAuth (one pair
+ * serves both ends of mutual TLS), a random positive 128-bit serial, valid
+ * `validityDays` (825) from now. The host name and addresses are checked
+ * first; a bad one throws a sentence naming it.
  */
 export async function issueEnvoyCertificate(options: {
   caKeyPem: string;
@@ -128,17 +152,35 @@ export async function issueEnvoyCertificate(options: {
   const ips = options.ips ?? [];
   for (const ip of ips) {
     if (!isIpAddress(ip)) {
-      throw new Error(`${JSON.stringify(ip)} is not an IPv4 or IPv6 address.`);
+      throw new Error(
+        `${
+          JSON.stringify(ip)
+        } is not an IPv4 or IPv6 address; give one address per --ip, such as 192.0.2.7 or 2001:db8::7.`,
+      );
     }
   }
-  const caCert = new x509.X509Certificate(options.caCertPem);
-  const caKey = await crypto.subtle.importKey(
-    "pkcs8",
-    unpem(options.caKeyPem),
-    KEY_ALGORITHM,
-    false,
-    ["sign"],
-  );
+  let caCert: x509.X509Certificate;
+  try {
+    caCert = new x509.X509Certificate(options.caCertPem);
+  } catch {
+    throw new Error(
+      "the fleet CA certificate is not a PEM X.509 certificate; restore ca.crt from the CA host.",
+    );
+  }
+  let caKey: CryptoKey;
+  try {
+    caKey = await crypto.subtle.importKey(
+      "pkcs8",
+      unpem(options.caKeyPem),
+      KEY_ALGORITHM,
+      false,
+      ["sign"],
+    );
+  } catch {
+    throw new Error(
+      "the fleet CA key is not a PKCS#8 PEM ECDSA P-256 key; restore ca.key from its backup.",
+    );
+  }
   const keys = await crypto.subtle.generateKey(KEY_ALGORITHM, true, [
     "sign",
     "verify",
@@ -168,6 +210,15 @@ export async function issueEnvoyCertificate(options: {
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
+  // A CA key that does not belong to ca.crt would issue certificates no
+  // envoy accepts; catch that here rather than at the first handshake.
+  if (
+    !await cert.verify({ publicKey: caCert.publicKey, signatureOnly: true })
+  ) {
+    throw new Error(
+      "the fleet CA key does not match the CA certificate; restore ca.key and ca.crt from the same `vigo ca init`.",
+    );
+  }
   return {
     certPem: cert.toString("pem") + "\n",
     keyPem: await exportKey(keys.privateKey),

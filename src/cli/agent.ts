@@ -1,5 +1,11 @@
 /**
- * `vigo agent [--config FILE]`: run the envoy's agent in the foreground.
+ * `vigo agent [--config FILE]`: run this envoy's agent in the foreground
+ * (systemd runs it; see deploy/vigo-agent.service).
+ *
+ * The agent must run as root, because it reads and writes every user's
+ * state. The one exception is a test or development fleet: when `VIGO_ROOT`
+ * points somewhere other than `/`, every system path lives under that
+ * directory and a non-root user may run the agent there.
  *
  * @module
  */
@@ -9,18 +15,20 @@ import { runAgent } from "../agent/daemon.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError } from "./errors.ts";
 
-/** Runs `vigo agent`. */
+const USAGE = "vigo agent [--config FILE]";
+
+/** Runs `vigo agent`; returns 0 after a clean stop (SIGTERM or SIGINT). */
 export async function runAgentCommand(args: string[]): Promise<number> {
   const { values } = parseVerbArgs(
     args,
     { config: { type: "string" } },
-    "vigo agent [--config FILE]",
+    USAGE,
   );
   const paths = systemPaths();
-  if (Deno.uid() !== 0 && paths.root === "/") {
+  if (Deno.uid() !== 0 && paths.root.replace(/\/+$/, "") === "") {
     throw new CliError(
-      "the agent manages every user's state and runs as root.",
-      "start it with systemd (deploy/vigo-agent.service) or sudo; tests set VIGO_ROOT instead.",
+      "vigo agent must run as root: it manages every user's state.",
+      "start it with systemd (deploy/vigo-agent.service) or sudo; a test fleet sets VIGO_ROOT to its own directory instead.",
     );
   }
   try {
@@ -30,7 +38,7 @@ export async function runAgentCommand(args: string[]): Promise<number> {
       `the agent could not start: ${
         (error as Error).message.replace(/\.$/, "")
       }.`,
-      "fix the configuration or TLS files named above and start it again.",
+      "fix what the message names and start the agent again.",
     );
   }
   return 0;
