@@ -5,7 +5,6 @@
  * @module
  */
 
-import process from "node:process";
 import { reportError, UsageError } from "./src/cli/errors.ts";
 
 // Each face loads only its own modules: git starts the remote helper for
@@ -90,6 +89,26 @@ export async function main(argv0: string, args: string[]): Promise<number> {
   }
 }
 
+/**
+ * The name this process was invoked by, and its real arguments. The
+ * development launcher passes the name as a leading `--argv0=…` (reading it
+ * from `node:process` costs ~30 ms of start-up, paid by every git fetch);
+ * the compiled binary has no launcher and asks `node:process`.
+ */
+export async function invocation(
+  args: string[],
+): Promise<{ argv0: string; args: string[] }> {
+  const [first, ...rest] = args;
+  if (first?.startsWith(ARGV0_FLAG)) {
+    return { argv0: first.slice(ARGV0_FLAG.length), args: rest };
+  }
+  const { default: process } = await import("node:process");
+  return { argv0: process.argv0, args };
+}
+
+const ARGV0_FLAG = "--argv0=";
+
 if (import.meta.main) {
-  Deno.exit(await main(process.argv0, Deno.args));
+  const { argv0, args } = await invocation(Deno.args);
+  Deno.exit(await main(argv0, args));
 }

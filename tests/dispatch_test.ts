@@ -53,3 +53,14 @@ Deno.test("a symlink named git-remote-gitback reaches the remote-helper face", a
     Deno.removeSync(base, { recursive: true });
   }
 });
+
+Deno.test("the invocation name comes from --argv0= or, without it, the process", async () => {
+  const { invocation } = await import("../main.ts");
+  assert.deepEqual(
+    await invocation(["--argv0=/x/git-remote-gitback", "origin", "url"]),
+    { argv0: "/x/git-remote-gitback", args: ["origin", "url"] },
+  );
+  const plain = await invocation(["swarm", "--argv0=late"]);
+  assert.deepEqual(plain.args, ["swarm", "--argv0=late"]);
+  assert.notEqual(plain.argv0, "late");
+});
