@@ -121,7 +121,10 @@ export async function fleetUp(
   }
 
   const ca = await createFleetCa({
-    commonName: `vigo local fleet CA (${dir})`,
+    // A CA name is at most 64 characters: name the fleet by its directory.
+    commonName: `vigo local fleet CA (${
+      dir.replace(/\/+$/, "").split("/").pop()!.slice(-32)
+    })`,
   });
   const hosts = Object.fromEntries(envoys.map((e) => [e.name, e.address]));
   for (const envoy of envoys) {

@@ -36,7 +36,9 @@ export async function makeFleetPki(
   dir: string,
   envoys: EnvoySpec[],
 ): Promise<FleetPki> {
-  const ca = await createFleetCa({ commonName: `vigo test fleet CA (${dir})` });
+  const ca = await createFleetCa({
+    commonName: `vigo test fleet CA (${dir.split("/").pop()!.slice(-32)})`,
+  });
   Deno.mkdirSync(`${dir}/ca`, { recursive: true, mode: 0o700 });
   writeTextAtomic(`${dir}/ca/ca.crt`, ca.certPem, 0o644);
   writeFileAtomic(
