@@ -26,6 +26,7 @@ import {
 } from "./announce.ts";
 import { CHAIN_HEADER, retryPendingFanOut } from "./fanout.ts";
 import { adoptMemberships } from "./member_adopt.ts";
+import { startReactor } from "./reactor.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
 import { managedHomes } from "./user_homes.ts";
 
@@ -152,17 +153,10 @@ export function startCatchUp(
   log: Logger,
   index: PeerIndex,
 ): { stop(): void } {
-  let running = false;
-  const timer = setInterval(async () => {
-    if (running) return;
-    running = true;
-    try {
-      await catchUpOnce(config, log, index);
-    } catch (error) {
-      log.error("catch-up failed", { error: (error as Error).message });
-    } finally {
-      running = false;
-    }
-  }, config.reactors.catchupSeconds * 1000);
-  return { stop: () => clearInterval(timer) };
+  return startReactor(
+    "catch-up",
+    config.reactors.catchupSeconds,
+    log,
+    () => catchUpOnce(config, log, index),
+  );
 }

@@ -12,6 +12,7 @@ import { toHex } from "../crypto/hex.ts";
 import { envelopesDir, gitbackBase } from "../gitback/repo.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
+import { startReactor } from "./reactor.ts";
 import type { PeerIndex } from "./announce.ts";
 import { peersOf } from "./fanout.ts";
 import { HttpError, type SwarmRoute } from "./swarm_server.ts";
@@ -278,17 +279,10 @@ export function startReconcile(
   log: Logger,
   index: PeerIndex,
 ): { stop(): void } {
-  let running = false;
-  const timer = setInterval(async () => {
-    if (running) return;
-    running = true;
-    try {
-      await reconcileOnce(config, log, index);
-    } catch (error) {
-      log.error("reconcile failed", { error: (error as Error).message });
-    } finally {
-      running = false;
-    }
-  }, config.reactors.gossipSeconds * 1000);
-  return { stop: () => clearInterval(timer) };
+  return startReactor(
+    "reconcile",
+    config.reactors.gossipSeconds,
+    log,
+    () => reconcileOnce(config, log, index),
+  );
 }

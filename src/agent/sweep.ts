@@ -12,6 +12,7 @@ import { readOwnedFile, removeIfExists } from "../platform/fs.ts";
 import type { AgentConfig } from "./config.ts";
 import { acceptEnvelope, type EnvelopeKind } from "./envelope_store.ts";
 import type { Logger } from "./log.ts";
+import { startReactor } from "./reactor.ts";
 import { managedHomes } from "./user_homes.ts";
 
 const PROJECT_ID = /^[0-9a-f]{64}$/;
@@ -148,18 +149,11 @@ export function startSweep(
   log: Logger,
   onStored?: StoredListener,
 ): { stop(): void } {
-  let running = false;
   const reportedHelpers = new Set<string>();
-  const timer = setInterval(async () => {
-    if (running) return;
-    running = true;
-    try {
-      await sweepOnce(config, log, reportedHelpers, onStored);
-    } catch (error) {
-      log.error("sweep failed", { error: (error as Error).message });
-    } finally {
-      running = false;
-    }
-  }, config.reactors.sweepSeconds * 1000);
-  return { stop: () => clearInterval(timer) };
+  return startReactor(
+    "sweep",
+    config.reactors.sweepSeconds,
+    log,
+    () => sweepOnce(config, log, reportedHelpers, onStored),
+  );
 }
