@@ -8,6 +8,7 @@
 
 import { SessionClient } from "../src/puddle/session/client.ts";
 import { runCommand } from "../src/platform/process.ts";
+import { exists } from "../src/platform/fs.ts";
 import { parsePublicKey } from "../src/crypto/ed25519.ts";
 import { toHex } from "../src/crypto/hex.ts";
 import { verifyWithContext } from "../src/crypto/signed.ts";
@@ -445,27 +446,28 @@ async function gitbackStory(base: string, envoys: Envoy[]) {
     }
 
     say(
-      "On envoy-b, unlocking adopts the project Dan founded; he clones it there.",
+      "Dan unlocks on envoy-b. The project he founded is adopted there, by unlock or by envoy-b's agent from a peer's token chain, whichever comes first; he clones it.",
     );
-    let adopted = "";
-    for (let i = 0; i < 30 && !adopted.includes("vigo-web"); i++) {
+    const state = `${b.env.HOME}/.vigo-gitback/${projectId}/project.json`;
+    let unlock = "";
+    for (let i = 0; i < 30; i++) {
       await runCommand(VIGO, {
         args: ["swarm", "puddle", "lock"],
         env: b.env,
         clearEnv: true,
       });
-      adopted = (await runCommand(VIGO, {
+      unlock = (await runCommand(VIGO, {
         args: ["swarm", "puddle", "unlock"],
         env: b.env,
         clearEnv: true,
         stdin: `${PASSPHRASE}\n`,
       })).stdout;
-      if (!adopted.includes("vigo-web")) {
-        await new Promise((r) => setTimeout(r, 300));
-      }
+      if (unlock.includes("vigo-web") || exists(state)) break;
+      await new Promise((r) => setTimeout(r, 300));
     }
     console.log(bold("$ printf '<passphrase>\\n' | vigo swarm puddle unlock"));
-    console.log(adopted.trimEnd().split("\n").map((l) => `  ${l}`).join("\n"));
+    console.log(unlock.trimEnd().split("\n").map((l) => `  ${l}`).join("\n"));
+    await run(b.env, ["swarm", "gitback", "project", "list"]);
     const envB = { ...b.env, ...gitIdentity, PATH: `${bin}:${b.env.PATH}` };
     console.log(
       bold(`$ git clone gitback://${projectId.slice(0, 12)}…/vigo-web`),
