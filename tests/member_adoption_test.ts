@@ -6,7 +6,10 @@
 
 import assert from "node:assert/strict";
 import { type Fleet, fleetDown, fleetUp } from "../scripts/fleet.ts";
-import { VIGO, vigo } from "./support/cli.ts";
+import { makeUserEnv, VIGO, vigo } from "./support/cli.ts";
+import { generateSeed } from "../src/crypto/ed25519.ts";
+import { projectId } from "../src/gitback/project_id.ts";
+import { mintBootstrapToken, seedSigner } from "../src/gitback/tokens.ts";
 import { runCommand } from "../src/platform/process.ts";
 import { waitForLine, waitForPath } from "./support/wait.ts";
 
@@ -149,4 +152,54 @@ Deno.test({
       Deno.removeSync(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("the adoption verb refuses bad input and writes nothing", async () => {
+  const base = Deno.makeTempDirSync({ prefix: "vigo-adopt-" });
+  try {
+    const { env, home } = makeUserEnv(base);
+    const init = await vigo(
+      env,
+      ["swarm", "puddle", "init"],
+      "pw-adopt\npw-adopt\n",
+    );
+    assert.equal(init.code, 0, init.stderr);
+    // A real chain, but for somebody else's key.
+    const other = seedSigner(generateSeed());
+    const id = await projectId(other.publicKey, "theirs");
+    const foreign = [await mintBootstrapToken(other, "theirs")];
+    const adopt = (pid: string, stdin: string) =>
+      vigo(env, ["swarm", "gitback", "_adopt-project", pid], stdin);
+
+    const badId = await adopt("xyz", "{}");
+    assert.equal(badId.code, 2);
+    assert.match(badId.stderr, /64 hex digits/);
+    const notJson = await adopt(id, "{not json");
+    assert.equal(notJson.code, 1);
+    assert.match(notJson.stderr, /^error: standard input is not JSON/m);
+    const noChain = await adopt(id, "null");
+    assert.notEqual(noChain.code, 0);
+    const wrongKey = await adopt(
+      id,
+      JSON.stringify({ chain: foreign, scope: "swarm-wide" }),
+    );
+    assert.notEqual(wrongKey.code, 0);
+    assert.match(wrongKey.stderr, /^error: /m);
+    const otherProject = await adopt(
+      "0".repeat(64),
+      JSON.stringify({ chain: foreign, scope: "swarm-wide" }),
+    );
+    assert.notEqual(otherProject.code, 0);
+    let entries: string[] = [];
+    try {
+      entries = [...Deno.readDirSync(`${home}/.vigo-gitback`)].map((e) =>
+        e.name
+      );
+    } catch {
+      // Never created: nothing written.
+    }
+    assert.deepEqual(entries, []);
+  } finally {
+    Deno.removeSync(base, { recursive: true });
+  }
 });

@@ -103,7 +103,8 @@ function crossSubnetMembers(config: AgentConfig, projectId: string): string[] {
   return hosts;
 }
 
-function scopeOf(config: AgentConfig, projectId: string): string {
+/** The recorded scope of a held project (swarm-wide when none is recorded). */
+export function scopeOf(config: AgentConfig, projectId: string): string {
   try {
     const meta = JSON.parse(Deno.readTextFileSync(metaPath(config, projectId)));
     return meta.scope === "members-only" ? "members-only" : "swarm-wide";

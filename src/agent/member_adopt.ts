@@ -5,7 +5,10 @@
  * key. Chains are capability statements that work only with the key they
  * name, so handing them out reveals nothing usable. A chain that verifies
  * for the project, presented by that key, is written into the user's state
- * by a child running as the user.
+ * by a child running as the user, with the scope that peer recorded for the
+ * project (over mutual TLS, rather than the unauthenticated announcement).
+ * A peer that had no chain for a user is asked again only after a few
+ * catch-up periods, so users who are not members cost little.
  *
  * @module
  */
@@ -23,6 +26,12 @@ import { ADOPT_VERB } from "../gitback/adopt.ts";
 import { HttpError, type SwarmRoute } from "./swarm_server.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
 import { managedHomes } from "./user_homes.ts";
+import { scopeOf } from "./fanout.ts";
+
+/** Catch-up periods before a peer that had no chain for a user is asked again. */
+const RETRY_AFTER_TICKS = 5;
+/** `<uid>:<project>:<host>` → when that peer last had no chain for that user. */
+const misses = new Map<string, number>();
 
 function readJsonOwned(path: string, uid: number): unknown {
   return JSON.parse(
@@ -84,6 +93,7 @@ export function chainsRoute(config: AgentConfig): SwarmRoute {
         status: 200,
         json: {
           chains: chainsFor(config, project, `ed25519:${subject}`).slice(0, 16),
+          scope: scopeOf(config, project),
         },
       };
     },
@@ -118,7 +128,12 @@ export async function adoptMemberships(
       } catch {
         // Not held yet: ask.
       }
+      const asked = `${uid}:${projectId}:${host}`;
+      const missedAt = misses.get(asked);
+      const retryMs = RETRY_AFTER_TICKS * config.reactors.catchupSeconds * 1000;
+      if (missedAt !== undefined && Date.now() - missedAt < retryMs) continue;
       let chain: unknown[] | undefined;
+      let heldScope: unknown;
       try {
         const response = await swarmRequest(
           tls,
@@ -132,10 +147,11 @@ export async function adoptMemberships(
           { timeoutMs: 10_000 },
         );
         if (response.status !== 200) continue;
-        for (
-          const candidate of response.json<{ chains: unknown[][] }>().chains ??
-            []
-        ) {
+        const answer = response.json<
+          { chains?: unknown[][]; scope?: unknown }
+        >();
+        heldScope = answer.scope;
+        for (const candidate of answer.chains ?? []) {
           try {
             await verifyChain(candidate, {
               projectId,
@@ -150,7 +166,11 @@ export async function adoptMemberships(
       } catch {
         continue;
       }
-      if (!chain) continue;
+      if (!chain) {
+        misses.set(asked, Date.now());
+        continue;
+      }
+      misses.delete(asked);
       const env: Record<string, string> = {
         HOME: home,
         PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
@@ -173,7 +193,13 @@ export async function adoptMemberships(
         ],
         env,
         clearEnv: true,
-        stdin: JSON.stringify({ chain, scope: scope ?? "swarm-wide" }),
+        stdin: JSON.stringify({
+          chain,
+          // The holder's record, over mutual TLS; else what was announced.
+          scope: heldScope === "members-only" || heldScope === "swarm-wide"
+            ? heldScope
+            : scope ?? "members-only",
+        }),
       });
       if (out.code === 0) {
         adopted++;

@@ -241,9 +241,19 @@ async function adoptFromStdin(args: string[]): Promise<number> {
   }
   const paths = userPaths();
   if (exists(`${paths.gitbackDir}/${projectId}/project.json`)) return 0;
-  const input = JSON.parse(await new Response(Deno.stdin.readable).text());
+  let input: { chain?: unknown; scope?: unknown };
+  try {
+    input = JSON.parse(await new Response(Deno.stdin.readable).text());
+  } catch {
+    throw new CliError(
+      "standard input is not JSON; this verb is run by the agent with {chain, scope}.",
+    );
+  }
   const me = readPublicKey(paths.puddleDir);
-  const verified = await verifyChain(input.chain, { projectId, presenter: me });
+  const verified = await verifyChain(input?.chain, {
+    projectId,
+    presenter: me,
+  });
   const founder = formatPublicKey(verified.founder);
   const mine = formatPublicKey(me);
   writeProjectState(paths.gitbackDir, {
