@@ -24,7 +24,7 @@ import {
   recordProjectMeta,
   writeAnnouncedCache,
 } from "./announce.ts";
-import { CHAIN_HEADER, retryPendingFanOut } from "./fanout.ts";
+import { CHAIN_HEADER, retryPendingFanOut, SCOPE_HEADER } from "./fanout.ts";
 import { adoptMemberships } from "./member_adopt.ts";
 import { startReactor } from "./reactor.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
@@ -121,7 +121,16 @@ export async function catchUpOnce(
         try {
           const changed = await ingestBundle(repo, response.body);
           await repairHead(repo, await listRefs(repo));
-          recordProjectMeta(config, project);
+          // The holder's recorded scope, over mutual TLS, outranks the
+          // user's local copy (which unlock may have taken from an
+          // unauthenticated announcement).
+          const held = response.headers.get(SCOPE_HEADER);
+          recordProjectMeta(config, {
+            ...project,
+            scope: held === "members-only" || held === "swarm-wide"
+              ? held
+              : project.scope,
+          });
           log.info("catch-up pulled", {
             project: project.projectId,
             peer: holder.host,

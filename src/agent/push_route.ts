@@ -25,7 +25,7 @@ import { MAX_CHAIN_BYTES } from "../gitback/tokens.ts";
 import { type AgentConfig, gitbackEnabledHere } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { HttpError, type SwarmRoute } from "./swarm_server.ts";
-import { CHAIN_HEADER, SCOPE_HEADER } from "./fanout.ts";
+import { CHAIN_HEADER, SCOPE_HEADER, scopeOf } from "./fanout.ts";
 import { recordProjectMeta } from "./announce.ts";
 import { createBundle } from "../gitback/bundle.ts";
 
@@ -207,7 +207,12 @@ export function bundleRoute(config: AgentConfig): SwarmRoute {
           `the repository of ${projectId} has no refs yet.`,
         );
       }
-      return { status: 200, body: bundle.bytes };
+      return {
+        status: 200,
+        body: bundle.bytes,
+        // The scope recorded here, so the fetching envoy records the same.
+        headers: { [SCOPE_HEADER]: scopeOf(config, projectId) },
+      };
     },
   };
 }

@@ -22,6 +22,8 @@ export interface SwarmResponse {
   status: number;
   /** The whole body, already read. */
   body: Uint8Array;
+  /** The response headers. */
+  headers: Headers;
   /** The body as JSON; throws a sentence naming the peer when it is not. */
   json<T = unknown>(): T;
 }
@@ -195,6 +197,7 @@ export async function swarmRequest(
     return {
       status: response.status,
       body,
+      headers: response.headers,
       json<T>() {
         try {
           return JSON.parse(new TextDecoder().decode(body)) as T;

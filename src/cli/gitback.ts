@@ -254,6 +254,8 @@ async function adoptFromStdin(args: string[]): Promise<number> {
     projectId,
     presenter: me,
   });
+  // verifyChain accepted it, so it is a non-empty array.
+  const chain = input.chain as unknown[];
   const founder = formatPublicKey(verified.founder);
   const mine = formatPublicKey(me);
   writeProjectState(paths.gitbackDir, {
@@ -266,7 +268,7 @@ async function adoptFromStdin(args: string[]): Promise<number> {
     cross_subnet_members: [],
     created_at: new Date().toISOString(),
     tombstoned_at: null,
-  }, { version: 1, chain: input.chain });
+  }, { version: 1, chain });
   return 0;
 }
 
