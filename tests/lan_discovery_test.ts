@@ -12,7 +12,12 @@ import {
   parseAnnouncement,
   parsePresence,
   PeerIndex,
+  startAnnouncer,
 } from "../src/agent/announce.ts";
+import dgram from "node:dgram";
+import type { AgentConfig } from "../src/agent/config.ts";
+import type { Logger } from "../src/agent/log.ts";
+import { waitUntil } from "./support/wait.ts";
 
 Deno.test("announcement lines: current and older forms parse, junk does not", () => {
   const id = "c".repeat(64);
@@ -110,6 +115,88 @@ Deno.test({
       assert.equal(heard.b[0].scope, "swarm-wide");
     } finally {
       await ip("netns", "del", ns);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "forged presence lines neither grow the host table nor draw unbounded answers",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const base = Deno.makeTempDirSync({ prefix: "vigo-flood-" });
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const root = `${base}/root`;
+    Deno.mkdirSync(
+      `${root}/var/lib/vigo/swarm/gitback/projects/${"e".repeat(64)}.git`,
+      { recursive: true },
+    );
+    const config: AgentConfig = {
+      hostname: "envoy-a",
+      listen: "127.0.0.1",
+      port: 1531,
+      tls: { ca: "", cert: "", key: "" },
+      hosts: {},
+      gitback: { enabled: ["*"] },
+      homes: {},
+      reactors: {
+        sweepSeconds: 60,
+        catchupSeconds: 45,
+        gossipSeconds: 300,
+        namesSeconds: 900,
+      },
+      // A long period: every answer counted below is an immediate one.
+      announce: {
+        group: "239.255.15.31",
+        port,
+        periodSeconds: 3600,
+        staleSeconds: 10,
+      },
+      paths: {
+        root,
+        etc: `${root}/etc/vigo`,
+        varLib: `${root}/var/lib/vigo`,
+        varRun: `${root}/var/run/vigo`,
+      },
+    };
+    const quiet: Logger = { info() {}, warn() {}, error() {} };
+    const announcer = await startAnnouncer(
+      config,
+      quiet,
+      new PeerIndex(10_000),
+    );
+    const flooder = dgram.createSocket("udp4");
+    let answers = 0;
+    flooder.on("message", () => answers++);
+    // Answers go to the announcement port at the datagram's source address.
+    await new Promise<void>((r) => flooder.bind(port, "127.0.0.2", () => r()));
+    try {
+      // 1100 forged hosts in 110 datagrams of ten lines each.
+      for (let d = 0; d < 110; d++) {
+        const lines = Array.from(
+          { length: 10 },
+          (_, i) => formatPresence(`forged-${d * 10 + i}`),
+        );
+        flooder.send(
+          new TextEncoder().encode(lines.join("\n") + "\n"),
+          port,
+          "127.0.0.1",
+        );
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await waitUntil(
+        "1024 learned hosts",
+        () => Object.keys(config.hosts).length >= 1024,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(Object.keys(config.hosts).length, 1024);
+      assert.ok(answers > 0, "a new host is answered at once");
+      assert.ok(answers <= 16, `${answers} immediate answers`);
+    } finally {
+      flooder.close();
+      announcer.stop();
+      Deno.removeSync(base, { recursive: true });
     }
   },
 });

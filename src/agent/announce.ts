@@ -38,6 +38,10 @@ const PREFIX = "GITBACKPROJECT:";
 const PRESENCE = "GITBACKHOST:";
 const HOST_NAME = /^[A-Za-z0-9.-]{1,253}$/;
 const MAX_DATAGRAM = 60_000;
+/** Hosts an agent learns from datagrams, beyond those in agent.yaml. */
+const MAX_LEARNED_HOSTS = 1024;
+/** Immediate answers to newly heard hosts, per announcement period. */
+const MAX_ANSWERS_PER_PERIOD = 16;
 
 /** Formats one announcement line. */
 export function formatAnnouncement(host: string, p: HeldProject): string {
@@ -170,22 +174,33 @@ export async function startAnnouncer(
   index: PeerIndex,
 ): Promise<{ stop(): void; announceNow(): void }> {
   const socket = dgram.createSocket({ type: "udp4", reuseAddr: true });
+  // Hosts learned from datagrams, and immediate answers, are bounded: a
+  // datagram's source can be forged, so neither may grow or amplify without
+  // limit.
+  let learned = 0;
+  let answers = 0;
+  const learn = (host: string, address: string): boolean => {
+    if (config.hosts[host] || learned >= MAX_LEARNED_HOSTS) return false;
+    config.hosts[host] = address;
+    learned++;
+    return true;
+  };
   socket.on("message", (message: Uint8Array, remote: { address: string }) => {
     if (message.length > MAX_DATAGRAM) return;
     for (const line of new TextDecoder().decode(message).split("\n")) {
       const host = parsePresence(line.trim());
-      if (host && host !== config.hostname && !config.hosts[host]) {
-        // A host we did not know: remember where it was heard from and
-        // answer at once, so a new envoy learns what we hold without
-        // waiting for our next period.
-        config.hosts[host] = remote.address;
+      if (
+        host && host !== config.hostname && learn(host, remote.address) &&
+        answers < MAX_ANSWERS_PER_PERIOD
+      ) {
+        // A host we did not know: answer at once, so a new envoy learns
+        // what we hold without waiting for our next period.
+        answers++;
         send([remote.address]);
       }
       const announcement = parseAnnouncement(line.trim());
       if (announcement && announcement.host !== config.hostname) {
-        if (!config.hosts[announcement.host]) {
-          config.hosts[announcement.host] = remote.address;
-        }
+        learn(announcement.host, remote.address);
         index.record(announcement);
       }
     }
@@ -219,6 +234,7 @@ export async function startAnnouncer(
     }
   }
   const announceNow = () => {
+    answers = 0;
     const targets = Object.entries(config.hosts)
       .filter(([host]) => host !== config.hostname)
       .map(([, address]) => address);
