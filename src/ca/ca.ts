@@ -46,7 +46,9 @@ function unpem(text: string): Uint8Array<ArrayBuffer> {
 
 function randomSerial(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
-  bytes[0] &= 0x7f; // positive
+  // Top bits 01: positive, and never a leading zero byte that DER would
+  // drop, so every serial is exactly 16 bytes (126 random bits).
+  bytes[0] = (bytes[0] & 0x3f) | 0x40;
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
@@ -93,7 +95,7 @@ export function validateHostname(name: string): void {
 /**
  * Creates a new self-signed fleet CA: ECDSA P-256, BasicConstraints CA:true
  * (critical, path length 0), KeyUsage keyCertSign|cRLSign (critical), a
- * random positive 128-bit serial, valid `validityDays` (ten years) from now.
+ * random positive 16-byte serial, valid `validityDays` (ten years) from now.
  */
 export async function createFleetCa(
   { commonName, validityDays = 3650 }: {
@@ -137,7 +139,7 @@ export async function createFleetCa(
  * Issues an envoy certificate signed by the fleet CA: ECDSA P-256, subject
  * CN=hostname, SubjectAltName DNS:hostname plus IP:each address, KeyUsage
  * digitalSignature, ExtendedKeyUsage serverAuth and clientAuth (one pair
- * serves both ends of mutual TLS), a random positive 128-bit serial, valid
+ * serves both ends of mutual TLS), a random positive 16-byte serial, valid
  * `validityDays` (825) from now. The host name and addresses are checked
  * first; a bad one throws a sentence naming it.
  */
