@@ -15,7 +15,7 @@ import {
   startAnnouncer,
 } from "../src/agent/announce.ts";
 import dgram from "node:dgram";
-import type { AgentConfig } from "../src/agent/config.ts";
+import { announcerConfig } from "./support/agent_config.ts";
 import type { Logger } from "../src/agent/log.ts";
 import { waitUntil } from "./support/wait.ts";
 
@@ -132,34 +132,14 @@ Deno.test({
       `${root}/var/lib/vigo/swarm/gitback/projects/${"e".repeat(64)}.git`,
       { recursive: true },
     );
-    const config: AgentConfig = {
+    // A long period: every answer counted below is an immediate one.
+    const config = announcerConfig({
       hostname: "envoy-a",
+      root,
       listen: "127.0.0.1",
-      port: 1531,
-      tls: { ca: "", cert: "", key: "" },
-      hosts: {},
-      gitback: { enabled: ["*"] },
-      homes: {},
-      reactors: {
-        sweepSeconds: 60,
-        catchupSeconds: 45,
-        gossipSeconds: 300,
-        namesSeconds: 900,
-      },
-      // A long period: every answer counted below is an immediate one.
-      announce: {
-        group: "239.255.15.31",
-        port,
-        periodSeconds: 3600,
-        staleSeconds: 10,
-      },
-      paths: {
-        root,
-        etc: `${root}/etc/vigo`,
-        varLib: `${root}/var/lib/vigo`,
-        varRun: `${root}/var/run/vigo`,
-      },
-    };
+      port,
+      periodSeconds: 3600,
+    });
     const quiet: Logger = { info() {}, warn() {}, error() {} };
     const announcer = await startAnnouncer(
       config,

@@ -8,6 +8,7 @@
 
 import { PeerIndex, startAnnouncer } from "../../src/agent/announce.ts";
 import type { AgentConfig } from "../../src/agent/config.ts";
+import { announcerConfig } from "./agent_config.ts";
 import type { Logger } from "../../src/agent/log.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
@@ -20,33 +21,13 @@ function envoy(name: string, projectId: string): AgentConfig {
     `${root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`,
     { recursive: true },
   );
-  return {
+  return announcerConfig({
     hostname: name,
+    root,
     listen: "0.0.0.0",
-    port: 1531,
-    tls: { ca: "", cert: "", key: "" },
-    hosts: {},
-    gitback: { enabled: ["*"] },
-    homes: {},
-    reactors: {
-      sweepSeconds: 60,
-      catchupSeconds: 45,
-      gossipSeconds: 300,
-      namesSeconds: 900,
-    },
-    announce: {
-      group: "239.255.15.31",
-      port,
-      periodSeconds: 0.2,
-      staleSeconds: 10,
-    },
-    paths: {
-      root,
-      etc: `${root}/etc/vigo`,
-      varLib: `${root}/var/lib/vigo`,
-      varRun: `${root}/var/run/vigo`,
-    },
-  };
+    port,
+    periodSeconds: 0.2,
+  });
 }
 
 const a = envoy("envoy-a", "a".repeat(64));

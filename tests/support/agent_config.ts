@@ -1,0 +1,46 @@
+/**
+ * An in-memory agent configuration for tests that run one piece of the
+ * agent (the announcer) without a fleet.
+ *
+ * @module
+ */
+
+import type { AgentConfig } from "../../src/agent/config.ts";
+
+/** A config for `hostname` rooted at `root`, announcing on `port`. */
+export function announcerConfig(options: {
+  hostname: string;
+  root: string;
+  listen: string;
+  port: number;
+  periodSeconds: number;
+}): AgentConfig {
+  const { root } = options;
+  return {
+    hostname: options.hostname,
+    listen: options.listen,
+    port: 1531,
+    tls: { ca: "", cert: "", key: "" },
+    hosts: {},
+    gitback: { enabled: ["*"] },
+    homes: {},
+    reactors: {
+      sweepSeconds: 60,
+      catchupSeconds: 45,
+      gossipSeconds: 300,
+      namesSeconds: 900,
+    },
+    announce: {
+      group: "239.255.15.31",
+      port: options.port,
+      periodSeconds: options.periodSeconds,
+      staleSeconds: 10,
+    },
+    paths: {
+      root,
+      etc: `${root}/etc/vigo`,
+      varLib: `${root}/var/lib/vigo`,
+      varRun: `${root}/var/run/vigo`,
+    },
+  };
+}
