@@ -9,7 +9,7 @@
  */
 
 import { encodeBase64 } from "../platform/encoding.ts";
-import { exists, readOwnedFile } from "../platform/fs.ts";
+import { exists, readOwnedJson } from "../platform/fs.ts";
 import { ingestBundle } from "../gitback/bundle.ts";
 import {
   bareRepoPath,
@@ -52,14 +52,13 @@ function missingProjects(config: AgentConfig): Missing[] {
       if (exists(bareRepoPath(config.paths, entry.name))) continue;
       try {
         const dir = `${home}/.vigo-gitback/${entry.name}`;
-        const read = (name: string) =>
-          JSON.parse(
-            new TextDecoder().decode(
-              readOwnedFile(`${dir}/${name}`, uid, 256 * 1024),
-            ),
-          );
-        const project = read("project.json");
-        const tokens = read("tokens.json");
+        const project = readOwnedJson(`${dir}/project.json`, uid) as {
+          handle?: unknown;
+          scope?: unknown;
+        };
+        const tokens = readOwnedJson(`${dir}/tokens.json`, uid) as {
+          chain?: unknown;
+        };
         if (!Array.isArray(tokens.chain)) continue;
         missing.push({
           projectId: entry.name,

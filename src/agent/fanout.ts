@@ -7,7 +7,7 @@
  * @module
  */
 
-import { readOwnedFile, writeTextAtomic } from "../platform/fs.ts";
+import { readOwnedJson, writeTextAtomic } from "../platform/fs.ts";
 import { encodeBase64 } from "../platform/encoding.ts";
 import { createBundle } from "../gitback/bundle.ts";
 import { bareRepoPath, gitbackBase, listRefs } from "../gitback/repo.ts";
@@ -82,13 +82,10 @@ function crossSubnetMembers(config: AgentConfig, projectId: string): string[] {
   const hosts: string[] = [];
   for (const { uid, home } of managedHomes(config)) {
     try {
-      const project = JSON.parse(new TextDecoder().decode(
-        readOwnedFile(
-          `${home}/.vigo-gitback/${projectId}/project.json`,
-          uid,
-          256 * 1024,
-        ),
-      ));
+      const project = readOwnedJson(
+        `${home}/.vigo-gitback/${projectId}/project.json`,
+        uid,
+      ) as { cross_subnet_members?: unknown };
       if (Array.isArray(project.cross_subnet_members)) {
         hosts.push(
           ...project.cross_subnet_members.filter((h: unknown) =>

@@ -15,7 +15,7 @@ import net from "node:net";
 import { spawn } from "node:child_process";
 import { peerCredentials } from "../platform/peercred.ts";
 import { userByUid } from "../platform/users.ts";
-import { exists, readOwnedFile, removeIfExists } from "../platform/fs.ts";
+import { exists, readOwnedJson, removeIfExists } from "../platform/fs.ts";
 import { recordProjectMeta } from "./announce.ts";
 import { encodeBase64 } from "../platform/encoding.ts";
 import { fromHex } from "../crypto/hex.ts";
@@ -324,13 +324,10 @@ function callerScope(
 ): string {
   for (const home of managedHomes(config).filter((h) => h.uid === uid)) {
     try {
-      const project = JSON.parse(new TextDecoder().decode(
-        readOwnedFile(
-          `${home.home}/.vigo-gitback/${projectId}/project.json`,
-          uid,
-          256 * 1024,
-        ),
-      ));
+      const project = readOwnedJson(
+        `${home.home}/.vigo-gitback/${projectId}/project.json`,
+        uid,
+      ) as { scope?: unknown };
       if (project.scope === "members-only") return "members-only";
       return "swarm-wide";
     } catch {

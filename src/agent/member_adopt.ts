@@ -13,7 +13,7 @@
  * @module
  */
 
-import { readOwnedFile } from "../platform/fs.ts";
+import { readOwnedFile, readOwnedJson } from "../platform/fs.ts";
 import { runCommand } from "../platform/process.ts";
 import { selfCommand } from "../platform/paths.ts";
 import { parsePublicKey } from "../crypto/ed25519.ts";
@@ -33,12 +33,6 @@ const RETRY_AFTER_TICKS = 5;
 /** `<uid>:<project>:<host>` → when that peer last had no chain for that user. */
 const misses = new Map<string, number>();
 
-function readJsonOwned(path: string, uid: number): unknown {
-  return JSON.parse(
-    new TextDecoder().decode(readOwnedFile(path, uid, 256 * 1024)),
-  );
-}
-
 /** Every chain held here (own or issued) whose last subject is `subject`. */
 function chainsFor(
   config: AgentConfig,
@@ -50,7 +44,7 @@ function chainsFor(
     const dir = `${home}/.vigo-gitback/${projectId}`;
     const candidates: unknown[][] = [];
     try {
-      const tokens = readJsonOwned(`${dir}/tokens.json`, uid) as {
+      const tokens = readOwnedJson(`${dir}/tokens.json`, uid) as {
         chain?: unknown[];
       };
       if (Array.isArray(tokens.chain)) candidates.push(tokens.chain);
@@ -58,7 +52,7 @@ function chainsFor(
       // Not held by this user.
     }
     try {
-      const issued = readJsonOwned(`${dir}/issued.json`, uid);
+      const issued = readOwnedJson(`${dir}/issued.json`, uid);
       if (Array.isArray(issued)) {
         candidates.push(...issued.filter(Array.isArray));
       }

@@ -8,7 +8,11 @@
  */
 
 import { pidAlive } from "../platform/process.ts";
-import { readOwnedFile, removeIfExists } from "../platform/fs.ts";
+import {
+  readOwnedFile,
+  readOwnedJson,
+  removeIfExists,
+} from "../platform/fs.ts";
 import type { AgentConfig } from "./config.ts";
 import { acceptEnvelope, type EnvelopeKind } from "./envelope_store.ts";
 import type { Logger } from "./log.ts";
@@ -37,9 +41,7 @@ async function collect(
   const file = `${dir}/${kind === "revokes" ? "revoke" : "leave"}.pending`;
   let list: unknown;
   try {
-    list = JSON.parse(
-      new TextDecoder().decode(readOwnedFile(file, uid, 1024 * 1024)),
-    );
+    list = readOwnedJson(file, uid, 1024 * 1024);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return 0;
     log.warn("unreadable pending envelope", {

@@ -334,3 +334,14 @@ export function readOwnedFile(
     file.close();
   }
 }
+
+/** {@link readOwnedFile}, parsed as JSON (a user's state file, 256 KiB by default). */
+export function readOwnedJson(
+  path: string,
+  uid: number,
+  maxBytes = 256 * 1024,
+): unknown {
+  return JSON.parse(
+    new TextDecoder().decode(readOwnedFile(path, uid, maxBytes)),
+  );
+}
