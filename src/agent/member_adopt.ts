@@ -13,7 +13,7 @@
  * @module
  */
 
-import { readOwnedFile, readOwnedJson } from "../platform/fs.ts";
+import { readOwnedJson } from "../platform/fs.ts";
 import { runCommand } from "../platform/process.ts";
 import { selfCommand } from "../platform/paths.ts";
 import { parsePublicKey } from "../crypto/ed25519.ts";
@@ -25,7 +25,7 @@ import { readPolicy } from "./policy.ts";
 import { ADOPT_VERB } from "../gitback/adopt.ts";
 import { HttpError, type SwarmRoute } from "./swarm_server.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
-import { managedHomes } from "./user_homes.ts";
+import { managedHomes, puddleKeyOf } from "./user_homes.ts";
 import { scopeOf } from "./fanout.ts";
 
 /** Catch-up periods before a peer that had no chain for a user is asked again. */
@@ -103,18 +103,17 @@ export async function adoptMemberships(
   const announced = index.all();
   if (announced.length === 0) return 0;
   let adopted = 0;
-  for (const { user, uid, home } of managedHomes(config)) {
+  const tls = readSwarmTls(config);
+  for (const managed of managedHomes(config)) {
+    const { user, uid, home } = managed;
     if (uid !== 0 && !readPolicy(config.paths, user)?.gitback) continue;
     let pubkey: string;
     try {
-      pubkey = new TextDecoder().decode(
-        readOwnedFile(`${home}/.vigo-puddle/identity.pub`, uid, 256),
-      ).trim();
+      pubkey = puddleKeyOf(managed);
       parsePublicKey(pubkey);
     } catch {
       continue;
     }
-    const tls = readSwarmTls(config);
     for (const { host, projectId, scope } of announced) {
       try {
         Deno.statSync(`${home}/.vigo-gitback/${projectId}`);

@@ -8,9 +8,9 @@
  */
 
 import { decodeBase64 } from "../platform/encoding.ts";
-import { exists, readOwnedFile } from "../platform/fs.ts";
+import { exists } from "../platform/fs.ts";
 import { formatPublicKey } from "../crypto/ed25519.ts";
-import { managedHomes } from "./user_homes.ts";
+import { managedHomes, puddleKeyOf } from "./user_homes.ts";
 import { type VerifiedChain, verifyChain } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import { ingestBundle, MissingPrerequisites } from "../gitback/bundle.ts";
@@ -77,13 +77,11 @@ export function hasLocalMember(
     verified.leaf.body.subject,
     formatPublicKey(verified.founder),
   ]);
-  for (const { uid, home } of managedHomes(config)) {
-    if (exists(`${home}/.vigo-gitback/${projectId}/project.json`)) return true;
+  for (const managed of managedHomes(config)) {
+    const dir = `${managed.home}/.vigo-gitback/${projectId}`;
+    if (exists(`${dir}/project.json`)) return true;
     try {
-      const pub = new TextDecoder().decode(
-        readOwnedFile(`${home}/.vigo-puddle/identity.pub`, uid, 256),
-      ).trim();
-      if (subjects.has(pub)) return true;
+      if (subjects.has(puddleKeyOf(managed))) return true;
     } catch {
       // No puddle for this user here.
     }

@@ -6,6 +6,7 @@
  */
 
 import { listUsers } from "../platform/users.ts";
+import { readOwnedFile } from "../platform/fs.ts";
 import type { AgentConfig } from "./config.ts";
 
 /** A user whose per-user state the agent may read. */
@@ -40,4 +41,14 @@ export function managedHomes(config: AgentConfig): ManagedHome[] {
     if (uid !== undefined) byUser.set(user, { user, uid, home });
   }
   return [...byUser.values()];
+}
+
+/**
+ * The `ed25519:<hex>` puddle key of a managed user, read from a file that
+ * user owns; throws when there is none.
+ */
+export function puddleKeyOf({ uid, home }: ManagedHome): string {
+  return new TextDecoder().decode(
+    readOwnedFile(`${home}/.vigo-puddle/identity.pub`, uid, 256),
+  ).trim();
 }
