@@ -13,9 +13,8 @@
  * @module
  */
 
+import { runSelfAs } from "../platform/run_as.ts";
 import { readOwnedJson } from "../platform/fs.ts";
-import { runCommand } from "../platform/process.ts";
-import { selfCommand } from "../platform/paths.ts";
 import { parsePublicKey } from "../crypto/ed25519.ts";
 import { decodeToken, verifyChain } from "../gitback/tokens.ts";
 import type { AgentConfig } from "./config.ts";
@@ -164,36 +163,21 @@ export async function adoptMemberships(
         continue;
       }
       misses.delete(asked);
-      const env: Record<string, string> = {
-        HOME: home,
-        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      };
-      const root = Deno.env.get("VIGO_ROOT");
-      if (root) env.VIGO_ROOT = root;
-      const denoDir = Deno.env.get("DENO_DIR");
-      if (uid === 0 && denoDir) env.DENO_DIR = denoDir;
-      const out = await runCommand("setpriv", {
-        args: [
-          `--reuid=${uid}`,
-          `--regid=${uid === 0 ? 0 : (Deno.statSync(home).gid ?? uid)}`,
-          "--init-groups",
-          "--",
-          selfCommand(),
-          "swarm",
-          "gitback",
-          ADOPT_VERB,
-          projectId,
-        ],
-        env,
-        clearEnv: true,
-        stdin: JSON.stringify({
+      const out = await runSelfAs(
+        {
+          uid,
+          gid: uid === 0 ? 0 : (Deno.statSync(home).gid ?? uid),
+          home,
+        },
+        ["swarm", "gitback", ADOPT_VERB, projectId],
+        JSON.stringify({
           chain,
           // The holder's record, over mutual TLS; else what was announced.
           scope: heldScope === "members-only" || heldScope === "swarm-wide"
             ? heldScope
             : scope ?? "members-only",
         }),
-      });
+      );
       if (out.code === 0) {
         adopted++;
         log.info("adopted membership", {

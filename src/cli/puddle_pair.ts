@@ -5,9 +5,9 @@
  * @module
  */
 
-import { selfCommand, systemPaths, userPaths } from "../platform/paths.ts";
+import { runSelfAs } from "../platform/run_as.ts";
+import { systemPaths, userPaths } from "../platform/paths.ts";
 import { userByName, userByUid } from "../platform/users.ts";
-import { runCommand } from "../platform/process.ts";
 import { SecretReader } from "../platform/tty.ts";
 import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
 import {
@@ -132,32 +132,16 @@ async function installAs(
     await installIdentity(puddleDir, identity);
     return;
   }
-  const env: Record<string, string> = {
-    HOME: target.home,
-    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-  };
-  const root = Deno.env.get("VIGO_ROOT");
-  if (root) env.VIGO_ROOT = root;
-  const out = await runCommand("setpriv", {
-    args: [
-      `--reuid=${target.uid}`,
-      `--regid=${target.gid}`,
-      "--init-groups",
-      "--",
-      selfCommand(),
-      "swarm",
-      "puddle",
-      INSTALL_VERB,
-    ],
-    env,
-    clearEnv: true,
+  const out = await runSelfAs(
+    target,
+    ["swarm", "puddle", INSTALL_VERB],
     // Wrapped key, salt and public key: all safe to hold as text.
-    stdin: JSON.stringify({
+    JSON.stringify({
       pubkey: formatPublicKey(identity.publicKey),
       salt: encodeBase64(identity.salt),
       wrapped: encodeBase64(identity.wrapped),
     }),
-  });
+  );
   if (out.code !== 0) {
     const message = out.stderr.split("\n")
       .find((line) => line.startsWith("error: "))?.slice(7);
