@@ -13,11 +13,9 @@ import {
   type EnvoyStatus,
 } from "../gitback/envoy_status.ts";
 import { diskUsage, projectsDir } from "../gitback/repo.ts";
-import { ProjectError, writeProjectState } from "../gitback/project.ts";
-import { verifyChain } from "../gitback/tokens.ts";
-import { formatPublicKey } from "../crypto/ed25519.ts";
+import { ProjectError } from "../gitback/project.ts";
 import { readPublicKey } from "../puddle/identity.ts";
-import { ADOPT_VERB } from "../gitback/adopt.ts";
+import { ADOPT_VERB, adoptMembership } from "../gitback/adopt.ts";
 import { loadAgentConfig } from "../agent/config.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -240,8 +238,7 @@ async function adoptFromStdin(args: string[]): Promise<number> {
     throw new UsageError("the project id must be 64 hex digits.");
   }
   const paths = userPaths();
-  if (exists(`${paths.gitbackDir}/${projectId}/project.json`)) return 0;
-  let input: { chain?: unknown; scope?: unknown };
+  let input: { chain?: unknown; scope?: unknown } | null;
   try {
     input = JSON.parse(await new Response(Deno.stdin.readable).text());
   } catch {
@@ -249,26 +246,12 @@ async function adoptFromStdin(args: string[]): Promise<number> {
       "standard input is not JSON; this verb is run by the agent with {chain, scope}.",
     );
   }
-  const me = readPublicKey(paths.puddleDir);
-  const verified = await verifyChain(input?.chain, {
+  await adoptMembership(
+    paths.gitbackDir,
     projectId,
-    presenter: me,
-  });
-  // verifyChain accepted it, so it is a non-empty array.
-  const chain = input.chain as unknown[];
-  const founder = formatPublicKey(verified.founder);
-  const mine = formatPublicKey(me);
-  writeProjectState(paths.gitbackDir, {
-    version: 1,
-    project_id: projectId,
-    handle: verified.handle,
-    founder,
-    scope: input.scope === "members-only" ? "members-only" : "swarm-wide",
-    members: founder === mine ? [founder] : [founder, mine],
-    cross_subnet_members: [],
-    created_at: new Date().toISOString(),
-    tombstoned_at: null,
-  }, { version: 1, chain });
+    readPublicKey(paths.puddleDir),
+    input,
+  );
   return 0;
 }
 

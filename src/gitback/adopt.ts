@@ -1,7 +1,8 @@
 /**
- * Adoption at `puddle unlock`: projects that peers announce and that this
- * puddle founded become local projects here, so a freshly paired envoy gets
- * its repositories (through DR catch-up) without manual steps.
+ * Adoption: projects that peers hold become local projects here, so a
+ * freshly paired envoy gets its repositories (through DR catch-up) without
+ * manual steps. Founded projects are adopted at `puddle unlock`; memberships
+ * by the agent, from a chain a peer holds (see agent/member_adopt.ts).
  *
  * @module
  */
@@ -10,10 +11,67 @@ import { formatPublicKey } from "../crypto/ed25519.ts";
 import { exists } from "../platform/fs.ts";
 import { projectId as computeProjectId } from "./project_id.ts";
 import { projectDir, writeProjectState } from "./project.ts";
-import { mintBootstrapToken, type Signer } from "./tokens.ts";
+import { mintBootstrapToken, type Signer, verifyChain } from "./tokens.ts";
 
 /** Hidden CLI verb by which the agent writes an adopted membership as the user. */
 export const ADOPT_VERB = "_adopt-project";
+
+/**
+ * Writes the local state of an adopted project: `me` presents `chain`, of
+ * the project `handle` that `founder` founded.
+ */
+function writeAdopted(
+  gitbackDir: string,
+  adopted: {
+    projectId: string;
+    handle: string;
+    founder: Uint8Array;
+    me: Uint8Array;
+    scope: unknown;
+    chain: unknown[];
+  },
+): void {
+  const founder = formatPublicKey(adopted.founder);
+  const mine = formatPublicKey(adopted.me);
+  writeProjectState(gitbackDir, {
+    version: 1,
+    project_id: adopted.projectId,
+    handle: adopted.handle,
+    founder,
+    scope: adopted.scope === "members-only" ? "members-only" : "swarm-wide",
+    members: founder === mine ? [founder] : [founder, mine],
+    cross_subnet_members: [],
+    created_at: new Date().toISOString(),
+    tombstoned_at: null,
+  }, { version: 1, chain: adopted.chain });
+}
+
+/**
+ * Adopts a project this key is a member of, from a chain a peer held: the
+ * chain must verify for `projectId` with `me` as presenter. Does nothing when
+ * the project is already here.
+ */
+export async function adoptMembership(
+  gitbackDir: string,
+  projectId: string,
+  me: Uint8Array,
+  input: { chain?: unknown; scope?: unknown } | null,
+): Promise<void> {
+  if (exists(`${projectDir(gitbackDir, projectId)}/project.json`)) return;
+  const verified = await verifyChain(input?.chain, {
+    projectId,
+    presenter: me,
+  });
+  writeAdopted(gitbackDir, {
+    projectId,
+    handle: verified.handle,
+    founder: verified.founder,
+    me,
+    scope: input?.scope,
+    // verifyChain accepted it, so it is a non-empty array.
+    chain: input?.chain as unknown[],
+  });
+}
 
 /** Reads the agent's cache of announced projects (empty when absent). */
 export function readAnnounced(
@@ -38,7 +96,6 @@ export async function adoptFoundedProjects(
   signer: Signer,
 ): Promise<string[]> {
   const adopted: string[] = [];
-  const founder = formatPublicKey(signer.publicKey);
   for (const entry of readAnnounced(announcedPath)) {
     const handle = entry.handle;
     if (typeof handle !== "string" || typeof entry.projectId !== "string") {
@@ -54,18 +111,14 @@ export async function adoptFoundedProjects(
       continue;
     }
     if (id !== entry.projectId || adopted.includes(handle)) continue;
-    const token = await mintBootstrapToken(signer, handle);
-    writeProjectState(gitbackDir, {
-      version: 1,
-      project_id: id,
+    writeAdopted(gitbackDir, {
+      projectId: id,
       handle,
-      founder,
-      scope: entry.scope === "members-only" ? "members-only" : "swarm-wide",
-      members: [founder],
-      cross_subnet_members: [],
-      created_at: new Date().toISOString(),
-      tombstoned_at: null,
-    }, { version: 1, chain: [token] });
+      founder: signer.publicKey,
+      me: signer.publicKey,
+      scope: entry.scope,
+      chain: [await mintBootstrapToken(signer, handle)],
+    });
     adopted.push(handle);
   }
   return adopted;
