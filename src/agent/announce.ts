@@ -109,6 +109,25 @@ export function metaPath(config: AgentConfig, projectId: string): string {
   return `${gitbackBase(config.paths)}/meta/${projectId}.json`;
 }
 
+/**
+ * The recorded handle and scope of a held project; `unknown` and
+ * `swarm-wide` when none is recorded.
+ */
+export function readProjectMeta(
+  config: AgentConfig,
+  projectId: string,
+): { handle: string; scope: string } {
+  try {
+    const meta = JSON.parse(Deno.readTextFileSync(metaPath(config, projectId)));
+    return {
+      handle: String(meta.handle),
+      scope: meta.scope === "members-only" ? "members-only" : "swarm-wide",
+    };
+  } catch {
+    return { handle: "unknown", scope: "swarm-wide" };
+  }
+}
+
 /** Remembers a project's handle and scope (first writer wins). */
 export function recordProjectMeta(
   config: AgentConfig,
@@ -138,18 +157,7 @@ export function heldProjects(config: AgentConfig): HeldProject[] {
     for (const entry of Deno.readDirSync(projectsDir(config.paths))) {
       const match = /^([0-9a-f]{64})\.git$/.exec(entry.name);
       if (!match) continue;
-      let handle = "unknown";
-      let scope = "swarm-wide";
-      try {
-        const meta = JSON.parse(
-          Deno.readTextFileSync(metaPath(config, match[1])),
-        );
-        handle = String(meta.handle);
-        if (meta.scope === "members-only") scope = "members-only";
-      } catch {
-        // Announced with defaults.
-      }
-      held.push({ projectId: match[1], handle, scope });
+      held.push({ projectId: match[1], ...readProjectMeta(config, match[1]) });
     }
   } catch {
     // No projects yet.

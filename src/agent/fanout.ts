@@ -14,7 +14,7 @@ import { bareRepoPath, gitbackBase, listRefs } from "../gitback/repo.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
-import { metaPath, type PeerIndex } from "./announce.ts";
+import { type PeerIndex, readProjectMeta } from "./announce.ts";
 import { managedHomes } from "./user_homes.ts";
 
 /** Header carrying the pusher's token chain (base64 of its JSON). */
@@ -102,12 +102,7 @@ function crossSubnetMembers(config: AgentConfig, projectId: string): string[] {
 
 /** The recorded scope of a held project (swarm-wide when none is recorded). */
 export function scopeOf(config: AgentConfig, projectId: string): string {
-  try {
-    const meta = JSON.parse(Deno.readTextFileSync(metaPath(config, projectId)));
-    return meta.scope === "members-only" ? "members-only" : "swarm-wide";
-  } catch {
-    return "swarm-wide";
-  }
+  return readProjectMeta(config, projectId).scope;
 }
 
 /** What one peer answered. */
