@@ -13,7 +13,7 @@ import {
   startAgent,
   stopAgent,
 } from "../scripts/fleet.ts";
-import { VIGO, vigo } from "./support/cli.ts";
+import { VIGO, vigo, withGitback } from "./support/cli.ts";
 import { swarmRequest } from "../src/agent/swarm_client.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
 import { runCommand } from "../src/platform/process.ts";
@@ -64,17 +64,7 @@ Deno.test({
         firstAddress: 20 + Math.floor(Math.random() * 200),
       });
       const [a, b, c] = fleet.envoys;
-      const bin = `${dir}/bin`;
-      Deno.mkdirSync(bin);
-      Deno.symlinkSync(VIGO, `${bin}/git-remote-gitback`);
-      const env = {
-        ...a.env,
-        PATH: `${bin}:${a.env.PATH}`,
-        GIT_AUTHOR_NAME: "T",
-        GIT_AUTHOR_EMAIL: "t@example.invalid",
-        GIT_COMMITTER_NAME: "T",
-        GIT_COMMITTER_EMAIL: "t@example.invalid",
-      };
+      const env = withGitback(dir)(a.env);
       assert.equal(
         (await vigo(a.env, ["swarm", "puddle", "init"], `${PASS}\n${PASS}\n`))
           .code,

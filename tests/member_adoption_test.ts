@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { type Fleet, fleetDown, fleetUp } from "../scripts/fleet.ts";
-import { makeUserEnv, VIGO, vigo } from "./support/cli.ts";
+import { makeUserEnv, VIGO, vigo, withGitback } from "./support/cli.ts";
 import { generateSeed } from "../src/crypto/ed25519.ts";
 import { projectId } from "../src/gitback/project_id.ts";
 import { mintBootstrapToken, seedSigner } from "../src/gitback/tokens.ts";
@@ -27,17 +27,7 @@ Deno.test({
         firstAddress: 20 + Math.floor(Math.random() * 200),
       });
       const [a, b, c] = fleet.envoys;
-      const bin = `${dir}/bin`;
-      Deno.mkdirSync(bin);
-      Deno.symlinkSync(VIGO, `${bin}/git-remote-gitback`);
-      const withGit = (env: Record<string, string>) => ({
-        ...env,
-        PATH: `${bin}:${env.PATH}`,
-        GIT_AUTHOR_NAME: "T",
-        GIT_AUTHOR_EMAIL: "t@example.invalid",
-        GIT_COMMITTER_NAME: "T",
-        GIT_COMMITTER_EMAIL: "t@example.invalid",
-      });
+      const withGit = withGitback(dir);
       // Two different puddles: P1 founds on envoy-a, P2 lives on envoy-b.
       for (const [envoy, pass] of [[a, "p1"], [b, "p2"]] as const) {
         assert.equal(

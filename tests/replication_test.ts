@@ -14,7 +14,7 @@ import {
   startAgent,
   stopAgent,
 } from "../scripts/fleet.ts";
-import { VIGO, vigo } from "./support/cli.ts";
+import { VIGO, vigo, withGitback } from "./support/cli.ts";
 import { swarmRequest } from "../src/agent/swarm_client.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
 import { runCommand } from "../src/platform/process.ts";
@@ -96,17 +96,7 @@ Deno.test({
         Deno.writeTextFileSync(file, stringify(config));
         await startAgent(fleet, envoy);
       }
-      const bin = `${dir}/bin`;
-      Deno.mkdirSync(bin);
-      Deno.symlinkSync(VIGO, `${bin}/git-remote-gitback`);
-      const env = {
-        ...a.env,
-        PATH: `${bin}:${a.env.PATH}`,
-        GIT_AUTHOR_NAME: "T",
-        GIT_AUTHOR_EMAIL: "t@example.invalid",
-        GIT_COMMITTER_NAME: "T",
-        GIT_COMMITTER_EMAIL: "t@example.invalid",
-      };
+      const env = withGitback(dir)(a.env);
       const git = async (...args: string[]) => {
         const out = await runCommand("git", {
           args,

@@ -84,3 +84,24 @@ export function processGone(pid: number): boolean {
     return true;
   }
 }
+
+/**
+ * Puts a `git-remote-gitback` symlink to the launcher in `<dir>/bin` and
+ * returns a function that adds it to an environment's PATH, with a git
+ * identity, so that git in that environment speaks gitback://.
+ */
+export function withGitback(
+  dir: string,
+): (env: Record<string, string>) => Record<string, string> {
+  const bin = `${dir}/bin`;
+  Deno.mkdirSync(bin);
+  Deno.symlinkSync(VIGO, `${bin}/git-remote-gitback`);
+  return (env) => ({
+    ...env,
+    PATH: `${bin}:${env.PATH}`,
+    GIT_AUTHOR_NAME: "T",
+    GIT_AUTHOR_EMAIL: "t@example.invalid",
+    GIT_COMMITTER_NAME: "T",
+    GIT_COMMITTER_EMAIL: "t@example.invalid",
+  });
+}
