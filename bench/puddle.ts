@@ -179,7 +179,8 @@ export async function benchSign(): Promise<Section> {
     await run(env, ["swarm", "puddle", "unlock"], "pw\n");
     const socket = `${env.XDG_RUNTIME_DIR}/vigo/puddle.sock`;
 
-    const client = await SessionClient.connect(socket);
+    const puddleDir = `${env.HOME}/.vigo-puddle`;
+    const client = await SessionClient.connect(socket, { puddleDir });
     const persistent: number[] = [];
     try {
       for (let i = 0; i < 200; i++) await client.sign(context, payload);
@@ -194,7 +195,7 @@ export async function benchSign(): Promise<Section> {
     const perConnection: number[] = [];
     for (let i = 0; i < 500; i++) {
       const start = performance.now();
-      const c = await SessionClient.connect(socket);
+      const c = await SessionClient.connect(socket, { puddleDir });
       await c.sign(context, payload);
       c.close();
       perConnection.push(performance.now() - start);

@@ -101,6 +101,7 @@ async function main() {
     const message = new TextEncoder().encode("push 3f2a… to vigo-web");
     const client = await SessionClient.connect(
       `${env.XDG_RUNTIME_DIR}/vigo/puddle.sock`,
+      { puddleDir: `${env.HOME}/.vigo-puddle` },
     );
     let signature: Uint8Array;
     try {

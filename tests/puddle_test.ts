@@ -173,7 +173,10 @@ Deno.test("unlock starts a detached helper that signs; lock scrubs it", async ()
     const pub = parsePublicKey(
       Deno.readTextFileSync(`${puddle(user)}/identity.pub`),
     );
-    const client = await SessionClient.connect(socket(user));
+    // The test runs as root with its own HOME: name whose key to expect.
+    const client = await SessionClient.connect(socket(user), {
+      puddleDir: puddle(user),
+    });
     try {
       const payload = new TextEncoder().encode("hello swarm");
       const signature = await client.sign(

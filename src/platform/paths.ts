@@ -30,11 +30,29 @@ export interface UserPaths {
   gitbackDir: string;
   /** Directory holding the session helper's socket and log. */
   sessionDir: string;
-  /** True when {@link sessionDir} is the documented fallback under /tmp. */
+  /** Which rule chose {@link sessionDir} (see {@link userPaths}). */
+  sessionDirSource: SessionDirSource;
+  /** True when {@link sessionDir} is the shared-directory fallback under /tmp. */
   sessionDirIsFallback: boolean;
   /** The session helper's Unix socket. */
   sessionSocket: string;
 }
+
+/**
+ * Where the session socket directory came from: `$XDG_RUNTIME_DIR/vigo`
+ * (`runtime`), `~/.vigo-puddle/run` (`home`), `/tmp/vigo-<uid>` (`tmp`) or
+ * macOS's per-user `$TMPDIR` (`darwin`).
+ */
+export type SessionDirSource = "runtime" | "home" | "tmp" | "darwin";
+
+/**
+ * The longest Unix socket path, in bytes: `sun_path` holds 108 bytes with
+ * the terminating NUL.
+ */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+/** File name of the session helper's socket inside the session directory. */
+export const SESSION_SOCKET_NAME = "puddle.sock";
 
 function join(...parts: string[]): string {
   return parts.join("/").replace(/\/{2,}/g, "/");
@@ -54,9 +72,22 @@ export function systemPaths(): SystemPaths {
 /**
  * Builds the calling user's paths from `HOME` and `XDG_RUNTIME_DIR`.
  *
- * The session socket lives in `$XDG_RUNTIME_DIR/vigo/` on Linux. Without
- * `XDG_RUNTIME_DIR` it falls back to `/tmp/vigo-<uid>/` (created 0700 and
- * checked for ownership before use); on macOS it is `$TMPDIR/lockbox-<uid>/`.
+ * The session socket directory is chosen by a fixed rule that depends only
+ * on these variables, never on what exists on disk (so that nobody else can
+ * steer it), and `scripts/vigo` computes the same rule for Deno's
+ * permissions:
+ *
+ * 1. `XDG_RUNTIME_DIR` set (Linux): `$XDG_RUNTIME_DIR/vigo`.
+ * 2. Otherwise `$HOME/.vigo-puddle/run`, when the socket path
+ *    `$HOME/.vigo-puddle/run/puddle.sock` fits a Unix socket address
+ *    ({@link MAX_SOCKET_PATH_BYTES} bytes of UTF-8). Other users cannot
+ *    create anything under the user's home.
+ * 3. Otherwise `/tmp/vigo-<uid>`, which another user could create first;
+ *    the session client refuses it unless it is the caller's own 0700
+ *    directory.
+ *
+ * On macOS it is `$TMPDIR/lockbox-<uid>/` (`$TMPDIR` is per-user there).
+ * Paths are joined with repeated slashes collapsed.
  */
 export function userPaths(uid: number = Deno.uid() ?? 0): UserPaths {
   const home = Deno.env.get("HOME");
@@ -65,26 +96,73 @@ export function userPaths(uid: number = Deno.uid() ?? 0): UserPaths {
       "HOME is not set, so the puddle directory cannot be found; set HOME and retry.",
     );
   }
-  let sessionDir: string;
-  let sessionDirIsFallback = false;
-  const runtime = Deno.env.get("XDG_RUNTIME_DIR");
-  if (Deno.build.os === "darwin") {
-    sessionDir = join(Deno.env.get("TMPDIR") || "/tmp", `lockbox-${uid}`);
-    sessionDirIsFallback = true;
-  } else if (runtime) {
-    sessionDir = join(runtime, "vigo");
-  } else {
-    sessionDir = `/tmp/vigo-${uid}`;
-    sessionDirIsFallback = true;
-  }
   return {
     home,
     puddleDir: join(home, ".vigo-puddle"),
     gitbackDir: join(home, ".vigo-gitback"),
-    sessionDir,
-    sessionDirIsFallback,
-    sessionSocket: join(sessionDir, "puddle.sock"),
+    ...sessionPathsFor({
+      home,
+      runtime: Deno.env.get("XDG_RUNTIME_DIR"),
+      uid,
+      os: Deno.build.os,
+      tmpdir: Deno.build.os === "darwin" ? Deno.env.get("TMPDIR") : undefined,
+    }),
   };
+}
+
+/** What decides where a user's session socket lives. */
+export interface SessionPathInputs {
+  /** `HOME`. */
+  home: string;
+  /** `XDG_RUNTIME_DIR`, when set. */
+  runtime?: string;
+  /** The user's uid. */
+  uid: number;
+  /** `Deno.build.os`; Linux unless given. */
+  os?: typeof Deno.build.os;
+  /** `TMPDIR` (macOS only). */
+  tmpdir?: string;
+}
+
+/**
+ * The session directory rule of {@link userPaths}, from explicit inputs (for
+ * code and tests that compute another user's paths). Pure: it looks at
+ * nothing on disk.
+ */
+export function sessionPathsFor(
+  inputs: SessionPathInputs,
+): Pick<
+  UserPaths,
+  "sessionDir" | "sessionDirSource" | "sessionDirIsFallback" | "sessionSocket"
+> {
+  let sessionDir: string;
+  let sessionDirSource: SessionDirSource;
+  const inHome = join(inputs.home, ".vigo-puddle", "run");
+  if (inputs.os === "darwin") {
+    sessionDir = join(inputs.tmpdir || "/tmp", `lockbox-${inputs.uid}`);
+    sessionDirSource = "darwin";
+  } else if (inputs.runtime) {
+    sessionDir = join(inputs.runtime, "vigo");
+    sessionDirSource = "runtime";
+  } else if (socketPathFits(join(inHome, SESSION_SOCKET_NAME))) {
+    sessionDir = inHome;
+    sessionDirSource = "home";
+  } else {
+    sessionDir = `/tmp/vigo-${inputs.uid}`;
+    sessionDirSource = "tmp";
+  }
+  return {
+    sessionDir,
+    sessionDirSource,
+    sessionDirIsFallback: sessionDirSource === "tmp" ||
+      sessionDirSource === "darwin",
+    sessionSocket: join(sessionDir, SESSION_SOCKET_NAME),
+  };
+}
+
+/** True when `path` fits a Unix socket address (UTF-8 bytes, without NUL). */
+export function socketPathFits(path: string): boolean {
+  return new TextEncoder().encode(path).length <= MAX_SOCKET_PATH_BYTES;
 }
 
 /**

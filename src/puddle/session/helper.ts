@@ -16,11 +16,13 @@ import { isSignContext, signWithContext } from "../../crypto/signed.ts";
 import {
   CONNECTION_IDLE_MS,
   LineSplitter,
+  LineTooLongError,
   MAX_SIGN_PAYLOAD,
   parseRequest,
   type SessionResponse,
 } from "./protocol.ts";
 import { SESSION_SENTINEL } from "./sentinel.ts";
+import { checkSessionDir } from "./session_dir.ts";
 
 /** How the helper was started. */
 export interface HelperOptions {
@@ -89,6 +91,11 @@ export async function runSessionHelper(options: HelperOptions): Promise<void> {
   let lastActivity = Date.now();
   let listener: Deno.Listener<Deno.UnixConn>;
   try {
+    // `unlock` made the directory; listen only if it is still ours alone.
+    checkSessionDir(
+      options.socketPath.slice(0, options.socketPath.lastIndexOf("/")),
+      Deno.uid() ?? 0,
+    );
     removeIfExists(options.socketPath);
     listener = Deno.listen({ transport: "unix", path: options.socketPath });
     Deno.chmodSync(options.socketPath, 0o600);
@@ -189,40 +196,93 @@ export async function runSessionHelper(options: HelperOptions): Promise<void> {
     }
   };
 
+  const encoder = new TextEncoder();
+  const writeAll = async (conn: Deno.UnixConn, bytes: Uint8Array) => {
+    let written = 0;
+    while (written < bytes.length) {
+      written += await conn.write(bytes.subarray(written));
+    }
+  };
+  const closeQuietly = (conn: Deno.UnixConn) => {
+    try {
+      conn.close();
+    } catch {
+      // Closed by the timer, the peer or an earlier error.
+    }
+  };
+
+  /**
+   * Serves one connection. Whatever its client does (hang up before the
+   * answer, send garbage or an oversized line, go quiet), only this
+   * connection ends: every error stays inside this function.
+   */
   const serve = async (conn: Deno.UnixConn) => {
     const splitter = new LineSplitter();
     const buffer = new Uint8Array(16 * 1024);
-    let timer = setTimeout(() => conn.close(), CONNECTION_IDLE_MS);
+    let timer = setTimeout(() => closeQuietly(conn), CONNECTION_IDLE_MS);
     try {
       for (;;) {
         const n = await conn.read(buffer);
         if (n === null) break;
-        for (const line of splitter.push(buffer.subarray(0, n))) {
+        let lines: Uint8Array[];
+        try {
+          lines = splitter.push(buffer.subarray(0, n));
+        } catch (error) {
+          if (!(error instanceof LineTooLongError)) throw error;
+          const refusal: SessionResponse = {
+            ok: false,
+            error: `${error.message} The connection is closed.`,
+          };
+          log("WARN", "closed a connection that sent an oversized line");
+          await writeAll(conn, encoder.encode(JSON.stringify(refusal) + "\n"))
+            .catch(() => {});
+          break;
+        }
+        for (const line of lines) {
           clearTimeout(timer);
-          timer = setTimeout(() => conn.close(), CONNECTION_IDLE_MS);
+          timer = setTimeout(() => closeQuietly(conn), CONNECTION_IDLE_MS);
           const request = parseRequest(new TextDecoder().decode(line));
           const response = respond(request);
-          await conn.write(
-            new TextEncoder().encode(JSON.stringify(response) + "\n"),
-          );
-          if ("op" in request && request.op === "LOCK") stop("lock requested");
+          const locking = "op" in request && request.op === "LOCK";
+          try {
+            await writeAll(
+              conn,
+              encoder.encode(JSON.stringify(response) + "\n"),
+            );
+          } finally {
+            // A LOCK is honoured even when its client hung up early.
+            if (locking) stop("lock requested");
+          }
         }
       }
     } catch (error) {
       if (!stopping) {
-        log("WARN", `connection dropped: ${(error as Error).message}`);
+        log("INFO", `connection ended early: ${(error as Error).message}`);
       }
     } finally {
       clearTimeout(timer);
-      try {
-        conn.close();
-      } catch {
-        // Closed by the timer or the peer.
-      }
+      closeQuietly(conn);
     }
   };
 
   log("INFO", `unlocked ${pubkey}, parent ${options.parentPid}`);
   ready(`ready ${Deno.pid}`);
-  for await (const conn of listener) serve(conn);
+  for (;;) {
+    let conn: Deno.UnixConn;
+    try {
+      conn = await listener.accept();
+    } catch (error) {
+      if (stopping) return;
+      // A client that vanished between connect and accept costs only its
+      // own connection; a closed listener ends the helper.
+      if (error instanceof Deno.errors.BadResource) {
+        stop("the socket was closed");
+        return;
+      }
+      log("WARN", `accept failed: ${(error as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      continue;
+    }
+    serve(conn).catch(() => {});
+  }
 }

@@ -5,11 +5,12 @@
  */
 
 import { selfCommand, type UserPaths } from "../../platform/paths.ts";
-import { ensurePrivateDir, removeIfExists } from "../../platform/fs.ts";
+import { removeIfExists } from "../../platform/fs.ts";
 import { waitForExit } from "../../platform/process.ts";
 import { PuddleError } from "../identity.ts";
 import { SessionError, sessionRequest, sessionStatus } from "./client.ts";
 import { liveHelperPid } from "./sentinel.ts";
+import { ensureSessionDir } from "./session_dir.ts";
 
 /** Default idle timeout: 24 hours. */
 export const DEFAULT_IDLE_MINUTES = 24 * 60;
@@ -27,17 +28,12 @@ export interface StartOptions {
   parentPid: number;
 }
 
-/** Creates the socket directory, refusing one that others could enter. */
+/**
+ * Creates the socket directory (mode 0700), refusing one that is a
+ * symbolic link, not a directory or someone else's; see session_dir.ts.
+ */
 export function prepareSessionDir(paths: UserPaths): void {
-  try {
-    ensurePrivateDir(paths.sessionDir);
-  } catch (error) {
-    throw new PuddleError(
-      `cannot use ${paths.sessionDir} for the session socket: ${
-        (error as Error).message
-      }`,
-    );
-  }
+  ensureSessionDir(paths.sessionDir);
 }
 
 /**
@@ -116,13 +112,18 @@ export async function startSessionHelper(
 export async function lockSession(paths: UserPaths): Promise<number> {
   const pid = liveHelperPid(paths.puddleDir);
   let status;
+  let refusal: SessionError | null = null;
   try {
     status = await sessionStatus(paths.sessionSocket);
-  } catch {
+  } catch (error) {
+    // A helper that is not ours (or a directory that is not) is never
+    // asked to lock, and nothing in its directory is touched.
+    if (error instanceof SessionError) refusal = error;
     status = null;
   }
   if (!status) {
     if (pid === null) {
+      if (refusal) throw refusal;
       removeIfExists(paths.sessionSocket);
       throw new PuddleError(
         "the puddle is not unlocked; there is nothing to lock.",

@@ -68,27 +68,45 @@ export function parseRequest(line: string): SessionRequest | { error: string } {
   }
 }
 
-/** Splits a byte stream into lines, bounding each line's length. */
+/** A line, finished or not, longer than {@link MAX_LINE_BYTES}. */
+export class LineTooLongError extends Error {
+  constructor() {
+    super(`line longer than ${MAX_LINE_BYTES} bytes.`);
+    this.name = "LineTooLongError";
+  }
+}
+
+/**
+ * Splits a byte stream into lines (without their `\n`), bounding every
+ * line's length: a complete line over {@link MAX_LINE_BYTES} is refused as
+ * well as an unfinished one that has grown past it.
+ */
 export class LineSplitter {
   #pending: Uint8Array = new Uint8Array(0);
 
-  /** Feeds bytes; returns complete lines, or throws on an oversized line. */
+  /**
+   * Feeds bytes; returns the lines they complete. Throws
+   * {@link LineTooLongError} on an oversized line; the splitter (and the
+   * connection it reads) is then unusable.
+   */
   push(chunk: Uint8Array): Uint8Array[] {
-    const joined = new Uint8Array(this.#pending.length + chunk.length);
-    joined.set(this.#pending);
-    joined.set(chunk, this.#pending.length);
+    let joined = chunk;
+    if (this.#pending.length > 0) {
+      joined = new Uint8Array(this.#pending.length + chunk.length);
+      joined.set(this.#pending);
+      joined.set(chunk, this.#pending.length);
+    }
     const lines: Uint8Array[] = [];
     let start = 0;
     for (;;) {
       const newline = joined.indexOf(0x0a, start);
       if (newline < 0) break;
-      lines.push(joined.subarray(start, newline));
+      if (newline - start > MAX_LINE_BYTES) throw new LineTooLongError();
+      lines.push(joined.slice(start, newline));
       start = newline + 1;
     }
+    if (joined.length - start > MAX_LINE_BYTES) throw new LineTooLongError();
     this.#pending = joined.slice(start);
-    if (this.#pending.length > MAX_LINE_BYTES) {
-      throw new Error(`line longer than ${MAX_LINE_BYTES} bytes.`);
-    }
     return lines;
   }
 }
