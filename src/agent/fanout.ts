@@ -15,6 +15,7 @@ import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
 import { type PeerIndex, readProjectMeta } from "./announce.ts";
+import { describeUntrusted, hostDigest, isHostName } from "./host_name.ts";
 import { managedHomes } from "./user_homes.ts";
 
 /** Header carrying the pusher's token chain (base64 of its JSON). */
@@ -22,8 +23,77 @@ export const CHAIN_HEADER = "x-vigo-chain";
 /** Header carrying the project's distribution scope. */
 export const SCOPE_HEADER = "x-vigo-scope";
 
-function ackPath(config: AgentConfig, projectId: string, peer: string): string {
-  return `${gitbackBase(config.paths)}/acks/${projectId}/${peer}.json`;
+/** Per-project, per-peer state the sender keeps root-side. */
+type PeerStateKind = "acks" | "pending";
+
+const PROJECT_ID = /^[0-9a-f]{64}$/;
+/** The only file name a per-peer state file may have: a host digest. */
+const STATE_FILE = /^[0-9a-f]{64}\.json$/;
+/** At most this many `cross_subnet_members` are taken from one project.json. */
+export const MAX_CROSS_SUBNET_MEMBERS = 64;
+
+function peerStateDir(
+  config: AgentConfig,
+  kind: PeerStateKind,
+  projectId: string,
+): string {
+  if (!PROJECT_ID.test(projectId)) {
+    throw new Error(`${describeUntrusted(projectId)} is not a project id.`);
+  }
+  return `${gitbackBase(config.paths)}/${kind}/${projectId}`;
+}
+
+/**
+ * Where state about `peer` for `projectId` is kept: the file is named by the
+ * SHA-256 of the peer's host name ({@link hostDigest}) and records the name
+ * inside, so no text from a user or a peer ever becomes part of a path.
+ * Throws when `peer` is not a host name.
+ */
+export function peerStatePath(
+  config: AgentConfig,
+  kind: PeerStateKind,
+  projectId: string,
+  peer: string,
+): string {
+  return `${peerStateDir(config, kind, projectId)}/${hostDigest(peer)}.json`;
+}
+
+/** Reads a per-peer state file, or null when absent or not about `peer`. */
+function readPeerState(
+  config: AgentConfig,
+  kind: PeerStateKind,
+  projectId: string,
+  peer: string,
+): Record<string, unknown> | null {
+  try {
+    const value = JSON.parse(
+      Deno.readTextFileSync(peerStatePath(config, kind, projectId, peer)),
+    );
+    return value && typeof value === "object" && value.peer === peer
+      ? value
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+function writePeerState(
+  config: AgentConfig,
+  kind: PeerStateKind,
+  projectId: string,
+  peer: string,
+  fields: Record<string, unknown>,
+): void {
+  const path = peerStatePath(config, kind, projectId, peer);
+  Deno.mkdirSync(peerStateDir(config, kind, projectId), {
+    recursive: true,
+    mode: 0o700,
+  });
+  writeTextAtomic(
+    path,
+    JSON.stringify({ peer, ...fields, at: new Date().toISOString() }) + "\n",
+    0o600,
+  );
 }
 
 /** The tips `peer` acknowledged last for `projectId`. */
@@ -32,14 +102,12 @@ export function readAck(
   projectId: string,
   peer: string,
 ): string[] {
-  try {
-    const value = JSON.parse(
-      Deno.readTextFileSync(ackPath(config, projectId, peer)),
-    );
-    return Array.isArray(value.tips) ? value.tips.map(String) : [];
-  } catch {
-    return [];
-  }
+  const tips = readPeerState(config, "acks", projectId, peer)?.tips;
+  return Array.isArray(tips)
+    ? tips.filter((t): t is string =>
+      typeof t === "string" && /^[0-9a-f]{40,64}$/.test(t)
+    )
+    : [];
 }
 
 function writeAck(
@@ -48,54 +116,68 @@ function writeAck(
   peer: string,
   tips: string[],
 ) {
-  const path = ackPath(config, projectId, peer);
-  Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), {
-    recursive: true,
-    mode: 0o700,
-  });
-  writeTextAtomic(
-    path,
-    JSON.stringify({ tips, at: new Date().toISOString() }) + "\n",
-    0o600,
-  );
+  writePeerState(config, "acks", projectId, peer, { tips });
 }
 
 /**
  * The peers a project's pushes go to, deduplicated: every known host (the
  * unicast announce targets, which gitback-enabled receivers accept), every
  * host announcing the project, and the project's `cross_subnet_members`.
+ * Only host names ({@link isHostName}) are returned; anything else is left
+ * out (and logged, when `log` is given).
  */
 export function peersOf(
   config: AgentConfig,
   projectId: string,
   index?: PeerIndex,
+  log?: Logger,
 ): string[] {
   const peers = new Set(Object.keys(config.hosts));
   for (const a of index?.holders(projectId) ?? []) peers.add(a.host);
-  for (const host of crossSubnetMembers(config, projectId)) peers.add(host);
+  for (const host of crossSubnetMembers(config, projectId, log)) {
+    peers.add(host);
+  }
   peers.delete(config.hostname);
-  return [...peers].sort();
+  return [...peers].filter((peer) => isHostName(peer)).sort();
 }
 
-/** `cross_subnet_members` from the project.json of every local holder. */
-function crossSubnetMembers(config: AgentConfig, projectId: string): string[] {
+/**
+ * `cross_subnet_members` from the project.json of every local holder: a
+ * user's file, so every entry is checked against the host name grammar and
+ * at most {@link MAX_CROSS_SUBNET_MEMBERS} are taken from one file.
+ */
+function crossSubnetMembers(
+  config: AgentConfig,
+  projectId: string,
+  log?: Logger,
+): string[] {
   const hosts: string[] = [];
-  for (const { uid, home } of managedHomes(config)) {
+  for (const { user, uid, home } of managedHomes(config)) {
+    let listed: unknown;
     try {
       const project = readOwnedJson(
         `${home}/.vigo-gitback/${projectId}/project.json`,
         uid,
       ) as { cross_subnet_members?: unknown };
-      if (Array.isArray(project.cross_subnet_members)) {
-        hosts.push(
-          ...project.cross_subnet_members.filter((h: unknown) =>
-            typeof h === "string"
-          ),
-        );
-      }
+      listed = project?.cross_subnet_members;
     } catch {
       // This user does not hold the project.
+      continue;
     }
+    if (listed === undefined || listed === null) continue;
+    const entries = Array.isArray(listed) ? listed : [listed];
+    const refused = entries.filter((h) => !isHostName(h));
+    const valid = entries.filter(isHostName);
+    if (refused.length > 0 || valid.length > MAX_CROSS_SUBNET_MEMBERS) {
+      log?.warn("cross_subnet_members entries ignored", {
+        project: projectId,
+        user,
+        not_host_names: refused.length,
+        first: refused.length > 0 ? describeUntrusted(refused[0]) : undefined,
+        over_limit: Math.max(0, valid.length - MAX_CROSS_SUBNET_MEMBERS),
+      });
+    }
+    hosts.push(...valid.slice(0, MAX_CROSS_SUBNET_MEMBERS));
   }
   return hosts;
 }
@@ -117,49 +199,122 @@ export interface PeerResult {
   unreachable?: boolean;
 }
 
-function pendingPath(
-  config: AgentConfig,
-  projectId: string,
-  peer: string,
-): string {
-  return `${gitbackBase(config.paths)}/pending/${projectId}/${peer}.json`;
-}
-
 function markPending(
   config: AgentConfig,
   projectId: string,
   peer: string,
   chain: unknown[],
 ) {
-  const path = pendingPath(config, projectId, peer);
-  Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), {
-    recursive: true,
-    mode: 0o700,
-  });
-  writeTextAtomic(
-    path,
-    JSON.stringify({ chain, at: new Date().toISOString() }) + "\n",
-    0o600,
-  );
+  writePeerState(config, "pending", projectId, peer, { chain });
 }
 
 function clearPending(config: AgentConfig, projectId: string, peer: string) {
   try {
-    Deno.removeSync(pendingPath(config, projectId, peer));
+    Deno.removeSync(peerStatePath(config, "pending", projectId, peer));
   } catch {
     // Nothing was pending.
   }
 }
 
+/** A temporary file of an atomic write of a state file (platform/fs.ts). */
+const STATE_TEMP = /^\.[0-9a-f]{64}\.json\..+\.tmp$/;
+/** Temporary files older than this are left over from a crash. */
+const STALE_TEMP_MS = 10 * 60 * 1000;
+
+/**
+ * Removes what is not a per-peer state file from `dir` (one project's
+ * `acks` or `pending` directory): files of the older format, named by the
+ * peer's name (never read again), and anything else such a name made.
+ * A write in progress is left alone. Returns how many entries went.
+ */
+function removeOldFormat(dir: string): number {
+  let removed = 0;
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch {
+    return 0;
+  }
+  for (const entry of entries) {
+    if (entry.isFile && STATE_FILE.test(entry.name)) continue;
+    const path = `${dir}/${entry.name}`;
+    try {
+      if (STATE_TEMP.test(entry.name)) {
+        const age = Date.now() - (Deno.lstatSync(path).mtime?.getTime() ?? 0);
+        if (age < STALE_TEMP_MS) continue;
+      }
+      // A link is removed itself; what it points to is left alone.
+      Deno.removeSync(path, { recursive: true });
+      removed++;
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return removed;
+}
+
+/**
+ * Cleans both per-peer directories of every project of what
+ * {@link removeOldFormat} removes; logs how much.
+ */
+function cleanPeerState(config: AgentConfig, log: Logger): void {
+  for (const kind of ["acks", "pending"] as const) {
+    const base = `${gitbackBase(config.paths)}/${kind}`;
+    let projects: Deno.DirEntry[];
+    try {
+      projects = [...Deno.readDirSync(base)];
+    } catch {
+      continue;
+    }
+    for (const project of projects) {
+      const removed = project.isDirectory && PROJECT_ID.test(project.name)
+        ? removeOldFormat(`${base}/${project.name}`)
+        : 0;
+      if (removed > 0) {
+        log.info("removed old-format fan-out records", {
+          kind,
+          project: project.name,
+          count: removed,
+        });
+      }
+    }
+  }
+}
+
+/**
+ * A pending record's peer and chain; `null` when it is not valid (the
+ * peer inside is not a host name, or not the one the file is named for,
+ * or there is no chain), `undefined` when it is gone.
+ */
+function readPending(
+  path: string,
+  name: string,
+): { peer: string; chain: unknown[] } | null | undefined {
+  let value: { peer?: unknown; chain?: unknown } | null;
+  try {
+    value = JSON.parse(Deno.readTextFileSync(path));
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound ? undefined : null;
+  }
+  const peer = value?.peer;
+  if (!isHostName(peer) || `${hostDigest(peer)}.json` !== name) return null;
+  if (!Array.isArray(value?.chain)) return null;
+  return { peer, chain: value.chain };
+}
+
 /**
  * Retries deliveries to peers that were unreachable, so a peer that was
  * down during a push catches up once it is back, without another push.
+ * The peer is the one recorded inside each file (checked against the host
+ * name grammar and the file's digest name), never the file's name; files
+ * of the older format and invalid ones are removed.
  */
 export async function retryPendingFanOut(
   config: AgentConfig,
   log: Logger,
   index?: PeerIndex,
 ): Promise<void> {
+  cleanPeerState(config, log);
   const base = `${gitbackBase(config.paths)}/pending`;
   let projects: Deno.DirEntry[];
   try {
@@ -168,19 +323,34 @@ export async function retryPendingFanOut(
     return;
   }
   for (const project of projects) {
-    if (!/^[0-9a-f]{64}$/.test(project.name)) continue;
-    for (const entry of Deno.readDirSync(`${base}/${project.name}`)) {
-      if (!entry.name.endsWith(".json")) continue;
-      const peer = entry.name.slice(0, -5);
+    if (!project.isDirectory || !PROJECT_ID.test(project.name)) continue;
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(`${base}/${project.name}`)];
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      if (!STATE_FILE.test(entry.name)) continue; // A write in progress.
+      const path = `${base}/${project.name}/${entry.name}`;
+      const pending = readPending(path, entry.name);
+      if (pending === undefined) continue; // Delivered meanwhile.
+      if (pending === null || pending.peer === config.hostname) {
+        log.warn("invalid pending fan-out record removed", {
+          project: project.name,
+          file: entry.name,
+        });
+        await Deno.remove(path).catch(() => {});
+        continue;
+      }
       try {
-        const { chain } = JSON.parse(
-          Deno.readTextFileSync(`${base}/${project.name}/${entry.name}`),
-        );
-        await fanOut(config, log, project.name, chain, index, [peer]);
+        await fanOut(config, log, project.name, pending.chain, index, [
+          pending.peer,
+        ]);
       } catch (error) {
         log.warn("fan-out retry failed", {
           project: project.name,
-          peer,
+          peer: pending.peer,
           error: (error as Error).message,
         });
       }
@@ -266,7 +436,16 @@ export async function fanOut(
 ): Promise<PeerResult[]> {
   const repo = bareRepoPath(config.paths, projectId);
   const tips = [...new Set((await listRefs(repo)).values())];
-  const targets = only ?? peersOf(config, projectId, index);
+  const targets = (only ?? peersOf(config, projectId, index, log)).filter(
+    (peer) => {
+      if (isHostName(peer)) return true;
+      log.warn("fan-out skipped a peer that is not a host name", {
+        project: projectId,
+        peer: describeUntrusted(peer),
+      });
+      return false;
+    },
+  );
   const results: PeerResult[] = await Promise.all(
     targets.map((peer) =>
       sendTo(config, projectId, chain, peer, repo, tips).catch((error) => ({
