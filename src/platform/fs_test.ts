@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   assertPrivateFile,
+  COMMIT_JOURNAL,
   commitFileSet,
   ensurePrivateDir,
   readFileBounded,
@@ -64,10 +65,11 @@ Deno.test("readFileBounded refuses oversized files", () => {
 Deno.test("commitFileSet replaces every file and leaves no journal", () => {
   const dir = Deno.makeTempDirSync();
   try {
-    commitFileSet(dir, [
+    const outcome = commitFileSet(dir, [
       { name: "a", data: bytes("A1"), mode: 0o600 },
       { name: "b", data: bytes("B1"), mode: 0o644 },
     ]);
+    assert.deepEqual(outcome, { finished: true });
     assert.equal(read(`${dir}/a`), "A1");
     assert.equal(read(`${dir}/b`), "B1");
     assert.equal(Deno.statSync(`${dir}/b`).mode! & 0o777, 0o644);
@@ -78,6 +80,105 @@ Deno.test("commitFileSet replaces every file and leaves no journal", () => {
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+const names = (dir: string) =>
+  [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+
+Deno.test("writeFileAtomic that fails leaves the target and no temp file", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    writeFileAtomic(`${dir}/a`, bytes("A1"), 0o600);
+    // A directory in the way makes the final rename fail (EISDIR).
+    Deno.mkdirSync(`${dir}/d/x`, { recursive: true });
+    assert.throws(() => writeFileAtomic(`${dir}/d`, bytes("D"), 0o600));
+    assert.deepEqual(names(dir), ["a", "d"]);
+    assert.equal(read(`${dir}/a`), "A1");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("commitFileSet that cannot write its journal throws and changes nothing", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    commitFileSet(dir, [{ name: "a", data: bytes("A1"), mode: 0o600 }]);
+    Deno.mkdirSync(`${dir}/${COMMIT_JOURNAL}/x`, { recursive: true });
+    assert.throws(() =>
+      commitFileSet(dir, [{ name: "a", data: bytes("A2"), mode: 0o600 }])
+    );
+    assert.equal(read(`${dir}/a`), "A1");
+    assert.deepEqual(names(dir), [COMMIT_JOURNAL, "a"], "no temp file");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("commitFileSet past its journal reports the change committed but unfinished; recovery finishes it", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    commitFileSet(dir, [
+      { name: "a", data: bytes("A1"), mode: 0o600 },
+      { name: "b", data: bytes("B1"), mode: 0o600 },
+    ]);
+    // Replacing "b" fails after "a" was replaced: "b" is now a directory.
+    Deno.removeSync(`${dir}/b`);
+    Deno.mkdirSync(`${dir}/b/x`, { recursive: true });
+    const outcome = commitFileSet(dir, [
+      { name: "a", data: bytes("A2"), mode: 0o600 },
+      { name: "b", data: bytes("B2"), mode: 0o600 },
+    ]);
+    assert.equal(outcome.finished, false);
+    assert.ok(!outcome.finished && outcome.cause instanceof Error);
+    assert.deepEqual(names(dir), [COMMIT_JOURNAL, "a", "b"], "no temp file");
+    // Recovery that fails in the same way throws and keeps the journal.
+    assert.throws(() => recoverFileSet(dir));
+    assert.deepEqual(names(dir), [COMMIT_JOURNAL, "a", "b"]);
+    Deno.removeSync(`${dir}/b`, { recursive: true });
+    assert.equal(recoverFileSet(dir), true);
+    assert.equal(read(`${dir}/a`), "A2");
+    assert.equal(read(`${dir}/b`), "B2");
+    assert.deepEqual(names(dir), ["a", "b"]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "on a full disk, writeFileAtomic throws ENOSPC, keeps the old file and leaves no temp file",
+  ignore: Deno.uid() !== 0,
+  fn() {
+    const dir = Deno.makeTempDirSync();
+    const mount = new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir],
+    }).outputSync();
+    assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
+    try {
+      writeFileAtomic(`${dir}/a`, bytes("A1"), 0o600);
+      const filler = Deno.openSync(`${dir}/filler`, {
+        write: true,
+        createNew: true,
+      });
+      try {
+        for (;;) filler.writeSync(new Uint8Array(4096));
+      } catch (error) {
+        assert.equal((error as { code?: string }).code, "ENOSPC");
+      } finally {
+        filler.close();
+      }
+      assert.throws(
+        () => writeFileAtomic(`${dir}/a`, bytes("A2"), 0o600),
+        (error: { code?: string }) => error.code === "ENOSPC",
+      );
+      assert.equal(read(`${dir}/a`), "A1");
+      assert.deepEqual(names(dir), ["a", "filler"]);
+    } finally {
+      const umount = new Deno.Command("umount", { args: [dir] }).outputSync();
+      Deno.removeSync(dir, { recursive: true });
+      assert.ok(umount.success, new TextDecoder().decode(umount.stderr));
+    }
+  },
 });
 
 Deno.test("recoverFileSet rolls an interrupted commit forward", () => {

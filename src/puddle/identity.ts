@@ -20,9 +20,11 @@ import {
 import { constantTimeEqual } from "../crypto/constant_time.ts";
 import {
   assertPrivateFile,
+  COMMIT_JOURNAL,
   commitFileSet,
   ensurePrivateDir,
   exists,
+  type FileSetEntry,
   readFileBounded,
   recoverFileSet,
   withFileLock,
@@ -57,8 +59,21 @@ export class PuddleError extends Error {
 }
 
 /**
- * Serializes writers of `~/.vigo-puddle` and repairs any change a crash
- * interrupted before `fn` looks at the files.
+ * What an identity change did. It is committed once the function returns;
+ * `unfinished`, when set, says why the identity files do not show it yet
+ * (a full disk, typically). The next command that takes the puddle lock
+ * finishes it; until then that command fails with a PuddleError saying so.
+ */
+export interface IdentityChange {
+  /** The identity's public key. */
+  publicKey: Uint8Array;
+  /** Why replacing the files stopped after the commit point, if it did. */
+  unfinished?: Error;
+}
+
+/**
+ * Serializes writers of `~/.vigo-puddle` and finishes any committed change
+ * a crash or a full disk interrupted before `fn` looks at the files.
  */
 export async function withPuddleLock<T>(
   puddleDir: string,
@@ -66,9 +81,46 @@ export async function withPuddleLock<T>(
 ): Promise<T> {
   ensurePrivateDir(puddleDir);
   return await withFileLock(`${puddleDir}/.lock`, () => {
-    recoverFileSet(puddleDir);
+    try {
+      recoverFileSet(puddleDir);
+    } catch (error) {
+      if (!exists(`${puddleDir}/${COMMIT_JOURNAL}`)) throw error;
+      throw new PuddleError(
+        `an earlier change to the puddle identity in ${puddleDir} is committed but not finished, and finishing it failed: ${
+          describe(error)
+        }.`,
+        "free space on that filesystem (or fix the cause above) and run the command again; it finishes the change first, and the identity is usable then.",
+      );
+    }
     return fn();
   });
+}
+
+function describe(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error))
+    .replace(/\.$/, "");
+}
+
+/**
+ * Commits a change to the identity files. Failing before the commit point
+ * (the journal) changes nothing and is reported as a PuddleError that says
+ * so; after it the change stands, and what stopped it is returned.
+ */
+function commitIdentity(
+  puddleDir: string,
+  entries: FileSetEntry[],
+  failed: { what: string; nothing: string; hint: string },
+): Error | undefined {
+  let outcome;
+  try {
+    outcome = commitFileSet(puddleDir, entries);
+  } catch (error) {
+    throw new PuddleError(
+      `could not ${failed.what}: ${describe(error)}; ${failed.nothing}.`,
+      failed.hint,
+    );
+  }
+  return outcome.finished ? undefined : outcome.cause;
 }
 
 /** Which of the three identity files are present. */
@@ -202,7 +254,9 @@ function encodePub(publicKey: Uint8Array): Uint8Array {
 
 /**
  * Creates a new identity under `passphrase`. Refuses, touching nothing,
- * when any identity file exists; concurrent calls leave exactly one.
+ * when any identity file exists; concurrent calls leave exactly one. Once it
+ * returns the identity exists: if a full disk stopped the files from being
+ * written after the commit point, the next puddle command writes them.
  */
 export async function initIdentity(
   puddleDir: string,
@@ -223,11 +277,16 @@ export async function initIdentity(
     try {
       const publicKey = publicKeyFromSeed(seed);
       const wrapped = await wrapSeed(seed, passphrase, salt);
-      commitFileSet(puddleDir, [
+      commitIdentity(puddleDir, [
         { name: IDENTITY_FILES.salt, data: salt, mode: 0o600 },
         { name: IDENTITY_FILES.wrapped, data: wrapped, mode: 0o600 },
         { name: IDENTITY_FILES.pub, data: encodePub(publicKey), mode: 0o644 },
-      ]);
+      ], {
+        what: "write the new identity",
+        nothing: "nothing was written",
+        hint:
+          "free space on that filesystem and run `vigo swarm puddle init` again.",
+      });
       return publicKey;
     } finally {
       seed.fill(0);
@@ -238,23 +297,30 @@ export async function initIdentity(
 
 /**
  * Rewraps the key under `newPassphrase` with a fresh salt and nonce. The
- * public key does not change; salt and wrapped file change together.
+ * public key does not change; salt and wrapped file change together. When it
+ * throws, the old passphrase still works; when it returns, only the new one
+ * does, even if `unfinished` is set (see {@link IdentityChange}).
  */
 export async function rotatePassphrase(
   puddleDir: string,
   oldPassphrase: Uint8Array,
   newPassphrase: Uint8Array,
-): Promise<Uint8Array> {
+): Promise<IdentityChange> {
   return await withPuddleLock(puddleDir, async () => {
     const { seed, publicKey } = await unwrapIdentity(puddleDir, oldPassphrase);
     const salt = crypto.getRandomValues(new Uint8Array(SALT_LENGTH));
     try {
       const wrapped = await wrapSeed(seed, newPassphrase, salt);
-      commitFileSet(puddleDir, [
+      const unfinished = commitIdentity(puddleDir, [
         { name: IDENTITY_FILES.salt, data: salt, mode: 0o600 },
         { name: IDENTITY_FILES.wrapped, data: wrapped, mode: 0o600 },
-      ]);
-      return publicKey;
+      ], {
+        what: "write the new wrapping",
+        nothing: "nothing was changed",
+        hint:
+          "the current passphrase still works; free space on that filesystem and run the command again.",
+      });
+      return { publicKey, unfinished };
     } finally {
       seed.fill(0);
       salt.fill(0);
@@ -263,11 +329,12 @@ export async function rotatePassphrase(
 }
 
 /**
- * Finishes a change to the identity files that a crash interrupted, so that
- * readers see the complete old or new identity. Cheap when there is none.
+ * Finishes a committed change to the identity files that a crash or a full
+ * disk interrupted, so that readers see the complete old or new identity.
+ * Cheap when there is none; a PuddleError when it cannot be finished yet.
  */
 export async function repairPuddleDir(puddleDir: string): Promise<void> {
-  if (exists(`${puddleDir}/.commit-journal`)) {
+  if (exists(`${puddleDir}/${COMMIT_JOURNAL}`)) {
     await withPuddleLock(puddleDir, () => {});
   }
 }
@@ -275,13 +342,14 @@ export async function repairPuddleDir(puddleDir: string): Promise<void> {
 /**
  * Installs an identity received from another member envoy (pairing). The
  * caller has already proven the passphrase unwraps it. Refuses, touching
- * nothing, when any identity file exists here.
+ * nothing, when any identity file exists here. Once it returns the identity
+ * is installed; `unfinished` is as for {@link IdentityChange}.
  */
 export async function installIdentity(
   puddleDir: string,
   identity: { wrapped: Uint8Array; salt: Uint8Array; publicKey: Uint8Array },
-): Promise<void> {
-  await withPuddleLock(puddleDir, () => {
+): Promise<IdentityChange> {
+  return await withPuddleLock(puddleDir, () => {
     const present = identityFilesPresent(puddleDir);
     if (present.length > 0) {
       throw new PuddleError(
@@ -291,7 +359,7 @@ export async function installIdentity(
         "an envoy joins a puddle once; `vigo swarm puddle status` shows the identity here.",
       );
     }
-    commitFileSet(puddleDir, [
+    const unfinished = commitIdentity(puddleDir, [
       { name: IDENTITY_FILES.salt, data: identity.salt, mode: 0o600 },
       { name: IDENTITY_FILES.wrapped, data: identity.wrapped, mode: 0o600 },
       {
@@ -299,6 +367,12 @@ export async function installIdentity(
         data: encodePub(identity.publicKey),
         mode: 0o644,
       },
-    ]);
+    ], {
+      what: "write the identity",
+      nothing: "nothing was written",
+      hint:
+        "free space on that filesystem, then join again with a new code from `vigo swarm puddle pair`.",
+    });
+    return { publicKey: identity.publicKey, unfinished };
   });
 }
