@@ -9,8 +9,8 @@
  */
 
 import { encodeBase64 } from "../platform/encoding.ts";
-import { exists, readOwnedJson } from "../platform/fs.ts";
-import { ingestBundle } from "../gitback/bundle.ts";
+import { exists } from "../platform/fs.ts";
+import { BundleError, ingestBundle } from "../gitback/bundle.ts";
 import {
   bareRepoPath,
   ensureBareRepo,
@@ -29,6 +29,7 @@ import { adoptMemberships } from "./member_adopt.ts";
 import { startReactor } from "./reactor.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
 import { managedHomes } from "./user_homes.ts";
+import { readUserProject, userProjectIds } from "./user_state.ts";
 
 interface Missing {
   projectId: string;
@@ -40,37 +41,17 @@ interface Missing {
 /** Local projects without a bare repository, with a chain to ask with. */
 function missingProjects(config: AgentConfig): Missing[] {
   const missing: Missing[] = [];
-  for (const { uid, home } of managedHomes(config)) {
-    let entries: Deno.DirEntry[];
-    try {
-      entries = [...Deno.readDirSync(`${home}/.vigo-gitback`)];
-    } catch {
-      continue;
-    }
-    for (const entry of entries) {
-      if (!/^[0-9a-f]{64}$/.test(entry.name)) continue;
-      if (exists(bareRepoPath(config.paths, entry.name))) continue;
-      try {
-        const dir = `${home}/.vigo-gitback/${entry.name}`;
-        const project = readOwnedJson(`${dir}/project.json`, uid) as {
-          handle?: unknown;
-          scope?: unknown;
-        };
-        const tokens = readOwnedJson(`${dir}/tokens.json`, uid) as {
-          chain?: unknown;
-        };
-        if (!Array.isArray(tokens.chain)) continue;
-        missing.push({
-          projectId: entry.name,
-          handle: String(project.handle),
-          scope: project.scope === "members-only"
-            ? "members-only"
-            : "swarm-wide",
-          chain: tokens.chain,
-        });
-      } catch {
-        // Unreadable state is reported by the user's own commands.
-      }
+  for (const home of managedHomes(config)) {
+    for (const projectId of userProjectIds(home)) {
+      if (exists(bareRepoPath(config.paths, projectId))) continue;
+      const project = readUserProject(home, projectId, { chain: true });
+      if (!project?.chain) continue;
+      missing.push({
+        projectId,
+        handle: project.handle,
+        scope: project.scope,
+        chain: project.chain,
+      });
     }
   }
   return missing;
@@ -145,7 +126,9 @@ export async function catchUpOnce(
         log.warn("catch-up failed", {
           project: project.projectId,
           peer: holder.host,
-          error: (error as Error).message,
+          error: error instanceof BundleError
+            ? error.detail
+            : (error as Error).message,
         });
       }
     }

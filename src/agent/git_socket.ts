@@ -15,18 +15,20 @@ import net from "node:net";
 import { spawn } from "node:child_process";
 import { peerCredentials } from "../platform/peercred.ts";
 import { userByUid } from "../platform/users.ts";
-import { exists, readOwnedJson, removeIfExists } from "../platform/fs.ts";
+import { exists, removeIfExists } from "../platform/fs.ts";
 import { recordProjectMeta } from "./announce.ts";
 import { encodeBase64 } from "../platform/encoding.ts";
 import { fromHex } from "../crypto/hex.ts";
-import { parsePublicKey } from "../crypto/ed25519.ts";
+import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
 import { verifyWithContext } from "../crypto/signed.ts";
 import { verifyChain } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import {
   bareRepoPath,
-  ensureBareRepo,
+  createStagingRepo,
+  installStagedRepo,
   listRefs,
+  removeStaleStaging,
   repairHead,
   tombstonePath,
 } from "../gitback/repo.ts";
@@ -36,12 +38,15 @@ import {
   HANDSHAKE_TIMEOUT_MS,
   MAX_HANDSHAKE_LINE,
   parseConnectRequest,
+  proofPayload,
 } from "../gitback/connect_protocol.ts";
 import { type AgentConfig, gitbackEnabledHere } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { readPolicy } from "./policy.ts";
-import { managedHomes } from "./user_homes.ts";
+import { type ManagedHome, managedHomes } from "./user_homes.ts";
 import { collectEnvoyStatus } from "../gitback/envoy_status.ts";
+import { listUserProjects, readUserProject } from "./user_state.ts";
+import { recordBinding } from "./puddle_bindings.ts";
 
 /** Called after a push changed refs, with the refs before and after. */
 export type PushListener = (
@@ -56,7 +61,16 @@ export interface GitSocketOptions {
   config: AgentConfig;
   log: Logger;
   onPush?: PushListener;
+  /** Connections one uid may hold open at once (8). */
+  maxPerUid?: number;
+  /** Connections open at once, all users together (64). */
+  maxTotal?: number;
 }
+
+/** Default cap on one uid's open connections. */
+export const MAX_CONNECTIONS_PER_UID = 8;
+/** Default cap on open connections, all users together. */
+export const MAX_CONNECTIONS_TOTAL = 64;
 
 /** The socket's path under the agent's roots. */
 export function gitSocketPath(config: AgentConfig): string {
@@ -84,14 +98,26 @@ class HandshakeReader {
     joined.set(this.#buffer);
     joined.set(chunk, this.#buffer.length);
     this.#buffer = joined;
-    if (
-      this.#buffer.indexOf(0x0a) < 0 && this.#buffer.length > MAX_HANDSHAKE_LINE
-    ) {
-      this.socket.destroy();
+    // Every line counts, finished or not: the first newline must come
+    // within the cap.
+    const newline = this.#buffer.indexOf(0x0a);
+    if ((newline < 0 ? this.#buffer.length : newline) > MAX_HANDSHAKE_LINE) {
+      this.#tooLong = true;
+      this.socket.off("data", this.#onData);
+      this.#buffer = new Uint8Array(0);
+      this.#ended = true;
+      this.#flush();
       return;
     }
     this.#flush();
   };
+
+  #tooLong = false;
+
+  /** True when the peer sent a line over the cap (the reader then stops). */
+  get tooLong(): boolean {
+    return this.#tooLong;
+  }
 
   #flush() {
     while (this.#waiters.length > 0) {
@@ -163,27 +189,107 @@ async function authorize(
   }
 }
 
+/** Answers `{"op":"status"}`: root sees every user, others their own. */
+async function answerStatus(
+  socket: net.Socket,
+  config: AgentConfig,
+  uid: number,
+): Promise<void> {
+  const homes = managedHomes(config).filter((h) => uid === 0 || h.uid === uid);
+  const projects = homes.flatMap((home) =>
+    listUserProjects(home).map((p) => ({
+      project_id: p.projectId,
+      handle: p.handle,
+      scope: p.scope,
+    }))
+  );
+  const status = await collectEnvoyStatus(config.paths, projects, uid === 0);
+  send(socket, { ok: true, status });
+  socket.end();
+}
+
+/**
+ * Answers `{"op":"prove"}`: a fresh challenge that the caller signs with
+ * their puddle key through their session helper; the agent then records
+ * which key this uid holds (puddle_bindings.ts).
+ */
+async function answerProof(
+  socket: net.Socket,
+  reader: HandshakeReader,
+  config: AgentConfig,
+  log: Logger,
+  uid: number,
+): Promise<void> {
+  const user = userByUid(uid)?.name;
+  if (!user) {
+    throw new Refusal(`uid ${uid} has no account on ${config.hostname}.`);
+  }
+  const challenge = encodeBase64(crypto.getRandomValues(new Uint8Array(32)));
+  send(socket, { challenge, agent: config.hostname, uid });
+  const answer = await reader.line();
+  if (answer === null) return;
+  let pubkey: string;
+  let key: Uint8Array;
+  let signature: Uint8Array;
+  try {
+    const parsed = JSON.parse(answer);
+    pubkey = String(parsed.pubkey);
+    key = parsePublicKey(pubkey);
+    signature = fromHex(String(parsed.signature));
+  } catch {
+    throw new Refusal(
+      'the proof must be {"pubkey": "ed25519:<hex>", "signature": "<hex>"}.',
+    );
+  }
+  const payload = proofPayload({
+    agent: config.hostname,
+    challenge,
+    pubkey: formatPublicKey(key),
+    uid,
+  });
+  if (
+    !verifyWithContext(
+      key,
+      "vigo-swarm/v1/puddle-agent-challenge",
+      payload,
+      signature,
+    )
+  ) {
+    log.warn("puddle proof signature failure", { user });
+    throw new Refusal("the proof was not signed by the key it names.");
+  }
+  recordBinding(config.paths, { uid, user, pubkey: formatPublicKey(key) });
+  log.info("puddle key proven", { user, pubkey: formatPublicKey(key) });
+  send(socket, { ok: true });
+  socket.end();
+}
+
 async function serveConnection(
   socket: net.Socket,
+  uid: number,
   options: GitSocketOptions,
 ): Promise<void> {
   const { config, log } = options;
   const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS);
   const reader = new HandshakeReader(socket);
-  let uid = -1;
   let request: ConnectRequest | undefined;
   try {
-    uid = peerCredentials(socket).uid;
     const first = await reader.line();
-    if (first === null) return;
+    if (first === null) {
+      if (reader.tooLong) {
+        throw new Refusal(
+          `the request line is longer than ${MAX_HANDSHAKE_LINE} bytes.`,
+        );
+      }
+      return;
+    }
     if (first.trim() === '{"op":"status"}') {
       clearTimeout(timer);
-      const status = await collectEnvoyStatus(
-        config.paths,
-        managedHomes(config).map((h) => `${h.home}/.vigo-gitback`),
-      );
-      send(socket, { ok: true, status });
-      socket.end();
+      await answerStatus(socket, config, uid);
+      return;
+    }
+    if (first.trim() === '{"op":"prove"}') {
+      await answerProof(socket, reader, config, log, uid);
       return;
     }
     try {
@@ -196,7 +302,14 @@ async function serveConnection(
     const challenge = encodeBase64(crypto.getRandomValues(new Uint8Array(32)));
     send(socket, { challenge, agent: config.hostname });
     const second = await reader.line();
-    if (second === null) return;
+    if (second === null) {
+      if (reader.tooLong) {
+        throw new Refusal(
+          `the answer line is longer than ${MAX_HANDSHAKE_LINE} bytes.`,
+        );
+      }
+      return;
+    }
     let signature: Uint8Array;
     try {
       signature = fromHex(String(JSON.parse(second).signature));
@@ -227,16 +340,16 @@ async function serveConnection(
         "the challenge was not signed by the token's subject; unlock the puddle that holds this token.",
       );
     }
+    // The caller just proved possession of the subject's key.
+    recordBinding(config.paths, {
+      uid,
+      user,
+      pubkey: formatPublicKey(subject),
+    });
 
-    let repo = bareRepoPath(config.paths, request.project_id);
-    if (request.service === "git-receive-pack") {
-      repo = await ensureBareRepo(config.paths, request.project_id);
-      recordProjectMeta(config, {
-        projectId: request.project_id,
-        handle: verified.handle,
-        scope: callerScope(config, uid, request.project_id),
-      });
-    } else if (!exists(repo)) {
+    const repo = bareRepoPath(config.paths, request.project_id);
+    const pushing = request.service === "git-receive-pack";
+    if (!pushing && !exists(repo)) {
       throw new Refusal(
         `${config.hostname} holds no bare repository for ${request.handle} yet; push to it first.`,
       );
@@ -248,6 +361,13 @@ async function serveConnection(
       project: request.project_id,
       role: verified.role,
     });
+    if (pushing && !exists(repo)) {
+      await firstPush(socket, reader, request, options, {
+        handle: verified.handle,
+        scope: callerScope(config, uid, request.project_id),
+      });
+      return;
+    }
     send(socket, { ok: true });
     await runService(socket, reader.detach(), request, repo, options);
   } catch (error) {
@@ -270,13 +390,73 @@ async function serveConnection(
   }
 }
 
+/** First pushes of one project run one at a time (see {@link firstPush}). */
+const firstPushes = new Map<string, Promise<unknown>>();
+
+/**
+ * A push to a project with no repository here: receive-pack runs on a
+ * staging repository, which becomes the project's only when the push
+ * succeeded and left refs. A failed or empty push leaves nothing behind, so
+ * a throwaway key cannot fill the disk with empty repositories.
+ */
+async function firstPush(
+  socket: net.Socket,
+  reader: HandshakeReader,
+  request: ConnectRequest,
+  options: GitSocketOptions,
+  meta: { handle: string; scope: string },
+): Promise<void> {
+  const { config } = options;
+  const projectId = request.project_id;
+  const previous = firstPushes.get(projectId) ?? Promise.resolve();
+  const run = previous.catch(() => {}).then(async () => {
+    const repo = bareRepoPath(config.paths, projectId);
+    send(socket, { ok: true });
+    if (exists(repo)) {
+      // Created by the first push we waited for.
+      await runService(socket, reader.detach(), request, repo, options);
+      return;
+    }
+    const staging = await createStagingRepo(config.paths, projectId);
+    let installed = false;
+    try {
+      const code = await runService(
+        socket,
+        reader.detach(),
+        request,
+        staging,
+        { ...options, onPush: undefined },
+      );
+      const refs = code === 0 ? await listRefs(staging) : new Map();
+      if (refs.size === 0) return;
+      const before = new Map<string, string>();
+      const target = await installStagedRepo(config.paths, projectId, staging);
+      installed = true;
+      recordProjectMeta(config, { projectId, ...meta });
+      const after = await listRefs(target);
+      await repairHead(target, after);
+      options.onPush?.(projectId, request.chain, before, after);
+    } finally {
+      if (!installed) {
+        await Deno.remove(staging, { recursive: true }).catch(() => {});
+      }
+    }
+  });
+  firstPushes.set(projectId, run);
+  try {
+    await run;
+  } finally {
+    if (firstPushes.get(projectId) === run) firstPushes.delete(projectId);
+  }
+}
+
 async function runService(
   socket: net.Socket,
   pending: Uint8Array,
   request: ConnectRequest,
   repo: string,
   options: GitSocketOptions,
-): Promise<void> {
+): Promise<number> {
   const pushing = request.service === "git-receive-pack";
   const before = pushing ? await listRefs(repo) : undefined;
   const child = spawn(request.service, [repo], {
@@ -302,18 +482,19 @@ async function runService(
         Uint8Array.from(stderr.flatMap((c) => [...c])),
       ).trim().slice(0, 300),
     });
-    return;
+    return code;
   }
   if (pushing && before) {
     const after = await listRefs(repo);
     await repairHead(repo, after);
-    if (!options.onPush) return;
+    if (!options.onPush) return code;
     const changed = after.size !== before.size ||
       [...after].some(([ref, id]) => before.get(ref) !== id);
     if (changed) {
       options.onPush(request.project_id, request.chain, before, after);
     }
   }
+  return code;
 }
 
 /** The scope in the caller's project.json, if it can be read. */
@@ -322,19 +503,34 @@ function callerScope(
   uid: number,
   projectId: string,
 ): string {
-  for (const home of managedHomes(config).filter((h) => h.uid === uid)) {
-    try {
-      const project = readOwnedJson(
-        `${home.home}/.vigo-gitback/${projectId}/project.json`,
-        uid,
-      ) as { scope?: unknown };
-      if (project.scope === "members-only") return "members-only";
-      return "swarm-wide";
-    } catch {
-      // Try the next home of this uid.
-    }
+  for (
+    const home of managedHomes(config).filter((h: ManagedHome) => h.uid === uid)
+  ) {
+    const project = readUserProject(home, projectId);
+    if (project) return project.scope;
   }
   return "swarm-wide";
+}
+
+/**
+ * Logs an event at most once per period per key, counting the ones left
+ * out, so that a flood of refused connections cannot flood the log.
+ */
+class RateLimitedLog {
+  #last = new Map<number, { at: number; suppressed: number }>();
+  constructor(private periodMs: number) {}
+
+  note(key: number, write: (suppressed: number) => void): void {
+    const now = Date.now();
+    const entry = this.#last.get(key);
+    if (entry && now - entry.at < this.periodMs) {
+      entry.suppressed++;
+      return;
+    }
+    if (this.#last.size > 4096) this.#last.clear();
+    write(entry?.suppressed ?? 0);
+    this.#last.set(key, { at: now, suppressed: 0 });
+  }
 }
 
 /** Listens on the git socket until closed. */
@@ -342,17 +538,76 @@ export async function startGitSocket(
   options: GitSocketOptions,
 ): Promise<{ path: string; close(): Promise<void> }> {
   const path = gitSocketPath(options.config);
+  const { log } = options;
+  const maxPerUid = options.maxPerUid ?? MAX_CONNECTIONS_PER_UID;
+  const maxTotal = options.maxTotal ?? MAX_CONNECTIONS_TOTAL;
   Deno.mkdirSync(options.config.paths.varRun, { recursive: true, mode: 0o755 });
   removeIfExists(path);
+  const staged = removeStaleStaging(options.config.paths);
+  if (staged > 0) {
+    log.info("removed unfinished first pushes", { count: staged });
+  }
+  const open = new Map<number, number>();
+  let total = 0;
+  const busyLog = new RateLimitedLog(10_000);
   // Half-open: git closes its side after sending a pack and still waits
   // for receive-pack's report on ours.
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    serveConnection(socket, options).catch((error) => {
-      options.log.error("git socket failure", {
-        error: (error as Error).message,
-      });
+    // A client that hangs up early makes writes fail (EPIPE): that ends
+    // this connection only, never the agent.
+    socket.on("error", (error: Error & { code?: string }) => {
+      // A client that went away is no news; anything else is logged.
+      if (error.code !== "EPIPE" && error.code !== "ECONNRESET") {
+        log.warn("git socket connection error", { error: error.message });
+      }
       socket.destroy();
     });
+    let uid: number;
+    try {
+      uid = peerCredentials(socket).uid;
+    } catch (error) {
+      log.error("git socket failure", { error: (error as Error).message });
+      socket.destroy();
+      return;
+    }
+    const mine = open.get(uid) ?? 0;
+    if (mine >= maxPerUid || total >= maxTotal) {
+      busyLog.note(
+        uid,
+        (suppressed) =>
+          log.warn("git socket busy", { uid, open: mine, total, suppressed }),
+      );
+      send(socket, {
+        ok: false,
+        error: mine >= maxPerUid
+          ? `uid ${uid} already has ${mine} gitback connections open (the limit); retry when some finish.`
+          : `the agent is serving ${total} gitback connections (the limit); retry shortly.`,
+      });
+      socket.end();
+      return;
+    }
+    open.set(uid, mine + 1);
+    total++;
+    socket.once("close", () => {
+      total--;
+      const left = (open.get(uid) ?? 1) - 1;
+      if (left > 0) open.set(uid, left);
+      else open.delete(uid);
+    });
+    serveConnection(socket, uid, options).then(
+      // Our side is done; the connection (and its slot) ends once the
+      // client's side does, or at once if it already did.
+      () => {
+        if (!socket.destroyed) socket.end();
+      },
+      (error) => {
+        log.error("git socket failure", { error: (error as Error).message });
+        socket.destroy();
+      },
+    );
+  });
+  server.on("error", (error: Error) => {
+    log.error("git socket listener error", { error: error.message });
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

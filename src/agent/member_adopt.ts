@@ -14,7 +14,6 @@
  */
 
 import { runSelfAs } from "../platform/run_as.ts";
-import { readOwnedJson } from "../platform/fs.ts";
 import { parsePublicKey } from "../crypto/ed25519.ts";
 import { decodeToken, verifyChain } from "../gitback/tokens.ts";
 import type { AgentConfig } from "./config.ts";
@@ -24,7 +23,9 @@ import { readPolicy } from "./policy.ts";
 import { ADOPT_VERB } from "../gitback/adopt.ts";
 import { HttpError, type SwarmRoute } from "./swarm_server.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
-import { managedHomes, puddleKeyOf } from "./user_homes.ts";
+import { managedHomes } from "./user_homes.ts";
+import { holdsProjectDir, readUserProject } from "./user_state.ts";
+import { boundKeyOf } from "./puddle_bindings.ts";
 import { scopeOf } from "./fanout.ts";
 
 /** Catch-up periods before a peer that had no chain for a user is asked again. */
@@ -39,25 +40,16 @@ function chainsFor(
   subject: string,
 ): unknown[][] {
   const found: unknown[][] = [];
-  for (const { uid, home } of managedHomes(config)) {
-    const dir = `${home}/.vigo-gitback/${projectId}`;
-    const candidates: unknown[][] = [];
-    try {
-      const tokens = readOwnedJson(`${dir}/tokens.json`, uid) as {
-        chain?: unknown[];
-      };
-      if (Array.isArray(tokens.chain)) candidates.push(tokens.chain);
-    } catch {
-      // Not held by this user.
-    }
-    try {
-      const issued = readOwnedJson(`${dir}/issued.json`, uid);
-      if (Array.isArray(issued)) {
-        candidates.push(...issued.filter(Array.isArray));
-      }
-    } catch {
-      // Nothing issued here.
-    }
+  for (const home of managedHomes(config)) {
+    const project = readUserProject(home, projectId, {
+      chain: true,
+      issued: true,
+    });
+    if (!project) continue;
+    const candidates = [
+      ...(project.chain ? [project.chain] : []),
+      ...(project.issued ?? []),
+    ];
     for (const chain of candidates) {
       try {
         if (decodeToken(chain[chain.length - 1]).body.subject === subject) {
@@ -106,20 +98,11 @@ export async function adoptMemberships(
   for (const managed of managedHomes(config)) {
     const { user, uid, home } = managed;
     if (uid !== 0 && !readPolicy(config.paths, user)?.gitback) continue;
-    let pubkey: string;
-    try {
-      pubkey = puddleKeyOf(managed);
-      parsePublicKey(pubkey);
-    } catch {
-      continue;
-    }
+    // Only a key this user proved to hold, never identity.pub alone.
+    const pubkey = boundKeyOf(config.paths, uid);
+    if (!pubkey) continue;
     for (const { host, projectId, scope } of announced) {
-      try {
-        Deno.statSync(`${home}/.vigo-gitback/${projectId}`);
-        continue;
-      } catch {
-        // Not held yet: ask.
-      }
+      if (holdsProjectDir(managed, projectId)) continue;
       const asked = `${uid}:${projectId}:${host}`;
       const missedAt = misses.get(asked);
       const retryMs = RETRY_AFTER_TICKS * config.reactors.catchupSeconds * 1000;

@@ -9,11 +9,17 @@
 
 import { decodeBase64 } from "../platform/encoding.ts";
 import { exists } from "../platform/fs.ts";
-import { formatPublicKey } from "../crypto/ed25519.ts";
-import { managedHomes, puddleKeyOf } from "./user_homes.ts";
+import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
+import { managedHomes } from "./user_homes.ts";
+import { readUserProject } from "./user_state.ts";
+import { boundKeyOf } from "./puddle_bindings.ts";
 import { type VerifiedChain, verifyChain } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
-import { ingestBundle, MissingPrerequisites } from "../gitback/bundle.ts";
+import {
+  BundleError,
+  ingestBundle,
+  MissingPrerequisites,
+} from "../gitback/bundle.ts";
 import {
   bareRepoPath,
   ensureBareRepo,
@@ -65,25 +71,34 @@ export async function verifyChainHeader(
 }
 
 /**
- * True when a local user is a member of the project: their puddle key is a
- * subject in the presented chain, or they hold the project's state here.
+ * True when a local user is a member of the project: a key that user proved
+ * to hold (never `identity.pub` alone) is the presented chain's subject or
+ * founder, or presents a chain of their own that verifies for the project.
  */
-export function hasLocalMember(
+export async function hasLocalMember(
   config: AgentConfig,
   projectId: string,
   verified: VerifiedChain,
-): boolean {
+): Promise<boolean> {
   const subjects = new Set([
     verified.leaf.body.subject,
     formatPublicKey(verified.founder),
   ]);
   for (const managed of managedHomes(config)) {
-    const dir = `${managed.home}/.vigo-gitback/${projectId}`;
-    if (exists(`${dir}/project.json`)) return true;
+    const key = boundKeyOf(config.paths, managed.uid);
+    if (!key) continue;
+    if (subjects.has(key)) return true;
+    const own = readUserProject(managed, projectId, { chain: true });
+    if (!own?.chain) continue;
     try {
-      if (subjects.has(puddleKeyOf(managed))) return true;
+      await verifyChain(own.chain, {
+        projectId,
+        presenter: parsePublicKey(key),
+        revoked: revokedTokenIds(config.paths, projectId),
+      });
+      return true;
     } catch {
-      // No puddle for this user here.
+      // Not a member by this chain.
     }
   }
   return false;
@@ -119,7 +134,8 @@ export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
         ? "members-only"
         : "swarm-wide";
       if (
-        scope === "members-only" && !hasLocalMember(config, projectId, verified)
+        scope === "members-only" &&
+        !(await hasLocalMember(config, projectId, verified))
       ) {
         throw new HttpError(
           403,
@@ -162,12 +178,21 @@ export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
         if (error instanceof MissingPrerequisites) {
           throw new HttpError(409, error.message);
         }
-        log.warn("bundle refused", {
+        if (error instanceof BundleError) {
+          // The peer learns what was wrong; only the log has local detail.
+          log.warn("bundle refused", {
+            project: projectId,
+            peer: ctx.peer.subject,
+            error: error.detail ?? error.message,
+          });
+          throw new HttpError(400, error.message);
+        }
+        log.error("bundle ingest failed", {
           project: projectId,
           peer: ctx.peer.subject,
           error: (error as Error).message,
         });
-        throw new HttpError(400, (error as Error).message);
+        throw new HttpError(500, "internal error while storing the bundle.");
       } finally {
         if (queues.get(projectId) === run) queues.delete(projectId);
       }

@@ -8,18 +8,13 @@
  */
 
 import { pidAlive } from "../platform/process.ts";
-import {
-  readOwnedFile,
-  readOwnedJson,
-  removeIfExists,
-} from "../platform/fs.ts";
+import { OwnedDir, withOwnedDir } from "../platform/user_files.ts";
 import type { AgentConfig } from "./config.ts";
 import { acceptEnvelope, type EnvelopeKind } from "./envelope_store.ts";
 import type { Logger } from "./log.ts";
 import { startReactor } from "./reactor.ts";
 import { managedHomes } from "./user_homes.ts";
-
-const PROJECT_ID = /^[0-9a-f]{64}$/;
+import { GITBACK_DIR, userProjectIds } from "./user_state.ts";
 
 /** Called for each envelope the sweep stored (to gossip it). */
 export type StoredListener = (
@@ -28,32 +23,35 @@ export type StoredListener = (
   envelope: unknown,
 ) => void;
 
+/** Envelopes taken from one pending file. */
+const MAX_ENVELOPES_PER_FILE = 256;
+
 async function collect(
   config: AgentConfig,
   log: Logger,
   user: string,
-  uid: number,
-  dir: string,
+  dir: OwnedDir,
   projectId: string,
   kind: EnvelopeKind,
   onStored?: StoredListener,
 ): Promise<number> {
-  const file = `${dir}/${kind === "revokes" ? "revoke" : "leave"}.pending`;
+  const name = `${kind === "revokes" ? "revoke" : "leave"}.pending`;
   let list: unknown;
   try {
-    list = readOwnedJson(file, uid, 1024 * 1024);
+    list = dir.readJson(name, 1024 * 1024);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return 0;
     log.warn("unreadable pending envelope", {
       user,
-      file,
+      file: `${dir.path}/${name}`,
       error: (error as Error).message,
     });
-    removeIfExists(file);
+    removeQueued(log, user, dir, name);
     return 0;
   }
   let stored = 0;
-  for (const envelope of Array.isArray(list) ? list : [list]) {
+  const envelopes = Array.isArray(list) ? list : [list];
+  for (const envelope of envelopes.slice(0, MAX_ENVELOPES_PER_FILE)) {
     try {
       if (await acceptEnvelope(config, projectId, kind, envelope)) {
         stored++;
@@ -68,8 +66,26 @@ async function collect(
       });
     }
   }
-  removeIfExists(file);
+  removeQueued(log, user, dir, name);
   return stored;
+}
+
+/** Removes a swept queue file: only a regular file the user owns. */
+function removeQueued(
+  log: Logger,
+  user: string,
+  dir: OwnedDir,
+  name: string,
+): void {
+  try {
+    dir.removeFile(name);
+  } catch (error) {
+    log.warn("pending file left in place", {
+      user,
+      file: `${dir.path}/${name}`,
+      error: (error as Error).message,
+    });
+  }
 }
 
 /**
@@ -85,10 +101,16 @@ function reportDeadHelpers(
   for (const { user, uid, home } of managedHomes(config)) {
     let pid: number;
     try {
-      pid = Number(
-        new TextDecoder().decode(
-          readOwnedFile(`${home}/.vigo-puddle/session.unlocked`, uid, 64),
-        ).trim(),
+      pid = withOwnedDir(
+        home,
+        uid,
+        ".vigo-puddle",
+        (dir) =>
+          Number(
+            new TextDecoder().decode(dir.readFile("session.unlocked", 64))
+              .trim(),
+          ),
+        0,
       );
     } catch {
       continue;
@@ -101,7 +123,12 @@ function reportDeadHelpers(
   }
 }
 
-/** One pass over every managed home. Returns how many envelopes it stored. */
+/**
+ * One pass over every managed home. Returns how many envelopes it stored.
+ * Directories are walked without following symlinks and must belong to
+ * the user at every step; a queue found anywhere else is logged and left
+ * alone, never deleted.
+ */
 export async function sweepOnce(
   config: AgentConfig,
   log: Logger,
@@ -110,41 +137,58 @@ export async function sweepOnce(
 ): Promise<number> {
   reportDeadHelpers(config, log, reportedHelpers);
   let stored = 0;
-  for (const { user, uid, home } of managedHomes(config)) {
-    const base = `${home}/.vigo-gitback`;
-    let entries: Deno.DirEntry[];
+  for (const managed of managedHomes(config)) {
+    const { user, uid, home } = managed;
+    let base: OwnedDir;
     try {
-      entries = [...Deno.readDirSync(base)];
-    } catch {
+      base = OwnedDir.open(home, uid, GITBACK_DIR);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) {
+        log.warn("gitback state skipped", {
+          user,
+          error: (error as Error).message,
+        });
+      }
       continue;
     }
-    for (const entry of entries) {
-      if (!entry.isDirectory || !PROJECT_ID.test(entry.name)) continue;
-      const dir = `${base}/${entry.name}`;
-      for (const kind of ["revokes", "leaves"] as const) {
-        stored += await collect(
-          config,
-          log,
-          user,
-          uid,
-          dir,
-          entry.name,
-          kind,
-          onStored,
-        );
+    try {
+      for (const projectId of userProjectIds(managed)) {
+        let dir: OwnedDir;
+        try {
+          dir = base.dir(projectId);
+        } catch (error) {
+          log.warn("project state skipped", {
+            user,
+            project: projectId,
+            error: (error as Error).message,
+          });
+          continue;
+        }
+        try {
+          for (const kind of ["revokes", "leaves"] as const) {
+            stored += await collect(
+              config,
+              log,
+              user,
+              dir,
+              projectId,
+              kind,
+              onStored,
+            );
+          }
+        } finally {
+          dir.close();
+        }
+        // A project left and swept leaves an empty directory behind.
+        base.removeEmptyDir(projectId);
       }
-      // A project left and swept leaves an empty directory behind.
-      try {
-        Deno.removeSync(dir);
-      } catch {
-        // Not empty: the user still holds the project.
-      }
+    } finally {
+      base.close();
     }
   }
   if (stored > 0) log.info("sweep stored envelopes", { count: stored });
   return stored;
 }
-
 /** Runs {@link sweepOnce} every `config.reactors.sweepSeconds`. */
 export function startSweep(
   config: AgentConfig,

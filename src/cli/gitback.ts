@@ -13,7 +13,7 @@ import {
   type EnvoyStatus,
 } from "../gitback/envoy_status.ts";
 import { diskUsage, projectsDir } from "../gitback/repo.ts";
-import { ProjectError } from "../gitback/project.ts";
+import { listProjects, ProjectError } from "../gitback/project.ts";
 import { readPublicKey } from "../puddle/identity.ts";
 import { ADOPT_VERB, adoptMembership } from "../gitback/adopt.ts";
 import { loadAgentConfig } from "../agent/config.ts";
@@ -50,13 +50,44 @@ async function askAgent(): Promise<EnvoyStatus | null> {
   } catch {
     return null;
   }
+  // An agent that does not answer in time is treated as absent.
+  const timer = setTimeout(() => {
+    try {
+      conn.close();
+    } catch {
+      // Already closed.
+    }
+  }, 10_000);
   try {
     await conn.write(new TextEncoder().encode('{"op":"status"}\n'));
-    const text = await new Response(conn.readable).text();
-    const reply = JSON.parse(text.split("\n")[0]);
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const buffer = new Uint8Array(64 * 1024);
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      chunks.push(buffer.slice(0, n));
+      size += n;
+      if (size > 16 * 1024 * 1024) return null;
+      if (buffer.subarray(0, n).includes(0x0a)) break;
+    }
+    const bytes = new Uint8Array(size);
+    let at = 0;
+    for (const chunk of chunks) {
+      bytes.set(chunk, at);
+      at += chunk.length;
+    }
+    const reply = JSON.parse(new TextDecoder().decode(bytes).split("\n")[0]);
     return reply.ok ? reply.status as EnvoyStatus : null;
   } catch {
     return null;
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // Already closed.
+    }
   }
 }
 
@@ -70,7 +101,11 @@ async function status(args: string[]): Promise<number> {
   const socket = `${paths.varRun}/gitback.sock`;
   let view = await askAgent();
   const partial = view === null;
-  view ??= await collectEnvoyStatus(paths, [userPaths().gitbackDir]);
+  view ??= await collectEnvoyStatus(
+    paths,
+    listProjects(userPaths().gitbackDir),
+    Deno.uid() === 0,
+  );
   console.log("gitback status");
   console.log(`  base:        ${view.base}`);
   const withRepo = view.projects.filter((p) => p.bare_repo).length;

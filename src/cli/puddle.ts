@@ -20,7 +20,8 @@ import {
   rotatePassphrase,
   unwrapIdentity,
 } from "../puddle/identity.ts";
-import { sessionStatus } from "../puddle/session/client.ts";
+import { SessionClient, sessionStatus } from "../puddle/session/client.ts";
+import { proveToAgent } from "../gitback/agent_proof.ts";
 import { liveHelperPid } from "../puddle/session/sentinel.ts";
 import {
   DEFAULT_IDLE_MINUTES,
@@ -160,6 +161,7 @@ async function unlock(args: string[]): Promise<number> {
     idleMinutes,
     parentPid: Deno.ppid,
   });
+  const agent = await proveToLocalAgent(paths, unwrapped.publicKey);
   console.log(`✓ Puddle unlocked`);
   if (adopted.length > 0) {
     console.log(
@@ -170,12 +172,43 @@ async function unlock(args: string[]): Promise<number> {
   }
   console.log(`  pubkey:  ${formatPublicKey(unwrapped.publicKey)}`);
   console.log(`  helper:  pid ${helperPid}, socket ${paths.sessionSocket}`);
+  console.log(`  agent:   ${agent}`);
   console.log(
     `  locks:   on \`vigo swarm puddle lock\`, when this shell exits, or after ${
       formatDuration(idleMinutes * 60)
     } idle`,
   );
   return 0;
+}
+
+/**
+ * Shows the local agent, by signing its fresh challenge through the new
+ * session, which key this user holds; the agent's decisions for this user
+ * rest on that proof, never on identity.pub. Never fatal: says what
+ * happened.
+ */
+async function proveToLocalAgent(
+  paths: UserPaths,
+  publicKey: Uint8Array,
+): Promise<string> {
+  let session: SessionClient | undefined;
+  try {
+    session = await SessionClient.connect(paths.sessionSocket);
+    const recorded = await proveToAgent(
+      `${systemPaths().varRun}/gitback.sock`,
+      session,
+      publicKey,
+    );
+    return recorded
+      ? "key proven to the local agent"
+      : "no local agent answered (it learns your key at your next unlock or git push)";
+  } catch (error) {
+    return `the local agent did not take the proof: ${
+      (error as Error).message
+    }`;
+  } finally {
+    session?.close();
+  }
 }
 
 /**
@@ -367,9 +400,28 @@ async function pubkey(args: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * Tells the user that a rotation is committed (only the new passphrase
+ * counts) although replacing the files stopped after the commit point.
+ */
+function warnUnfinishedRotation(puddleDir: string, cause: Error): void {
+  console.error(
+    `warning: the change is committed, but rewriting the identity files stopped: ${
+      cause.message.replace(/\.$/, "")
+    }.`,
+  );
+  console.error(
+    `  only the new passphrase works from now on. Finishing needs free space in ${puddleDir}: ` +
+      "the next `unlock`, `status` or `pubkey` finishes the change; until there is room they fail and say so.",
+  );
+}
+
 async function rotate(args: string[]): Promise<number> {
   parseVerbArgs(args, {}, "vigo swarm puddle rotate-passphrase");
   const paths = userPaths();
+  // A committed change an earlier command could not finish is finished
+  // first (or reported), so the check below sees the identity as it stands.
+  await repairPuddleDir(paths.puddleDir);
   if (!isInitialized(paths.puddleDir)) readPublicKey(paths.puddleDir);
   const reader = new SecretReader();
   let current: Uint8Array | undefined;
@@ -377,12 +429,16 @@ async function rotate(args: string[]): Promise<number> {
   try {
     current = await reader.read("current passphrase: ", "current passphrase");
     next = await readNewPassphrase(reader, "new passphrase");
-    const publicKey = await rotatePassphrase(paths.puddleDir, current, next);
+    // Throws only before the commit point: the old passphrase still works.
+    const change = await rotatePassphrase(paths.puddleDir, current, next);
     console.log(`✓ Passphrase changed; the key is rewrapped under a new salt`);
-    console.log(`  pubkey: ${formatPublicKey(publicKey)} (unchanged)`);
+    console.log(`  pubkey: ${formatPublicKey(change.publicKey)} (unchanged)`);
     console.log(
       "  other envoys keep the old wrapping until you copy identity.{wrapped,salt} or re-pair them.",
     );
+    if (change.unfinished) {
+      warnUnfinishedRotation(paths.puddleDir, change.unfinished);
+    }
     return 0;
   } finally {
     current?.fill(0);

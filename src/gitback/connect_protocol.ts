@@ -69,3 +69,27 @@ export function parseConnectRequest(value: unknown): ConnectRequest {
   if (!Array.isArray(r.chain)) throw new Error("chain must be an array.");
   return r as ConnectRequest;
 }
+
+/** Longest proof-of-possession exchange, end to end. */
+export const PROOF_TIMEOUT_MS = 10_000;
+
+/**
+ * The bytes a user signs (`{"op":"prove"}` on the git socket) to show the
+ * agent which puddle key they hold: bound to this agent, this challenge,
+ * the key and the caller's uid as the kernel reports it.
+ */
+export function proofPayload(fields: {
+  agent: string;
+  challenge: string;
+  pubkey: string;
+  uid: number;
+}): Uint8Array {
+  return canonicalBytes({
+    v: 1,
+    kind: "puddle-proof",
+    agent: fields.agent,
+    challenge: fields.challenge,
+    pubkey: fields.pubkey,
+    uid: fields.uid,
+  });
+}

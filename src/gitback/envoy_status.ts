@@ -8,7 +8,6 @@
 
 import type { SystemPaths } from "../platform/paths.ts";
 import { exists } from "../platform/fs.ts";
-import { listProjects } from "./project.ts";
 import {
   bareRepoPath,
   diskUsage,
@@ -36,26 +35,39 @@ export interface EnvoyStatus {
   leaves: number;
 }
 
-/** Collects the view from the given user state directories. */
+/** A project some user holds, as the status lists it. */
+export interface HeldByUser {
+  project_id: string;
+  handle: string;
+  scope: string;
+}
+
+/**
+ * Collects the view of `projects` (the users' own state, read by the
+ * caller). With `everything`, which only root may see, bare repositories no
+ * listed user holds and the envelope counts of every project are included;
+ * otherwise envelopes are counted for the listed projects only.
+ */
 export async function collectEnvoyStatus(
   paths: SystemPaths,
-  gitbackDirs: string[],
+  projects: HeldByUser[],
+  everything: boolean,
 ): Promise<EnvoyStatus> {
   const byId = new Map<string, EnvoyProject>();
-  for (const dir of gitbackDirs) {
-    for (const project of listProjects(dir)) {
-      if (byId.has(project.project_id)) continue;
-      byId.set(project.project_id, {
-        project_id: project.project_id,
-        handle: project.handle,
-        scope: project.scope,
-        bare_repo: false,
-        refs: 0,
-        bytes: 0,
-      });
-    }
+  for (const project of projects) {
+    if (byId.has(project.project_id)) continue;
+    byId.set(project.project_id, {
+      project_id: project.project_id,
+      handle: project.handle,
+      scope: project.scope,
+      bare_repo: false,
+      refs: 0,
+      bytes: 0,
+    });
   }
+  const listed = new Set(byId.keys());
   try {
+    if (!everything) throw new Error("only the caller's projects");
     for (const entry of Deno.readDirSync(projectsDir(paths))) {
       const match = /^([0-9a-f]{64})\.git$/.exec(entry.name);
       if (match && !byId.has(match[1])) {
@@ -92,15 +104,20 @@ export async function collectEnvoyStatus(
       a.handle.localeCompare(b.handle)
     ),
     bare_bytes: bareBytes,
-    revokes: countKind(base, "revokes"),
-    leaves: countKind(base, "leaves"),
+    revokes: countKind(base, "revokes", everything ? null : listed),
+    leaves: countKind(base, "leaves", everything ? null : listed),
   };
 }
 
-function countKind(base: string, kind: string): number {
+function countKind(
+  base: string,
+  kind: string,
+  only: Set<string> | null,
+): number {
   let count = 0;
   try {
     for (const project of Deno.readDirSync(`${base}/envelopes`)) {
+      if (only && !only.has(project.name)) continue;
       try {
         for (
           const _ of Deno.readDirSync(

@@ -18,6 +18,7 @@ import {
   challengePayload,
   type ConnectRequest,
   type GitService,
+  MAX_HANDSHAKE_LINE,
 } from "./connect_protocol.ts";
 
 /** Capabilities announced to git, one per line. */
@@ -33,13 +34,13 @@ async function readLine(
   const buffer = new Uint8Array(4096);
   for (;;) {
     const newline = carry.bytes.indexOf(0x0a);
+    if ((newline < 0 ? carry.bytes.length : newline) > MAX_HANDSHAKE_LINE) {
+      throw new HelperFailure("the agent sent an oversized handshake line.");
+    }
     if (newline >= 0) {
       const line = new TextDecoder().decode(carry.bytes.subarray(0, newline));
       carry.bytes = carry.bytes.slice(newline + 1);
       return line;
-    }
-    if (carry.bytes.length > 64 * 1024) {
-      throw new HelperFailure("the agent sent an oversized handshake line.");
     }
     const n = await conn.read(buffer);
     if (n === null) {

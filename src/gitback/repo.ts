@@ -53,20 +53,29 @@ export async function git(args: string[], cwd?: string): Promise<string> {
   return new TextDecoder().decode(out.stdout);
 }
 
+function ensureProjectsDir(paths: SystemPaths): string {
+  const dir = projectsDir(paths);
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  Deno.chmodSync(dir, 0o700);
+  return dir;
+}
+
+async function initBareRepo(path: string): Promise<void> {
+  await git(["init", "--quiet", "--bare", path]);
+  await git(["-C", path, "config", "receive.fsckObjects", "true"]);
+  Deno.chmodSync(path, 0o700);
+}
+
 /** Creates the bare repository if missing (root-only directories, 0700). */
 export async function ensureBareRepo(
   paths: SystemPaths,
   projectId: string,
 ): Promise<string> {
-  const dir = projectsDir(paths);
-  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  Deno.chmodSync(dir, 0o700);
+  ensureProjectsDir(paths);
   const repo = bareRepoPath(paths, projectId);
   if (!exists(repo)) {
     const temp = `${repo}.init-${crypto.randomUUID()}`;
-    await git(["init", "--quiet", "--bare", temp]);
-    await git(["-C", temp, "config", "receive.fsckObjects", "true"]);
-    Deno.chmodSync(temp, 0o700);
+    await initBareRepo(temp);
     try {
       Deno.renameSync(temp, repo);
     } catch (error) {
@@ -76,6 +85,73 @@ export async function ensureBareRepo(
     }
   }
   return repo;
+}
+
+const STAGING_PREFIX = ".staging-";
+
+/**
+ * A fresh bare repository beside the real ones, for a first push: it
+ * becomes the project's repository only once the push succeeded
+ * ({@link installStagedRepo}); otherwise it is removed. Its name never
+ * matches a project, so nothing announces or serves it meanwhile.
+ */
+export async function createStagingRepo(
+  paths: SystemPaths,
+  projectId: string,
+): Promise<string> {
+  const dir = ensureProjectsDir(paths);
+  const staging =
+    `${dir}/${STAGING_PREFIX}${projectId}-${crypto.randomUUID()}.git`;
+  await initBareRepo(staging);
+  return staging;
+}
+
+/**
+ * Makes a staging repository the project's repository. When the project
+ * got one meanwhile (a replica arrived), the staged refs are fetched into
+ * it instead. The staging repository is gone afterwards.
+ */
+export async function installStagedRepo(
+  paths: SystemPaths,
+  projectId: string,
+  staging: string,
+): Promise<string> {
+  const repo = bareRepoPath(paths, projectId);
+  try {
+    if (!exists(repo)) {
+      try {
+        Deno.renameSync(staging, repo);
+        return repo;
+      } catch (error) {
+        if (!exists(repo)) throw error;
+      }
+    }
+    await git(["-C", repo, "fetch", "--quiet", staging, "+refs/*:refs/*"]);
+    return repo;
+  } finally {
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Removes staging and half-created repositories a crash left behind. */
+export function removeStaleStaging(paths: SystemPaths): number {
+  let removed = 0;
+  try {
+    for (const entry of Deno.readDirSync(projectsDir(paths))) {
+      if (
+        entry.name.startsWith(STAGING_PREFIX) ||
+        /\.init-[0-9a-f-]+$/.test(entry.name)
+      ) {
+        Deno.removeSync(`${projectsDir(paths)}/${entry.name}`, {
+          recursive: true,
+        });
+        removed++;
+      }
+    }
+  } catch {
+    // No projects directory yet.
+  }
+  return removed;
 }
 
 /** `refname → object id` for every ref of a repository. */

@@ -36,6 +36,7 @@ function syncDirectory(dir: string): void {
 /**
  * Writes `data` to `path` so that readers see either the old file or the new
  * one, never a mix: temp file created with `mode`, fsync, rename, fsync dir.
+ * When it throws, `path` was not replaced and the temp file is gone.
  */
 export function writeFileAtomic(
   path: string,
@@ -45,23 +46,26 @@ export function writeFileAtomic(
   const temp = `${dirname(path)}/.${basename(path)}.${randomSuffix()}.tmp`;
   const file = Deno.openSync(temp, { write: true, createNew: true, mode });
   try {
-    // The umask may have narrowed the mode; set it exactly.
-    Deno.chmodSync(temp, mode);
-    let written = 0;
-    while (written < data.length) {
-      written += file.writeSync(data.subarray(written));
+    try {
+      // The umask may have narrowed the mode; set it exactly.
+      Deno.chmodSync(temp, mode);
+      let written = 0;
+      while (written < data.length) {
+        written += file.writeSync(data.subarray(written));
+      }
+      file.syncSync();
+    } finally {
+      file.close();
     }
-    file.syncSync();
-  } catch (error) {
-    file.close();
-    Deno.removeSync(temp);
-    throw error;
-  }
-  file.close();
-  try {
     Deno.renameSync(temp, path);
   } catch (error) {
-    Deno.removeSync(temp);
+    // A full disk fails the write, the fsync or even the close; the partial
+    // temp file must not stay to hold the space. Cleanup never hides why.
+    try {
+      Deno.removeSync(temp);
+    } catch {
+      // Gone already; or recoverFileSet sweeps it.
+    }
     throw error;
   }
   syncDirectory(dirname(path));
@@ -183,7 +187,8 @@ export interface FileSetEntry {
   mode: number;
 }
 
-const JOURNAL_NAME = ".commit-journal";
+/** File name of the commit journal inside the directory it commits to. */
+export const COMMIT_JOURNAL = ".commit-journal";
 const JOURNAL_MAGIC = new TextEncoder().encode("VGJ1");
 
 function encodeJournal(entries: FileSetEntry[]): Uint8Array {
@@ -238,20 +243,50 @@ function decodeJournal(bytes: Uint8Array): FileSetEntry[] | null {
 }
 
 /**
+ * What {@link commitFileSet} did after its commit point. The change is
+ * committed either way; when `finished` is false the journal stays and
+ * {@link recoverFileSet} completes the change, and `cause` says what stopped
+ * it here (a full disk, typically).
+ */
+export type CommitOutcome =
+  | { finished: true }
+  | { finished: false; cause: Error };
+
+/**
  * Replaces several files in `dir` as one unit. The new contents are first
  * written (atomically) to a journal; then each file is replaced; then the
- * journal is removed. A crash at any point is repaired by
- * {@link recoverFileSet}, which rolls the journal forward, so readers never
- * act on a mix of old and new files. Callers hold the directory's lock.
+ * journal is removed. The journal being in place is the commit point:
+ *
+ * - when writing it fails, this throws and nothing changed;
+ * - once it is in place the change stands. A failure while replacing the
+ *   files or removing the journal does not throw: the outcome says the change
+ *   is committed but unfinished, and {@link recoverFileSet} finishes it, as
+ *   after a crash, so readers never act on a mix of old and new files.
+ *
+ * Callers hold the directory's lock (and have run {@link recoverFileSet}).
  */
-export function commitFileSet(dir: string, entries: FileSetEntry[]): void {
-  const journal = `${dir}/${JOURNAL_NAME}`;
+export function commitFileSet(
+  dir: string,
+  entries: FileSetEntry[],
+): CommitOutcome {
+  const journal = `${dir}/${COMMIT_JOURNAL}`;
   const encoded = encodeJournal(entries);
-  writeFileAtomic(journal, encoded, 0o600);
-  encoded.fill(0);
-  applyEntries(dir, entries);
-  Deno.removeSync(journal);
-  syncDirectory(dir);
+  try {
+    writeFileAtomic(journal, encoded, 0o600);
+  } finally {
+    encoded.fill(0);
+  }
+  try {
+    applyEntries(dir, entries);
+    Deno.removeSync(journal);
+    syncDirectory(dir);
+    return { finished: true };
+  } catch (error) {
+    return {
+      finished: false,
+      cause: error instanceof Error ? error : new Error(String(error)),
+    };
+  }
 }
 
 function applyEntries(dir: string, entries: FileSetEntry[]): void {
@@ -261,26 +296,13 @@ function applyEntries(dir: string, entries: FileSetEntry[]): void {
 }
 
 /**
- * Finishes a {@link commitFileSet} that a crash interrupted, and removes
- * temp files a crash left behind. Returns true when it rolled forward.
- * Callers hold the directory's lock.
+ * Finishes a {@link commitFileSet} that a crash or a failure (a full disk)
+ * interrupted, and removes temp files left behind. Returns true when it
+ * rolled forward. When rolling forward fails it throws and the journal stays,
+ * so a later call finishes it. Callers hold the directory's lock.
  */
 export function recoverFileSet(dir: string): boolean {
-  let rolled = false;
-  const journal = `${dir}/${JOURNAL_NAME}`;
-  if (exists(journal)) {
-    const bytes = Deno.readFileSync(journal);
-    const entries = decodeJournal(bytes);
-    bytes.fill(0);
-    // The journal itself is written atomically, so an unreadable one was
-    // never complete and nothing was replaced from it.
-    if (entries) {
-      applyEntries(dir, entries);
-      for (const e of entries) e.data.fill(0);
-      rolled = true;
-    }
-    Deno.removeSync(journal);
-  }
+  // Temp files first: on a full disk they may hold the space needed below.
   for (const entry of Deno.readDirSync(dir)) {
     if (
       entry.isFile && entry.name.startsWith(".") && entry.name.endsWith(".tmp")
@@ -288,60 +310,25 @@ export function recoverFileSet(dir: string): boolean {
       removeIfExists(`${dir}/${entry.name}`);
     }
   }
-  if (rolled) syncDirectory(dir);
-  return rolled;
+  const journal = `${dir}/${COMMIT_JOURNAL}`;
+  if (!exists(journal)) return false;
+  const bytes = Deno.readFileSync(journal);
+  const entries = decodeJournal(bytes);
+  bytes.fill(0);
+  // The journal itself is written atomically, so an unreadable one was
+  // never complete and nothing was replaced from it.
+  if (entries) {
+    try {
+      applyEntries(dir, entries);
+    } finally {
+      for (const e of entries) e.data.fill(0);
+    }
+  }
+  Deno.removeSync(journal);
+  syncDirectory(dir);
+  return entries !== null;
 }
 
-/**
- * Reads a file that belongs to user `uid`, for a privileged process acting
- * on that user's behalf. Refuses symlinks, non-regular files and files owned
- * by anyone else; the ownership check is made on the opened descriptor, so
- * neither a symlink nor a hard link to someone else's file gets through.
- */
-export function readOwnedFile(
-  path: string,
-  uid: number,
-  maxBytes: number,
-): Uint8Array {
-  const before = Deno.lstatSync(path);
-  if (!before.isFile || before.isSymlink) {
-    throw new Error(`${path} is not a regular file.`);
-  }
-  if (before.uid !== uid) {
-    throw new Error(`${path} is not owned by uid ${uid}.`);
-  }
-  const file = Deno.openSync(path, { read: true });
-  try {
-    const info = file.statSync();
-    if (
-      !info.isFile || info.uid !== uid || info.ino !== before.ino ||
-      info.dev !== before.dev
-    ) {
-      throw new Error(`${path} changed while it was being opened.`);
-    }
-    if (info.size > maxBytes) {
-      throw new Error(`${path} is larger than ${maxBytes} bytes.`);
-    }
-    const data = new Uint8Array(info.size);
-    let read = 0;
-    while (read < data.length) {
-      const n = file.readSync(data.subarray(read));
-      if (n === null) break;
-      read += n;
-    }
-    return data.subarray(0, read);
-  } finally {
-    file.close();
-  }
-}
-
-/** {@link readOwnedFile}, parsed as JSON (a user's state file, 256 KiB by default). */
-export function readOwnedJson(
-  path: string,
-  uid: number,
-  maxBytes = 256 * 1024,
-): unknown {
-  return JSON.parse(
-    new TextDecoder().decode(readOwnedFile(path, uid, maxBytes)),
-  );
-}
+// Reading a user's files as root lives with the other owner-checked
+// operations; re-exported here for the callers that import it from fs.ts.
+export { readOwnedFile, readOwnedJson } from "./user_files.ts";

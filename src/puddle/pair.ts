@@ -12,12 +12,8 @@
 import { toHex } from "../crypto/hex.ts";
 import { constantTimeEqual } from "../crypto/constant_time.ts";
 import { fromHex } from "../crypto/hex.ts";
-import {
-  exists,
-  readOwnedFile,
-  removeIfExists,
-  writeTextAtomic,
-} from "../platform/fs.ts";
+import { writeTextAtomic } from "../platform/fs.ts";
+import { OwnedDir } from "../platform/user_files.ts";
 import {
   IDENTITY_FILES,
   isInitialized,
@@ -154,40 +150,51 @@ export async function claimPairing(
   code: string,
   now = new Date(),
 ): Promise<ClaimOutcome> {
-  const pendingPath = `${puddleDir}/${PAIR_PENDING}`;
-  if (!exists(pendingPath)) return { ok: false, reason: "no-pending" };
-  let pending: PendingPair | null;
+  // The directory is opened once and must be the user's own; every file is
+  // read from that descriptor (no symlinks, FIFOs or foreign files), and the
+  // pending file is removed only there.
+  let dir: OwnedDir;
   try {
-    pending = parsePending(readOwnedFile(pendingPath, uid, 4096));
-  } catch {
-    pending = null;
-  }
-  removeIfExists(pendingPath);
-  if (!pending) return { ok: false, reason: "damaged" };
-  if (Date.parse(pending.expires_at) <= now.getTime()) {
-    return { ok: false, reason: "expired" };
-  }
-  const expected = fromHex(pending.code_sha256);
-  const offered = await hashCode(fromHex(pending.salt), code);
-  if (!constantTimeEqual(expected, offered)) {
-    return { ok: false, reason: "mismatch" };
+    dir = OwnedDir.open(puddleDir, uid);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      return { ok: false, reason: "no-pending" };
+    }
+    return { ok: false, reason: "damaged" };
   }
   try {
-    const wrapped = readOwnedFile(
-      `${puddleDir}/${IDENTITY_FILES.wrapped}`,
-      uid,
-      4096,
-    );
-    const salt = readOwnedFile(
-      `${puddleDir}/${IDENTITY_FILES.salt}`,
-      uid,
-      4096,
-    );
-    const pubkey = new TextDecoder().decode(
-      readOwnedFile(`${puddleDir}/${IDENTITY_FILES.pub}`, uid, 256),
-    ).trim();
-    return { ok: true, wrapped, salt, pubkey };
-  } catch {
-    return { ok: false, reason: "no-identity" };
+    if (!dir.has(PAIR_PENDING)) return { ok: false, reason: "no-pending" };
+    let pending: PendingPair | null;
+    try {
+      pending = parsePending(dir.readFile(PAIR_PENDING, 4096));
+    } catch {
+      pending = null;
+    }
+    try {
+      dir.removeFile(PAIR_PENDING);
+    } catch {
+      // Not a regular file of the user's: it was never a pending pairing.
+    }
+    if (!pending) return { ok: false, reason: "damaged" };
+    if (Date.parse(pending.expires_at) <= now.getTime()) {
+      return { ok: false, reason: "expired" };
+    }
+    const expected = fromHex(pending.code_sha256);
+    const offered = await hashCode(fromHex(pending.salt), code);
+    if (!constantTimeEqual(expected, offered)) {
+      return { ok: false, reason: "mismatch" };
+    }
+    try {
+      const wrapped = dir.readFile(IDENTITY_FILES.wrapped, 4096);
+      const salt = dir.readFile(IDENTITY_FILES.salt, 4096);
+      const pubkey = new TextDecoder().decode(
+        dir.readFile(IDENTITY_FILES.pub, 256),
+      ).trim();
+      return { ok: true, wrapped, salt, pubkey };
+    } catch {
+      return { ok: false, reason: "no-identity" };
+    }
+  } finally {
+    dir.close();
   }
 }

@@ -1,0 +1,143 @@
+/**
+ * A managed user's gitback state, as the agent (root) reads it: every
+ * directory and file through {@link OwnedDir}, so a symlink, a FIFO or a
+ * file the user does not own is refused instead of followed or waited on.
+ * What is read here is only ever the user's own claim; decisions that need
+ * more rest on proof of possession (puddle_bindings.ts) or on signatures.
+ *
+ * @module
+ */
+
+import { OwnedDir, withOwnedDir } from "../platform/user_files.ts";
+import type { ManagedHome } from "./user_homes.ts";
+
+const PROJECT_ID = /^[0-9a-f]{64}$/;
+/** Project directories looked at per user and pass. */
+const MAX_PROJECTS_PER_USER = 4096;
+
+/** Where gitback state lives below a home. */
+export const GITBACK_DIR = ".vigo-gitback";
+
+/** One project a user holds state for. */
+export interface UserProject {
+  projectId: string;
+  handle: string;
+  scope: "swarm-wide" | "members-only";
+}
+
+/** What {@link readUserProject} can add. */
+export interface UserProjectState extends UserProject {
+  /** `tokens.json`'s chain, when asked for and present. */
+  chain?: unknown[];
+  /** `issued.json`'s chains, when asked for and present. */
+  issued?: unknown[][];
+}
+
+function projectFrom(dir: OwnedDir, projectId: string): UserProject | null {
+  try {
+    const project = dir.readJson("project.json") as {
+      project_id?: unknown;
+      handle?: unknown;
+      scope?: unknown;
+    };
+    if (typeof project?.handle !== "string") return null;
+    return {
+      projectId,
+      handle: project.handle,
+      scope: project.scope === "members-only" ? "members-only" : "swarm-wide",
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** The ids of the project directories a user holds (not followed if symlinks). */
+export function userProjectIds(home: ManagedHome): string[] {
+  try {
+    return withOwnedDir(
+      home.home,
+      home.uid,
+      GITBACK_DIR,
+      (dir) =>
+        dir.list(MAX_PROJECTS_PER_USER * 4)
+          .filter((e) => e.isDirectory && PROJECT_ID.test(e.name))
+          .slice(0, MAX_PROJECTS_PER_USER)
+          .map((e) => e.name),
+      [] as string[],
+    );
+  } catch {
+    // Refused (not the user's, a symlink): nothing is held there.
+    return [];
+  }
+}
+
+/** Every project with a readable `project.json`. */
+export function listUserProjects(home: ManagedHome): UserProject[] {
+  const projects: UserProject[] = [];
+  for (const id of userProjectIds(home)) {
+    const project = readUserProject(home, id);
+    if (project) projects.push(project);
+  }
+  return projects;
+}
+
+/**
+ * One project's state, or null when the user holds none (or it is not
+ * readable as theirs). `with` asks for the token chain and issued chains.
+ */
+export function readUserProject(
+  home: ManagedHome,
+  projectId: string,
+  include: { chain?: boolean; issued?: boolean } = {},
+): UserProjectState | null {
+  if (!PROJECT_ID.test(projectId)) return null;
+  try {
+    return withOwnedDir(
+      home.home,
+      home.uid,
+      `${GITBACK_DIR}/${projectId}`,
+      (dir) => {
+        const project: UserProjectState | null = projectFrom(dir, projectId);
+        if (!project) return null;
+        if (include.chain) {
+          try {
+            const tokens = dir.readJson("tokens.json") as { chain?: unknown };
+            if (Array.isArray(tokens?.chain)) project.chain = tokens.chain;
+          } catch {
+            // No chain here.
+          }
+        }
+        if (include.issued) {
+          try {
+            const issued = dir.readJson("issued.json");
+            if (Array.isArray(issued)) {
+              project.issued = issued.filter(Array.isArray).slice(0, 1024);
+            }
+          } catch {
+            // Nothing issued here.
+          }
+        }
+        return project;
+      },
+      null,
+    );
+  } catch {
+    return null;
+  }
+}
+
+/** True when the user has a state directory for `projectId` (owned, real). */
+export function holdsProjectDir(home: ManagedHome, projectId: string): boolean {
+  if (!PROJECT_ID.test(projectId)) return false;
+  try {
+    return withOwnedDir(
+      home.home,
+      home.uid,
+      GITBACK_DIR,
+      (dir) => dir.has(projectId),
+      false,
+    );
+  } catch {
+    return false;
+  }
+}
