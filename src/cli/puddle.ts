@@ -27,6 +27,7 @@ import {
   DEFAULT_IDLE_MINUTES,
   HELPER_VERB,
   lockSession,
+  prepareSessionDir,
   startSessionHelper,
   WATCHDOG_MS,
 } from "../puddle/session/launch.ts";
@@ -147,6 +148,8 @@ async function unlock(args: string[]): Promise<number> {
       "run `vigo swarm puddle lock` first to start a fresh session.",
     );
   }
+  // A socket directory that cannot be used fails before the passphrase.
+  prepareSessionDir(paths);
   const reader = new SecretReader();
   const passphrase = await reader.read("passphrase: ", "passphrase");
   reader.close();
