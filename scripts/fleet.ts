@@ -3,11 +3,16 @@
  * loopback address and user home, and their agents running in the
  * background. Used by hand through `scripts/fleet` and by the tests.
  *
- *   scripts/fleet up <dir> [--envoys N] [--first-address K]
+ *   scripts/fleet up <dir> [--envoys N] [--first-address K] [--home USER=HOME …]
  *   scripts/fleet down <dir>
  *
  * `up` writes `<dir>/<envoy>.env`; `(. <dir>/envoy-a.env; scripts/vigo …)`
  * then acts on envoy A. `down` stops exactly the processes `up` started.
+ *
+ * Every agent runs with `managed_users: homes`: it acts only on the fleet's
+ * user (at the envoy's home) and the users given with `--home` (or
+ * {@link FleetOptions.homes}), never on the machine's other accounts or on
+ * another fleet's users.
  *
  * @module
  */
@@ -69,6 +74,16 @@ export interface FleetOptions {
   firstAddress?: number;
   /** Start the agents (default true). */
   start?: boolean;
+  /**
+   * Further users each envoy's agent acts on, name → home, written into
+   * agent.yaml's `homes:` beside the fleet's own user (which cannot be
+   * overridden here). A function gives each envoy its own map. Agents act
+   * on no one else (`managed_users: homes`), so a test that uses real Unix
+   * users creates them first and lists them here.
+   */
+  homes?:
+    | Record<string, string>
+    | ((envoy: Envoy) => Record<string, string>);
 }
 
 function envFile(envoy: Envoy): string {
@@ -146,6 +161,23 @@ export async function fleetUp(
       new TextEncoder().encode(cert.keyPem),
       0o600,
     );
+    const extra = typeof options.homes === "function"
+      ? options.homes(envoy)
+      : options.homes ?? {};
+    if (Object.hasOwn(extra, user)) {
+      throw new Error(
+        `${user} is the fleet's own user; its home on ${envoy.name} is ${envoy.home}.`,
+      );
+    }
+    for (const [name, home] of Object.entries(extra)) {
+      if (!home.startsWith("/")) {
+        throw new Error(
+          `the home of ${name} must be an absolute path, not ${
+            JSON.stringify(home)
+          }.`,
+        );
+      }
+    }
     writeTextAtomic(
       `${etc}/agent.yaml`,
       toYaml({
@@ -154,7 +186,10 @@ export async function fleetUp(
         port: SWARM_PORT,
         hosts,
         swarm: { gitback: { enabled: ["*"] } },
-        homes: { [user]: envoy.home },
+        // Only the users named here: never the machine's, never another
+        // fleet's (see docs/operations.md).
+        managed_users: "homes",
+        homes: { [user]: envoy.home, ...extra },
         reactors: FAST_REACTORS,
         announce: { period_s: 1, stale_s: 10 },
       }),
@@ -308,13 +343,14 @@ export async function fleetDown(dir: string): Promise<void> {
 
 async function main(args: string[]): Promise<number> {
   const usage =
-    "usage: scripts/fleet up <dir> [--envoys N] [--first-address K] | down <dir>";
+    "usage: scripts/fleet up <dir> [--envoys N] [--first-address K] [--home USER=HOME …] | down <dir>";
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
     options: {
       envoys: { type: "string" },
       "first-address": { type: "string" },
+      home: { type: "string", multiple: true },
     },
   });
   const [verb, dir] = positionals;
@@ -327,8 +363,19 @@ async function main(args: string[]): Promise<number> {
     console.log(`fleet in ${dir} stopped`);
     return 0;
   }
+  const homes: Record<string, string> = {};
+  for (const pair of values.home ?? []) {
+    const at = pair.indexOf("=");
+    if (at < 1) {
+      console.error(`--home takes USER=HOME, not ${JSON.stringify(pair)}`);
+      console.error(usage);
+      return 2;
+    }
+    homes[pair.slice(0, at)] = pair.slice(at + 1);
+  }
   const fleet = await fleetUp(dir, {
     envoys: Number(values.envoys ?? 3),
+    homes,
     firstAddress: values["first-address"]
       ? Number(values["first-address"])
       : undefined,

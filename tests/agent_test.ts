@@ -9,6 +9,7 @@ import { VIGO, vigo } from "./support/cli.ts";
 import { type FleetPki, makeFleetPki, writeEnvoyTls } from "./support/pki.ts";
 import { swarmRequest, type SwarmTls } from "../src/agent/swarm_client.ts";
 import { createFleetCa, issueEnvoyCertificate } from "../src/ca/ca.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const isRoot = Deno.uid() === 0;
 const PORT = 1531;
@@ -53,9 +54,10 @@ async function makeEnvoy(address: string) {
     { hostname: "envoy-b", ips: ["127.0.0.3"] },
   ]);
   writeEnvoyTls(etc, pki.caPem, pki.envoys["envoy-a"]);
+  // Acts on no user's home: only those under `homes:`, and there are none.
   Deno.writeTextFileSync(
     `${etc}/agent.yaml`,
-    `hostname: envoy-a\nlisten: ${address}\nport: ${PORT}\n`,
+    `hostname: envoy-a\nlisten: ${address}\nport: ${PORT}\nmanaged_users: homes\n`,
   );
   return { root, etc, pki, env: envFor(root) };
 }
@@ -102,7 +104,19 @@ Deno.test({
         stderr: "piped",
       }).spawn();
       running = true;
-      const log = new Response(agent.stderr).text();
+      let text = "";
+      const logged = agent.stderr.pipeThrough(new TextDecoderStream())
+        .pipeTo(
+          new WritableStream({
+            write(chunk) {
+              text += chunk;
+            },
+          }),
+        );
+      // The agent logs a request once answered and a refused handshake as
+      // it refuses it: wait for the line rather than for time to pass.
+      const waitForLog = (pattern: RegExp) =>
+        waitUntil(`${pattern} in the agent's log`, () => pattern.test(text));
       const status = agent.status.then((s) => {
         running = false;
         return s;
@@ -116,6 +130,9 @@ Deno.test({
       );
       assert.equal(health.status, 200);
       assert.deepEqual(health.json(), { hostname: "envoy-a", peer: "envoy-b" });
+      await waitForLog(
+        /^\S+ INFO swarm request method=GET path=\/swarm\/health status=200 peer=envoy-b$/m,
+      );
       assert.equal(
         Number(Deno.readTextFileSync(`${root}/var/run/vigo/agent.pid`)),
         agent.pid,
@@ -144,6 +161,7 @@ Deno.test({
         ),
         /unreachable/,
       );
+      await waitForLog(/^\S+ WARN TLS handshake refused/m);
 
       // A second agent on the same address is refused with a clear error.
       const second = await vigo(env, ["agent"]);
@@ -156,7 +174,7 @@ Deno.test({
       agent.kill("SIGTERM");
       const { code } = await status;
       assert.equal(code, 0);
-      const text = await log;
+      await logged;
       assert.match(
         text,
         /^\S+Z INFO agent listening hostname=envoy-a address=\S+:1531/m,
@@ -209,6 +227,13 @@ Deno.test({
         "hostname: envoy-a\nlisten_on: 1.2.3.4\n",
       );
       await start(/agent\.yaml: unknown key\(s\): listen_on/);
+      Deno.writeTextFileSync(
+        `${etc}/agent.yaml`,
+        "hostname: envoy-a\nmanaged_users: everyone\n",
+      );
+      await start(
+        /agent\.yaml: `managed_users` must be `passwd` .* or `homes` .*, not "everyone"/,
+      );
       Deno.removeSync(`${etc}/agent.yaml`);
       await start(/agent\.yaml does not exist/);
 

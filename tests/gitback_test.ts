@@ -18,8 +18,12 @@ import {
   deleteUser,
   runAs,
   type TestUser,
+  unlockAs,
+  type UserSession,
 } from "./support/unix_users.ts";
+import { waitForLine, waitForPath, waitUntil } from "./support/wait.ts";
 import { writePolicies } from "../src/agent/policy.ts";
+import { exists } from "../src/platform/fs.ts";
 
 const PASS = "gitback passphrase";
 
@@ -62,11 +66,19 @@ Deno.test({
     const dir = Deno.makeTempDirSync({ prefix: "vigo-gitback-" });
     Deno.chmodSync(dir, 0o755);
     const users: TestUser[] = [];
+    const sessions: UserSession[] = [];
     let fleet: Fleet | undefined;
     try {
+      // The agent acts only on the users its agent.yaml lists: create bob
+      // and eve first, then name them.
+      const bob = createUser(dir, "vgtb");
+      users.push(bob);
+      const eve = createUser(dir, "vgte");
+      users.push(eve);
       fleet = await fleetUp(`${dir}/fleet`, {
         envoys: 1,
         firstAddress: 20 + Math.floor(Math.random() * 200),
+        homes: { [bob.name]: bob.home, [eve.name]: eve.home },
       });
       const [a] = fleet.envoys;
       const paths = {
@@ -89,10 +101,6 @@ Deno.test({
         PATH: `${bin}:${a.env.PATH}`,
       };
 
-      const bob = createUser(dir, "vgtb");
-      users.push(bob);
-      const eve = createUser(dir, "vgte");
-      users.push(eve);
       for (const u of [bob, eve]) {
         Object.assign(u.env, GIT_IDENTITY, {
           VIGO_ROOT: a.root,
@@ -168,6 +176,8 @@ Deno.test({
       );
 
       let bobToken = "";
+      // Bob's session stays open from here until the test locks it.
+      let bobSession: UserSession | undefined;
       await t.step(
         "a second user joins with an invitation, clones and pushes",
         async () => {
@@ -179,11 +189,8 @@ Deno.test({
             )).code,
             0,
           );
-          assert.equal(
-            (await runAs(bob, [VIGO, "swarm", "puddle", "unlock"], `${PASS}\n`))
-              .code,
-            0,
-          );
+          bobSession = await unlockAs(bob, PASS);
+          sessions.push(bobSession);
           const bobKey = (await runAs(bob, [VIGO, "swarm", "puddle", "pubkey"]))
             .stdout.trim();
           const invite = await vigo(a.env, [
@@ -343,12 +350,8 @@ Deno.test({
           ]);
           assert.equal(gated.code, 1);
           assert.match(gated.stderr, /gitback is not enabled for user vgte/);
-          const unlock = await runAs(
-            eve,
-            [VIGO, "swarm", "puddle", "unlock"],
-            `${PASS}\n`,
-          );
-          assert.equal(unlock.code, 0, unlock.stderr);
+          // Eve's session must still answer at the impostor clone below.
+          sessions.push(await unlockAs(eve, PASS));
           // No token at all.
           const noToken = await clone("sample0");
           assert.notEqual(noToken.code, 0);
@@ -384,9 +387,9 @@ Deno.test({
           const impostor = await clone("sample2");
           assert.notEqual(impostor.code, 0);
           assert.match(impostor.stderr, /not signed by the token's subject/);
-          assert.match(
-            Deno.readTextFileSync(a.log),
-            /WARN git socket signature failure user=vgte/,
+          await waitForLine(
+            a.log,
+            new RegExp(`WARN git socket signature failure user=${eve.name}`),
           );
         },
       );
@@ -404,17 +407,9 @@ Deno.test({
           "test",
         ]);
         assert.equal(revoke.code, 0, revoke.stderr);
-        const stored =
-          `${a.root}/var/lib/vigo/swarm/gitback/envelopes/${projectId}/revokes/${bobToken}.json`;
-        for (let i = 0; i < 100; i++) {
-          try {
-            Deno.statSync(stored);
-            break;
-          } catch {
-            await new Promise((r) => setTimeout(r, 100));
-          }
-        }
-        Deno.statSync(stored);
+        await waitForPath(
+          `${a.root}/var/lib/vigo/swarm/gitback/envelopes/${projectId}/revokes/${bobToken}.json`,
+        );
         const fetch = await runAs(bob, [
           "git",
           "-C",
@@ -491,13 +486,11 @@ Deno.test({
       await t.step(
         "leave queues a signed LEAVE that the sweep stores",
         async () => {
-          // Bob's earlier session ended with the runuser that started it.
-          const unlock = await runAs(
-            bob,
-            [VIGO, "swarm", "puddle", "unlock"],
-            `${PASS}\n`,
-          );
-          assert.equal(unlock.code, 0, unlock.stderr);
+          // A fresh session: the one from the join step is locked first.
+          const locked = await bobSession!.lock();
+          assert.equal(locked.code, 0, locked.stderr);
+          bobSession = await unlockAs(bob, PASS);
+          sessions.push(bobSession);
           const leave = await runAs(bob, [
             VIGO,
             "swarm",
@@ -510,26 +503,22 @@ Deno.test({
           assert.equal(leave.code, 0, leave.stderr);
           const leaves =
             `${a.root}/var/lib/vigo/swarm/gitback/envelopes/${projectId}/leaves`;
-          let stored: string[] = [];
-          for (let i = 0; i < 100 && stored.length === 0; i++) {
-            await new Promise((r) => setTimeout(r, 100));
+          const stored = () => {
             try {
-              stored = [...Deno.readDirSync(leaves)].map((e) => e.name);
+              return [...Deno.readDirSync(leaves)].map((e) => e.name);
             } catch {
-              // Not swept yet.
+              return []; // Not swept yet.
             }
-          }
-          assert.equal(stored.length, 1);
-          for (let i = 0; i < 50; i++) {
-            try {
-              Deno.statSync(`${bob.home}/.vigo-gitback/${projectId}`);
-              await new Promise((r) => setTimeout(r, 100));
-            } catch {
-              break;
-            }
-          }
-          assert.throws(() =>
-            Deno.statSync(`${bob.home}/.vigo-gitback/${projectId}`)
+          };
+          await waitUntil(
+            "the sweep to store the LEAVE",
+            () => stored().length > 0,
+          );
+          assert.equal(stored().length, 1);
+          // The sweep removes the emptied project directory.
+          await waitUntil(
+            "the sweep to remove bob's left project",
+            () => !exists(`${bob.home}/.vigo-gitback/${projectId}`),
           );
           const list = await runAs(bob, [
             VIGO,
@@ -594,6 +583,7 @@ Deno.test({
         },
       );
     } finally {
+      for (const session of sessions) await session.lock().catch(() => {});
       for (const user of users) deleteUser(user);
       if (fleet) await fleetDown(`${dir}/fleet`);
       Deno.removeSync(dir, { recursive: true });

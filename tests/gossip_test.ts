@@ -23,7 +23,7 @@ import {
   publicKeyFromSeed,
 } from "../src/crypto/ed25519.ts";
 import { decodeToken } from "../src/gitback/tokens.ts";
-import { waitForLine } from "./support/wait.ts";
+import { waitForLine, waitForPath } from "./support/wait.ts";
 
 const PASS = "gossip passphrase";
 
@@ -34,19 +34,6 @@ function tlsOf(envoy: Envoy) {
     certPem: Deno.readTextFileSync(`${etc}/tls.crt`),
     keyPem: Deno.readTextFileSync(`${etc}/tls.key`),
   };
-}
-
-async function waitForFile(path: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      Deno.statSync(path);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  assert.fail(`${path} did not appear within ${timeoutMs} ms`);
 }
 
 Deno.test({
@@ -130,13 +117,13 @@ Deno.test({
 
       const stored = (e: Envoy) =>
         `${e.root}/var/lib/vigo/swarm/gitback/envelopes/${projectId}/revokes/${tokenId}.json`;
-      await waitForFile(stored(a));
-      await waitForFile(stored(b));
+      await waitForPath(stored(a));
+      await waitForPath(stored(b));
       assert.throws(() => Deno.statSync(stored(c)));
 
       // C comes back and reconciles by digest within one period (3 s here).
       await startAgent(fleet, c);
-      await waitForFile(stored(c));
+      await waitForPath(stored(c));
       await waitForLine(c.log, /reconcile merged envelopes count=1/);
 
       // Every envoy now refuses the revoked token.

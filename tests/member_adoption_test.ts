@@ -107,6 +107,13 @@ Deno.test({
         "envoy-b",
       ], `${code}\np2\n`);
       assert.equal(paired.code, 0, paired.stderr);
+      // P2 unlocks there, as after any join: that proves to envoy-c's agent
+      // that its user holds P2's key, which adoption acts on. (This session
+      // outlives the command: its parent is this test process.)
+      assert.equal(
+        (await vigo(c.env, ["swarm", "puddle", "unlock"], "p2\n")).code,
+        0,
+      );
 
       await waitForPath(`${c.home}/.vigo-gitback/${projectId}/tokens.json`);
       await waitForLine(c.log, /INFO adopted membership user=\S+ project=/);
@@ -121,10 +128,6 @@ Deno.test({
       assert.match(status.stdout, new RegExp(`leaf: +member, subject ${p2}`));
 
       // And P2 clones on envoy-c.
-      assert.equal(
-        (await vigo(c.env, ["swarm", "puddle", "unlock"], "p2\n")).code,
-        0,
-      );
       const clone = await runCommand("git", {
         args: [
           "clone",

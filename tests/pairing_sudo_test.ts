@@ -5,7 +5,6 @@
  */
 
 import assert from "node:assert/strict";
-import { parse, stringify } from "yaml";
 import { type Fleet, fleetDown, fleetUp } from "../scripts/fleet.ts";
 import { VIGO, vigo } from "./support/cli.ts";
 import {
@@ -14,6 +13,8 @@ import {
   deleteUser,
   runAs,
   type TestUser,
+  unlockAs,
+  type UserSession,
 } from "./support/unix_users.ts";
 import { writePolicies } from "../src/agent/policy.ts";
 
@@ -29,21 +30,24 @@ Deno.test({
     Deno.chmodSync(base, 0o755);
     let fleet: Fleet | undefined;
     let user: TestUser | undefined;
+    let session: UserSession | undefined;
     try {
-      fleet = await fleetUp(`${base}/fleet`, {
-        envoys: 2,
-        firstAddress: 20 + Math.floor(Math.random() * 200),
-      });
-      const [a, b] = fleet.envoys;
+      // Agents act only on the users agent.yaml lists: the user exists
+      // first. On envoy-b its home is elsewhere (one machine plays both).
       user = createUser(base, "vgtj");
-      // On envoy-b the user's home is elsewhere (the same machine plays both).
       const homeB = `${base}/${user.name}-on-b`;
       Deno.mkdirSync(homeB, { mode: 0o755 });
       Deno.chownSync(homeB, user.uid, user.uid);
-      const yamlPath = `${b.root}/etc/vigo/agent.yaml`;
-      const config = parse(Deno.readTextFileSync(yamlPath));
-      config.homes[user.name] = homeB;
-      Deno.writeTextFileSync(yamlPath, stringify(config));
+      const name = user.name;
+      const homeA = user.home;
+      fleet = await fleetUp(`${base}/fleet`, {
+        envoys: 2,
+        firstAddress: 20 + Math.floor(Math.random() * 200),
+        homes: (envoy) => ({
+          [name]: envoy.name === "envoy-a" ? homeA : homeB,
+        }),
+      });
+      const [a, b] = fleet.envoys;
       for (const envoy of [a, b]) {
         const etc = `${envoy.root}/etc/vigo`;
         writePolicies(
@@ -115,13 +119,8 @@ Deno.test({
 
       // The user unlocks on envoy-b without sudo and gets the same key.
       const onB = { ...user.env, HOME: homeB, VIGO_ROOT: b.root };
-      const unlock = await runAs({ ...user, env: onB }, [
-        VIGO,
-        "swarm",
-        "puddle",
-        "unlock",
-      ], `${PASS}\n`);
-      assert.equal(unlock.code, 0, unlock.stderr);
+      session = await unlockAs({ ...user, env: onB }, PASS);
+      assert.match(session.stdout, new RegExp(`pubkey: +${pubkey}`));
       const shown = await runAs({ ...user, env: onB }, [
         VIGO,
         "swarm",
@@ -141,7 +140,10 @@ Deno.test({
       ], "1\n");
       assert.equal(notRoot.code, 1);
       assert.match(notRoot.stderr, /join needs root/);
+      const locked = await session.lock();
+      assert.equal(locked.code, 0, locked.stderr);
     } finally {
+      await session?.lock().catch(() => {});
       if (user) deleteUser(user);
       if (fleet) await fleetDown(`${base}/fleet`);
       Deno.removeSync(base, { recursive: true });

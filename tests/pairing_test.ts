@@ -16,6 +16,7 @@ import { makeUserEnv, vigo } from "./support/cli.ts";
 import { swarmRequest } from "../src/agent/swarm_client.ts";
 import { createFleetCa, issueEnvoyCertificate } from "../src/ca/ca.ts";
 import { startPairing } from "../src/puddle/pair.ts";
+import { waitForLine } from "./support/wait.ts";
 
 const PASS = "fleet passphrase";
 
@@ -139,8 +140,7 @@ Deno.test({
           assert.equal(burned.code, 1);
           assert.match(burned.stderr, /no pairing is pending/);
           assert.deepEqual(identityFiles(c), []);
-          const log = Deno.readTextFileSync(a.log);
-          assert.match(log, /WARN pair-claim refused .*envoy-c/);
+          await waitForLine(a.log, /WARN pair-claim refused .*envoy-c/);
         },
       );
 
@@ -287,15 +287,10 @@ Deno.test({
             Deno.readTextFileSync(`${b.home}/.vigo-puddle/session.unlocked`),
           );
           Deno.kill(pid, "SIGKILL");
-          let log = "";
-          for (let i = 0; i < 100 && !/session helper died/.test(log); i++) {
-            await new Promise((r) => setTimeout(r, 100));
-            log = Deno.readTextFileSync(b.log);
-          }
-          assert.match(
-            log,
+          await waitForLine(
+            b.log,
             new RegExp(
-              `WARN session helper died without locking user=${user} pid=${pid}`,
+              `WARN session helper died without locking user=${user} pid=${pid}$`,
             ),
           );
           // The stale sentinel then reads as locked.

@@ -19,6 +19,7 @@ import { swarmRequest } from "../src/agent/swarm_client.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
 import { runCommand } from "../src/platform/process.ts";
 import { exists } from "../src/platform/fs.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const PASS = "replication passphrase";
 
@@ -45,11 +46,10 @@ async function waitForHead(
   projectId: string,
   id: string,
 ): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    if (await headOf(envoy, projectId) === id) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.equal(await headOf(envoy, projectId), id, `${envoy.name} has ${id}`);
+  await waitUntil(
+    `${envoy.name} to have ${id}`,
+    async () => await headOf(envoy, projectId) === id,
+  );
 }
 
 /** Waits until `envoy`'s agent log has at least `count` lines matching. */
@@ -59,16 +59,37 @@ async function waitForLog(
   count = 1,
 ): Promise<string[]> {
   let lines: string[] = [];
-  for (let i = 0; i < 300; i++) {
+  await waitUntil(`${count} lines matching ${pattern} in ${envoy.log}`, () => {
     lines = Deno.readTextFileSync(envoy.log).split("\n").filter((l) =>
       pattern.test(l)
     );
-    if (lines.length >= count) return lines;
-    await new Promise((r) => setTimeout(r, 100));
+    return lines.length >= count;
+  });
+  return lines;
+}
+
+/**
+ * True while `agentPid` runs git on `repo` to apply a bundle (`bundle
+ * verify` or `fetch`): the receiver is in the middle of an ingest.
+ */
+function ingesting(agentPid: number, repo: string): boolean {
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid !== agentPid) continue;
+      const argv = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`)
+        .split("\0");
+      if (
+        argv.includes(repo) &&
+        (argv.includes("fetch") || argv.includes("bundle"))
+      ) return true;
+    } catch {
+      // The process ended meanwhile.
+    }
   }
-  assert.fail(
-    `${envoy.name} logged ${lines.length} of ${count} lines matching ${pattern}`,
-  );
+  return false;
 }
 
 Deno.test({
@@ -202,8 +223,7 @@ Deno.test({
           // runs first: unlock adopts the projects this puddle founded that
           // peers announce, and d's agent adopts from a peer's chain.
           const state = `${d.home}/.vigo-gitback/${projectId}/project.json`;
-          let adopted = false;
-          for (let i = 0; i < 50 && !adopted; i++) {
+          await waitUntil("envoy-d to adopt the project", async () => {
             await vigo(d.env, ["swarm", "puddle", "lock"]);
             const unlock = await vigo(
               d.env,
@@ -211,10 +231,8 @@ Deno.test({
               `${PASS}\n`,
             );
             assert.equal(unlock.code, 0, unlock.stderr);
-            adopted = /adopted: work/.test(unlock.stdout) || exists(state);
-            if (!adopted) await new Promise((r) => setTimeout(r, 200));
-          }
-          assert.ok(adopted, "envoy-d never adopted the project");
+            return /adopted: work/.test(unlock.stdout) || exists(state);
+          }, 60_000);
           assert.equal(JSON.parse(Deno.readTextFileSync(state)).handle, "work");
           await waitForHead(d, projectId, await git("rev-parse", "HEAD"));
           await waitForLog(d, /INFO catch-up pulled project=/);
@@ -272,12 +290,15 @@ Deno.test({
             .stdout.trim();
           // envoy-d carries the same puddle (it joined above): a member.
           await waitForHead(d, privateId, tip);
-          await waitForLog(
-            a,
-            new RegExp(
-              `fan-out failed project=${privateId} peer=envoy-b .*members-only`,
-            ),
-          );
+          // Both refusals are in before the repositories are looked at.
+          for (const other of [b, c]) {
+            await waitForLog(
+              a,
+              new RegExp(
+                `fan-out failed project=${privateId} peer=${other.name} .*members-only`,
+              ),
+            );
+          }
           for (const other of [b, c]) {
             assert.equal(await headOf(other, privateId), null, other.name);
           }
@@ -302,6 +323,9 @@ Deno.test({
             ),
           ).chain;
           const before = await headOf(b, projectId);
+          const repo =
+            `${b.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`;
+          let settled = false;
           const delivery = swarmRequest(
             tlsOf(a),
             `https://${b.address}:1531/swarm/gitback/push/${projectId}`,
@@ -314,27 +338,34 @@ Deno.test({
                 ),
               },
             },
-          ).catch(() => null);
-          await new Promise((r) => setTimeout(r, 150));
-          Deno.kill(b.agentPid!, "SIGKILL");
+          ).catch(() => null).finally(() => settled = true);
+          // Kill b once it runs git on the bundle. (Should the delivery end
+          // before the poll sees git, the kill comes after the ingest; the
+          // checks below hold either way.)
+          const agentPid = b.agentPid!;
+          const deadline = Date.now() + 60_000;
+          while (!settled && !ingesting(agentPid, repo)) {
+            assert.ok(Date.now() < deadline, "the delivery never reached b");
+            await new Promise((r) => setTimeout(r, 5));
+          }
+          Deno.kill(agentPid, "SIGKILL");
           await delivery;
           await startAgent(fleet!, b);
-          const repo =
-            `${b.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`;
-          // Whatever the kill interrupted, refs point at complete objects.
-          for (let i = 0; i < 50; i++) {
-            const fsck = await runCommand("git", {
-              args: [
-                "-C",
-                repo,
-                "fsck",
-                "--no-progress",
-                "--connectivity-only",
-              ],
-            });
-            if (fsck.code === 0) break;
-            await new Promise((r) => setTimeout(r, 200));
-          }
+          // Whatever the kill interrupted, refs point at complete objects
+          // (once a git the kill orphaned has finished).
+          await waitUntil(
+            "b's repository to be connected",
+            async () =>
+              (await runCommand("git", {
+                args: [
+                  "-C",
+                  repo,
+                  "fsck",
+                  "--no-progress",
+                  "--connectivity-only",
+                ],
+              })).code === 0,
+          );
           const fsck = await runCommand("git", {
             args: ["-C", repo, "fsck", "--no-progress"],
           });

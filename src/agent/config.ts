@@ -26,6 +26,14 @@ export interface AgentConfig {
   gitback: { enabled: string[] };
   /** User → home overrides (test fleets); passwd otherwise. */
   homes: Record<string, string>;
+  /**
+   * `managed_users`: whose homes the agent acts on. `passwd` (default):
+   * every passwd account, with `homes:` entries overriding and adding.
+   * `homes`: only the users listed under `homes:`, so that several agents on
+   * one machine (local fleets) never touch each other's or the machine's
+   * users.
+   */
+  managedUsers: ManagedUsers;
   /** Reactor periods in seconds (fractions allowed, for test fleets). */
   reactors: {
     sweepSeconds: number;
@@ -48,6 +56,10 @@ export interface AgentConfig {
   paths: SystemPaths;
 }
 
+/** The values of agent.yaml's `managed_users`. */
+export type ManagedUsers = "passwd" | "homes";
+
+const MANAGED_USERS: readonly ManagedUsers[] = ["passwd", "homes"];
 const MAX_CONFIG_BYTES = 64 * 1024;
 const MAX_SECONDS = 86_400;
 const KNOWN_KEYS = [
@@ -58,6 +70,7 @@ const KNOWN_KEYS = [
   "hosts",
   "swarm",
   "homes",
+  "managed_users",
   "reactors",
   "announce",
 ];
@@ -158,6 +171,19 @@ function portNumber(file: string, key: string, value: unknown): number {
     fail(file, `\`${key}\` must be an integer between 1 and 65535.`);
   }
   return value;
+}
+
+function managedUsers(file: string, value: unknown): ManagedUsers {
+  if (value === undefined) return "passwd";
+  if (!MANAGED_USERS.includes(value as ManagedUsers)) {
+    fail(
+      file,
+      `\`managed_users\` must be \`passwd\` (every passwd account, \`homes:\` overriding) or \`homes\` (only the users listed under \`homes:\`), not ${
+        JSON.stringify(value)
+      }.`,
+    );
+  }
+  return value as ManagedUsers;
 }
 
 function seconds(
@@ -294,6 +320,7 @@ export function loadAgentConfig(
       (p) => p.startsWith("/"),
       "an absolute path",
     ),
+    managedUsers: managedUsers(file, c.managed_users),
     reactors: {
       sweepSeconds: seconds(file, "reactors.sweep_s", reactors.sweep_s, 60),
       catchupSeconds: seconds(
@@ -341,7 +368,12 @@ export function gitbackEnabledHere(config: AgentConfig): boolean {
   return config.gitback.enabled.some((p) => globMatches(p, config.hostname));
 }
 
-/** The home of `user`: the override, else passwd. */
+/**
+ * The home of `user`: the `homes:` override, else passwd; with
+ * `managed_users: homes`, only the override (an unlisted user has none).
+ */
 export function homeOf(config: AgentConfig, user: string): string | undefined {
-  return config.homes[user] ?? userByName(user)?.home;
+  if (Object.hasOwn(config.homes, user)) return config.homes[user];
+  if (config.managedUsers === "homes") return undefined;
+  return userByName(user)?.home;
 }

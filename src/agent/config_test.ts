@@ -5,6 +5,8 @@ import {
   homeOf,
   loadAgentConfig,
 } from "./config.ts";
+import { managedHomes } from "./user_homes.ts";
+import { listUsers } from "../platform/users.ts";
 
 function withConfig(
   text: string,
@@ -42,6 +44,7 @@ Deno.test("agent.yaml defaults", () => {
     assert.equal(addressOf(config, "envoy-b"), "envoy-b");
     assert.deepEqual(config.hosts, {});
     assert.deepEqual(config.homes, {});
+    assert.equal(config.managedUsers, "passwd");
     assert.deepEqual(config.gitback, { enabled: [] });
     assert.equal(config.tls.ca, `${config.paths.etc}/ca.crt`);
     assert.equal(config.tls.cert, `${config.paths.etc}/tls.crt`);
@@ -124,6 +127,78 @@ Deno.test("agent.yaml full form", () => {
   );
 });
 
+Deno.test("managed_users: homes acts only on the users agent.yaml names", () => {
+  const base = Deno.makeTempDirSync();
+  try {
+    const owner = Deno.statSync(base).uid!;
+    withConfig(
+      `hostname: a\nmanaged_users: homes\nhomes:\n  root: ${base}/r\n` +
+        `  vigo-ghost: ${base}\n  vigo-gone: ${base}/missing\n`,
+      (load) => {
+        const config = load();
+        assert.equal(config.managedUsers, "homes");
+        // root from passwd; the unknown user by its home's owner; an entry
+        // with neither a passwd uid nor a home is left out.
+        assert.deepEqual(managedHomes(config), [
+          { user: "root", uid: 0, home: `${base}/r` },
+          { user: "vigo-ghost", uid: owner, home: base },
+        ]);
+        assert.equal(homeOf(config, "root"), `${base}/r`);
+        assert.equal(homeOf(config, "vigo-ghost"), base);
+        const unlisted = listUsers().find((u) => u.name !== "root");
+        if (unlisted) assert.equal(homeOf(config, unlisted.name), undefined);
+        assert.equal(homeOf(config, "constructor"), undefined);
+      },
+    );
+    withConfig("hostname: a\nmanaged_users: homes\n", (load) => {
+      const config = load();
+      assert.deepEqual(managedHomes(config), []);
+      assert.equal(homeOf(config, "root"), undefined);
+    });
+  } finally {
+    Deno.removeSync(base, { recursive: true });
+  }
+});
+
+Deno.test("managed_users: passwd (the default) acts on passwd, homes winning", () => {
+  const base = Deno.makeTempDirSync();
+  try {
+    const passwd = listUsers().filter((u) =>
+      u.home && u.home !== "/" && u.home !== "/nonexistent"
+    );
+    for (const mode of ["", "managed_users: passwd\n"]) {
+      withConfig(
+        `hostname: a\n${mode}homes: {root: ${base}/r, vigo-ghost: ${base}}\n`,
+        (load) => {
+          const config = load();
+          assert.equal(config.managedUsers, "passwd");
+          const managed = managedHomes(config);
+          const byUser = new Map(managed.map((h) => [h.user, h]));
+          assert.equal(byUser.size, managed.length, "one entry per user");
+          for (const u of passwd.filter((u) => u.name !== "root")) {
+            assert.deepEqual(byUser.get(u.name), {
+              user: u.name,
+              uid: u.uid,
+              home: u.home,
+            });
+          }
+          assert.deepEqual(byUser.get("root"), {
+            user: "root",
+            uid: 0,
+            home: `${base}/r`,
+          });
+          assert.equal(byUser.get("vigo-ghost")?.home, base);
+          assert.equal(homeOf(config, "root"), `${base}/r`);
+          const other = passwd.find((u) => u.name !== "root");
+          if (other) assert.equal(homeOf(config, other.name), other.home);
+        },
+      );
+    }
+  } finally {
+    Deno.removeSync(base, { recursive: true });
+  }
+});
+
 Deno.test("agent.yaml errors name the key and the file", () => {
   const cases: [string, RegExp][] = [
     ["", /must be a YAML mapping/],
@@ -142,6 +217,14 @@ Deno.test("agent.yaml errors name the key and the file", () => {
     ["hostname: a\nhosts: {b: 'x y'}\n", /`hosts.b` must be an IP address/],
     ["hostname: a\nhosts: {'b c': 1.2.3.4}\n", /`hosts`: "b c" is not/],
     ["hostname: a\nhomes: {dan: rel/dir}\n", /`homes.dan` must be an absolute/],
+    [
+      "hostname: a\nmanaged_users: all\n",
+      /`managed_users` must be `passwd`.* not "all"/,
+    ],
+    ["hostname: a\nmanaged_users: Homes\n", /`managed_users` must be/],
+    ["hostname: a\nmanaged_users: [homes]\n", /`managed_users` must be/],
+    ["hostname: a\nmanaged_users: true\n", /`managed_users` must be/],
+    ["hostname: a\nmanaged_users:\n", /`managed_users` must be.* not null/],
     ["hostname: a\nreactors: 5\n", /`reactors` must be a mapping/],
     ["hostname: a\nreactors: {sweep_s: -1}\n", /`reactors.sweep_s` must/],
     ["hostname: a\nreactors: {names_s: 'x'}\n", /`reactors.names_s` must/],

@@ -24,6 +24,7 @@ export function announcerConfig(options: {
     hosts: {},
     gitback: { enabled: ["*"] },
     homes: {},
+    managedUsers: "homes",
     reactors: {
       sweepSeconds: 60,
       catchupSeconds: 45,
