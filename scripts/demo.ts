@@ -14,7 +14,14 @@ import { toHex } from "../src/crypto/hex.ts";
 import { verifyWithContext } from "../src/crypto/signed.ts";
 import { type Envoy, fleetDown, fleetUp } from "./fleet.ts";
 import { writePolicies } from "../src/agent/policy.ts";
-import { createUser, deleteUser, runAs } from "../tests/support/unix_users.ts";
+import {
+  createUser,
+  deleteUser,
+  runAs,
+  type TestUser,
+  unlockAs,
+  type UserSession,
+} from "../tests/support/unix_users.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const VIGO = `${REPO}/scripts/vigo`;
@@ -166,10 +173,22 @@ async function fleetStory(base: string) {
   say(
     "A local fleet: a CA, three envoys on loopback, each with its own root, home and agent.",
   );
-  const fleet = await fleetUp(dir, {
-    envoys: 3,
-    firstAddress: 100 + Math.floor(Math.random() * 100),
-  });
+  // Ann, another Unix user on envoy-a, comes in part three; envoy-a's agent
+  // acts only on the users its agent.yaml lists, so she is listed from the
+  // start.
+  const ann = createUser(base, "ann");
+  let fleet;
+  try {
+    fleet = await fleetUp(dir, {
+      envoys: 3,
+      firstAddress: 100 + Math.floor(Math.random() * 100),
+      homes: (envoy) =>
+        envoy.name === "envoy-a" ? { [ann.name]: ann.home } : {},
+    });
+  } catch (error) {
+    deleteUser(ann);
+    throw error;
+  }
   try {
     for (const envoy of fleet.envoys) {
       console.log(
@@ -241,15 +260,16 @@ async function fleetStory(base: string) {
     say("envoy-a keeps a local record of the envoys it paired.");
     await run(a.env, ["swarm", "puddle", "members"]);
 
-    await gitbackStory(base, fleet.envoys);
+    await gitbackStory(base, fleet.envoys, ann);
     say("Done.");
   } finally {
     await fleetDown(dir);
+    deleteUser(ann);
   }
 }
 
 /** Part three: a project founded from a repo, a second puddle invited. */
-async function gitbackStory(base: string, envoys: Envoy[]) {
+async function gitbackStory(base: string, envoys: Envoy[], ann: TestUser) {
   const [a, b, c] = envoys;
   console.log(bold("\nvigo swarm demo, part three: git over the swarm"));
   const bin = `${base}/bin`;
@@ -304,7 +324,7 @@ async function gitbackStory(base: string, envoys: Envoy[]) {
   const projectId = url.slice("gitback://".length, "gitback://".length + 64);
 
   // Ann is another Unix user on envoy-a, with a puddle of her own.
-  const ann = createUser(base, "ann");
+  let annSession: UserSession | undefined;
   try {
     Object.assign(ann.env, gitIdentity, {
       VIGO_ROOT: a.root,
@@ -335,7 +355,8 @@ async function gitbackStory(base: string, envoys: Envoy[]) {
       [VIGO, "swarm", "puddle", "init"],
       `${PASSPHRASE}\n${PASSPHRASE}\n`,
     );
-    await runAs(ann, [VIGO, "swarm", "puddle", "unlock"], `${PASSPHRASE}\n`);
+    // Her session lives until the end of the story, as in a login shell.
+    annSession = await unlockAs(ann, PASSPHRASE);
     const annKey = (await runAs(ann, [VIGO, "swarm", "puddle", "pubkey"]))
       .stdout.trim();
 
@@ -479,7 +500,7 @@ async function gitbackStory(base: string, envoys: Envoy[]) {
         .trimEnd(),
     );
   } finally {
-    deleteUser(ann);
+    await annSession?.lock();
   }
 }
 
