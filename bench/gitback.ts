@@ -70,7 +70,6 @@ export async function benchGitback(): Promise<Section> {
   try {
     const fleet = await fleetUp(fleetDir, {
       envoys: 1,
-      firstAddress: 100 + Math.floor(Math.random() * 100),
     });
     fleetStarted = true;
     const [a] = fleet.envoys;

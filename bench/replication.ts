@@ -52,7 +52,6 @@ export async function benchReplication(): Promise<Section> {
   try {
     const fleet = await fleetUp(fleetDir, {
       envoys: ENVOYS,
-      firstAddress: 100 + Math.floor(Math.random() * 100),
     });
     started = true;
     const [a, ...peers] = fleet.envoys;

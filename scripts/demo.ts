@@ -181,7 +181,6 @@ async function fleetStory(base: string) {
   try {
     fleet = await fleetUp(dir, {
       envoys: 3,
-      firstAddress: 100 + Math.floor(Math.random() * 100),
       homes: (envoy) =>
         envoy.name === "envoy-a" ? { [ann.name]: ann.home } : {},
     });

@@ -67,10 +67,31 @@ function addressFree(address: string): boolean {
   }
 }
 
+/**
+ * `count` consecutive loopback addresses, 127.A.B.2 onwards, with the swarm
+ * port free on each, in a block picked at random among 25 600.
+ */
+export function freeLoopbackBlock(count: number): string[] {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const a = 100 + Math.floor(Math.random() * 100);
+    const b = Math.floor(Math.random() * 256);
+    const block = Array.from(
+      { length: count },
+      (_, i) => `127.${a}.${b}.${2 + i}`,
+    );
+    if (block.every(addressFree)) return block;
+  }
+  throw new Error(`no block of ${count} free loopback addresses found.`);
+}
+
 /** Options for {@link fleetUp}. */
 export interface FleetOptions {
   envoys: number;
-  /** Envoy i listens on 127.0.0.(firstAddress + i). */
+  /**
+   * Envoy i listens on 127.0.0.(firstAddress + i). Without it, on
+   * 127.A.B.(2 + i) for a random free block, so that fleets of tests that
+   * run side by side (two suites on one machine) do not meet.
+   */
   firstAddress?: number;
   /** Start the agents (default true). */
   start?: boolean;
@@ -98,17 +119,22 @@ export async function fleetUp(
   dir: string,
   options: FleetOptions,
 ): Promise<Fleet> {
-  const first = options.firstAddress ?? 2;
   if (options.envoys < 1 || options.envoys > 26) {
     throw new Error("a local fleet has between 1 and 26 envoys.");
   }
+  const addresses = options.firstAddress === undefined
+    ? freeLoopbackBlock(options.envoys)
+    : Array.from(
+      { length: options.envoys },
+      (_, i) => `127.0.0.${options.firstAddress! + i}`,
+    );
   await Deno.mkdir(dir, { recursive: true });
   dir = await Deno.realPath(dir);
   const user = userByUid(Deno.uid() ?? 0)?.name ?? "root";
   const envoys: Envoy[] = [];
   for (let i = 0; i < options.envoys; i++) {
     const name = envoyName(i);
-    const address = `127.0.0.${first + i}`;
+    const address = addresses[i];
     if (!addressFree(address)) {
       throw new Error(
         `${address}:${SWARM_PORT} is in use; stop what holds it or pass --first-address.`,

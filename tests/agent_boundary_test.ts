@@ -21,6 +21,7 @@ import {
   deleteUser,
   runAs,
   type TestUser,
+  unlockAs,
 } from "./support/unix_users.ts";
 import { waitUntil } from "./support/wait.ts";
 import { writePolicies } from "../src/agent/policy.ts";
@@ -88,47 +89,48 @@ async function probe(user: TestUser | null, args: string[]): Promise<string> {
   return result.stdout.split("\n")[0];
 }
 
-/** Unlocks `user`'s puddle from a parent that stays alive (a kept session). */
-async function unlockKept(user: TestUser, env: Record<string, string>) {
-  const child = new Deno.Command("runuser", {
-    args: [
-      "-u",
-      user.name,
-      "--",
-      "env",
-      "-i",
-      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      "sh",
-      "-c",
-      '"$0" swarm puddle unlock && exec sleep 600',
-      VIGO,
-    ],
-    cwd: REPO,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(`${PASS}\n`));
-  await writer.close();
-  // A deadline, so that a broken unlock fails the test instead of hanging it.
-  const deadline = setTimeout(() => {
-    new Deno.Command("pkill", { args: ["-KILL", "-u", user.name] })
-      .outputSync();
-  }, 60_000);
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  try {
-    while (!text.includes("Puddle unlocked")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`unlock as ${user.name} failed: ${text}`);
-      text += value;
-    }
-  } finally {
-    clearTimeout(deadline);
-    reader.releaseLock();
-    child.stdout.cancel().catch(() => {});
+/**
+ * The fleet's user makes a puddle on `envoy`, unlocks it and founds
+ * `handle` from a one-commit repository; returns the project id.
+ */
+async function foundProject(
+  envoy: Envoy,
+  dir: string,
+  handle: string,
+): Promise<string> {
+  assert.equal(
+    (await vigo(envoy.env, ["swarm", "puddle", "init"], `${PASS}\n${PASS}\n`))
+      .code,
+    0,
+  );
+  assert.equal(
+    (await vigo(envoy.env, ["swarm", "puddle", "unlock"], `${PASS}\n`)).code,
+    0,
+  );
+  const work = `${dir}/${handle}/work`;
+  Deno.mkdirSync(work, { recursive: true });
+  const withGit = withGitback(`${dir}/${handle}`);
+  for (
+    const args of [
+      ["init", "--quiet", "-b", "main"],
+      ["commit", "--quiet", "--allow-empty", "-m", "one"],
+    ]
+  ) {
+    await runCommand("git", {
+      args,
+      env: withGit(envoy.env),
+      clearEnv: true,
+      cwd: work,
+    });
   }
+  const founded = await runCommand(VIGO, {
+    args: ["swarm", "gitback", "project", "init", handle],
+    env: withGit(envoy.env),
+    clearEnv: true,
+    cwd: work,
+  });
+  assert.equal(founded.code, 0, founded.stderr);
+  return /gitback:\/\/([0-9a-f]{64})\//.exec(founded.stdout)![1];
 }
 
 function mkfifo(user: TestUser, path: string) {
@@ -156,7 +158,6 @@ Deno.test({
     try {
       fleet = await fleetUp(`${dir}/fleet`, {
         envoys: 1,
-        firstAddress: 20 + Math.floor(Math.random() * 200),
         start: false,
       });
       const [a] = fleet.envoys;
@@ -173,38 +174,7 @@ Deno.test({
       const socket = `${a.root}/var/run/vigo/gitback.sock`;
 
       // The fleet user founds a project mallory is not part of.
-      assert.equal(
-        (await vigo(a.env, ["swarm", "puddle", "init"], `${PASS}\n${PASS}\n`))
-          .code,
-        0,
-      );
-      assert.equal(
-        (await vigo(a.env, ["swarm", "puddle", "unlock"], `${PASS}\n`)).code,
-        0,
-      );
-      const work = `${dir}/work`;
-      Deno.mkdirSync(work);
-      for (
-        const args of [
-          ["init", "--quiet", "-b", "main"],
-          ["commit", "--quiet", "--allow-empty", "-m", "secret"],
-        ]
-      ) {
-        await runCommand("git", {
-          args,
-          env: withGit(a.env),
-          clearEnv: true,
-          cwd: work,
-        });
-      }
-      const founded = await runCommand(VIGO, {
-        args: ["swarm", "gitback", "project", "init", "secret-plan"],
-        env: withGit(a.env),
-        clearEnv: true,
-        cwd: work,
-      });
-      assert.equal(founded.code, 0, founded.stderr);
-      const secretId = /gitback:\/\/([0-9a-f]{64})\//.exec(founded.stdout)![1];
+      const secretId = await foundProject(a, dir, "secret-plan");
 
       assert.equal(
         (await runAs(
@@ -462,7 +432,7 @@ Deno.test({
         "a push that stores nothing creates no repository",
         async () => {
           await ensureAgent();
-          await unlockKept(mallory, mallory.env);
+          await unlockAs(mallory, PASS);
           const empty = `${mallory.home}/empty`;
           await runAs(mallory, ["git", "init", "--quiet", empty]);
           const init = await runCommand("runuser", {
@@ -550,7 +520,6 @@ Deno.test({
     try {
       fleet = await fleetUp(`${dir}/fleet`, {
         envoys: 2,
-        firstAddress: 20 + Math.floor(Math.random() * 200),
         start: false,
       });
       const [a, b] = fleet.envoys;
@@ -560,41 +529,9 @@ Deno.test({
       mallory.env = { ...mallory.env, VIGO_ROOT: b.root };
       manage(b, [mallory]);
       for (const envoy of fleet.envoys) await startAgent(fleet, envoy);
-      const withGit = withGitback(dir);
 
       // The fleet user founds a project on envoy-a.
-      assert.equal(
-        (await vigo(a.env, ["swarm", "puddle", "init"], `${PASS}\n${PASS}\n`))
-          .code,
-        0,
-      );
-      assert.equal(
-        (await vigo(a.env, ["swarm", "puddle", "unlock"], `${PASS}\n`)).code,
-        0,
-      );
-      const work = `${dir}/work`;
-      Deno.mkdirSync(work);
-      for (
-        const args of [
-          ["init", "--quiet", "-b", "main"],
-          ["commit", "--quiet", "--allow-empty", "-m", "one"],
-        ]
-      ) {
-        await runCommand("git", {
-          args,
-          env: withGit(a.env),
-          clearEnv: true,
-          cwd: work,
-        });
-      }
-      const founded = await runCommand(VIGO, {
-        args: ["swarm", "gitback", "project", "init", "shared"],
-        env: withGit(a.env),
-        clearEnv: true,
-        cwd: work,
-      });
-      assert.equal(founded.code, 0, founded.stderr);
-      const id = /gitback:\/\/([0-9a-f]{64})\//.exec(founded.stdout)![1];
+      const id = await foundProject(a, dir, "shared");
       const victimKey = (await vigo(a.env, ["swarm", "puddle", "pubkey"]))
         .stdout.trim();
 

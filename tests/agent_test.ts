@@ -10,6 +10,7 @@ import { type FleetPki, makeFleetPki, writeEnvoyTls } from "./support/pki.ts";
 import { swarmRequest, type SwarmTls } from "../src/agent/swarm_client.ts";
 import { createFleetCa, issueEnvoyCertificate } from "../src/ca/ca.ts";
 import { waitUntil } from "./support/wait.ts";
+import { freeLoopbackBlock } from "../scripts/fleet.ts";
 
 const isRoot = Deno.uid() === 0;
 const PORT = 1531;
@@ -34,15 +35,9 @@ function portFree(address: string): boolean {
   }
 }
 
-/** 127.0.0.2 if port 1531 is free there, else a free 127.0.0.x, x in 20..60. */
+/** A loopback address with the swarm port free, picked at random. */
 function freeAddress(): string {
-  if (portFree("127.0.0.2")) return "127.0.0.2";
-  const candidates = Array.from({ length: 41 }, (_, i) => 20 + i)
-    .sort(() => Math.random() - 0.5);
-  for (const x of candidates) {
-    if (portFree(`127.0.0.${x}`)) return `127.0.0.${x}`;
-  }
-  throw new Error(`no loopback address with port ${PORT} free`);
+  return freeLoopbackBlock(1)[0];
 }
 
 /** A temp VIGO_ROOT holding envoy-a's TLS material and agent.yaml. */

@@ -160,17 +160,15 @@ Deno.test({
       users.push(userA);
       const userB = createUser(dir, "vgib");
       users.push(userB);
-      const first = 20 + Math.floor(Math.random() * 100);
       for (
-        const [name, user, address] of [
-          ["a", userA, first],
-          ["b", userB, first + 100],
+        const [name, user] of [
+          ["a", userA],
+          ["b", userB],
         ] as const
       ) {
         fleets.push(
           await fleetUp(`${dir}/fleet-${name}`, {
             envoys: 1,
-            firstAddress: address,
             homes: { [user.name]: user.home },
             start: false,
           }),

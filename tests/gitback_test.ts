@@ -77,7 +77,6 @@ Deno.test({
       users.push(eve);
       fleet = await fleetUp(`${dir}/fleet`, {
         envoys: 1,
-        firstAddress: 20 + Math.floor(Math.random() * 200),
         homes: { [bob.name]: bob.home, [eve.name]: eve.home },
       });
       const [a] = fleet.envoys;

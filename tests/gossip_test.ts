@@ -48,7 +48,6 @@ Deno.test({
     try {
       fleet = await fleetUp(`${dir}/fleet`, {
         envoys: 3,
-        firstAddress: 20 + Math.floor(Math.random() * 200),
       });
       const [a, b, c] = fleet.envoys;
       const env = withGitback(dir)(a.env);

@@ -42,7 +42,6 @@ Deno.test({
       const homeA = user.home;
       fleet = await fleetUp(`${base}/fleet`, {
         envoys: 2,
-        firstAddress: 20 + Math.floor(Math.random() * 200),
         homes: (envoy) => ({
           [name]: envoy.name === "envoy-a" ? homeA : homeB,
         }),

@@ -104,7 +104,6 @@ Deno.test({
     try {
       fleet = await fleetUp(`${dir}/fleet`, {
         envoys: 4,
-        firstAddress: 20 + Math.floor(Math.random() * 200),
         start: false,
       });
       const [a, b, c] = fleet.envoys;

@@ -22,6 +22,8 @@ import {
   deleteUser,
   runAs,
   type TestUser,
+  unlockAs,
+  type UserSession,
 } from "./support/unix_users.ts";
 import { waitUntil } from "./support/wait.ts";
 import { writePolicies } from "../src/agent/policy.ts";
@@ -62,61 +64,6 @@ function snapshot(dir: string): Map<string, string> {
   return out;
 }
 
-/**
- * Unlocks `user`'s puddle from a shell that stays alive (a session helper
- * locks itself once the process that started it is gone); `lock` locks it
- * as the user and ends that shell, by pid.
- */
-async function unlockUntilLocked(
-  user: TestUser,
-): Promise<{ lock(): Promise<void> }> {
-  const env = Object.entries(user.env).map(([k, v]) => `${k}=${v}`);
-  const child = new Deno.Command("runuser", {
-    args: [
-      "-u",
-      user.name,
-      "--",
-      "env",
-      "-i",
-      ...env,
-      "sh",
-      "-c",
-      'echo "parent $$"; "$0" swarm puddle unlock && echo unlocked && exec sleep 3600',
-      VIGO,
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(`${PASS}\n`));
-  await writer.close();
-  const stderr = new Response(child.stderr).text();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!/^unlocked$/m.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) {
-      throw new Error(`unlock failed: ${text}${await stderr}`);
-    }
-    text += value;
-  }
-  await reader.cancel();
-  const parent = Number(/^parent (\d+)$/m.exec(text)![1]);
-  return {
-    async lock() {
-      await runAs(user, [VIGO, "swarm", "puddle", "lock"]);
-      try {
-        Deno.kill(parent, "SIGTERM");
-      } catch {
-        // Already gone.
-      }
-      await child.status;
-      await stderr;
-    },
-  };
-}
-
 async function headOf(repo: string): Promise<string | null> {
   const out = await runCommand("git", {
     args: ["-C", repo, "rev-parse", "--verify", "-q", "refs/heads/main"],
@@ -144,16 +91,14 @@ Deno.test({
     const dir = Deno.makeTempDirSync({ prefix: "vigo-rootpaths-" });
     Deno.chmodSync(dir, 0o755);
     const users: TestUser[] = [];
-    let session: { lock(): Promise<void> } | undefined;
+    let session: UserSession | undefined;
     let fleet: Fleet | undefined;
     try {
       const mallory = createUser(dir, "vgtr");
       users.push(mallory);
-      const first = 20 + Math.floor(Math.random() * 200);
       // The agents act on the fleet's user and on this one.
       fleet = await fleetUp(`${dir}/fleet`, {
         envoys: 2,
-        firstAddress: first,
         homes: { [mallory.name]: mallory.home },
       });
       const [a, b] = fleet.envoys;
@@ -191,7 +136,7 @@ Deno.test({
 
       // The user founds a project of their own and publishes it.
       await as([VIGO, "swarm", "puddle", "init"], `${PASS}\n${PASS}\n`);
-      session = await unlockUntilLocked(mallory);
+      session = await unlockAs(mallory, PASS);
       const work = `${mallory.home}/work`;
       await as(["git", "init", "--quiet", "-b", "main", work]);
       await as(["sh", "-c", `echo one > ${work}/file`]);

@@ -10,38 +10,18 @@
 import { toHex } from "../crypto/hex.ts";
 import { formatPublicKey } from "../crypto/ed25519.ts";
 import { SessionClient } from "../puddle/session/client.ts";
-import { PROOF_TIMEOUT_MS, proofPayload } from "./connect_protocol.ts";
+import {
+  type LineCarry,
+  PROOF_TIMEOUT_MS,
+  proofPayload,
+  readHandshakeLine,
+  writeHandshakeLine,
+} from "./connect_protocol.ts";
 
-async function readLine(
-  conn: Deno.UnixConn,
-  carry: { bytes: Uint8Array },
-): Promise<string> {
-  const buffer = new Uint8Array(4096);
-  for (;;) {
-    const newline = carry.bytes.indexOf(0x0a);
-    if (newline >= 0) {
-      const line = new TextDecoder().decode(carry.bytes.subarray(0, newline));
-      carry.bytes = carry.bytes.slice(newline + 1);
-      return line;
-    }
-    if (carry.bytes.length > 4096) {
-      throw new Error("the agent sent an oversized line.");
-    }
-    const n = await conn.read(buffer);
-    if (n === null) throw new Error("the agent closed the connection.");
-    const joined = new Uint8Array(carry.bytes.length + n);
-    joined.set(carry.bytes);
-    joined.set(buffer.subarray(0, n), carry.bytes.length);
-    carry.bytes = joined;
-  }
-}
-
-async function writeLine(conn: Deno.UnixConn, value: unknown) {
-  const bytes = new TextEncoder().encode(JSON.stringify(value) + "\n");
-  let written = 0;
-  while (written < bytes.length) {
-    written += await conn.write(bytes.subarray(written));
-  }
+async function readLine(conn: Deno.UnixConn, carry: LineCarry) {
+  const line = await readHandshakeLine(conn, carry);
+  if (line === null) throw new Error("the agent closed the connection.");
+  return line;
 }
 
 /**
@@ -63,7 +43,7 @@ export async function proveToAgent(
   const timer = setTimeout(() => conn.close(), PROOF_TIMEOUT_MS);
   try {
     const carry = { bytes: new Uint8Array(0) };
-    await writeLine(conn, { op: "prove" });
+    await writeHandshakeLine(conn, { op: "prove" });
     const challenge = JSON.parse(await readLine(conn, carry));
     if (challenge.ok === false) throw new Error(String(challenge.error));
     if (
@@ -83,7 +63,7 @@ export async function proveToAgent(
         uid: challenge.uid,
       }),
     );
-    await writeLine(conn, { pubkey, signature: toHex(signature) });
+    await writeHandshakeLine(conn, { pubkey, signature: toHex(signature) });
     const verdict = JSON.parse(await readLine(conn, carry));
     if (verdict.ok !== true) {
       throw new Error(String(verdict.error ?? "the agent refused the proof."));

@@ -93,3 +93,50 @@ export function proofPayload(fields: {
     uid: fields.uid,
   });
 }
+
+/** What a client of the git socket keeps between reads: bytes past a line. */
+export interface LineCarry {
+  bytes: Uint8Array;
+}
+
+/**
+ * Reads one `\n`-terminated line from the agent's socket, keeping what
+ * follows it in `carry` (the pack protocol may start right after). Resolves
+ * to null when the agent closed first; throws on a line over
+ * {@link MAX_HANDSHAKE_LINE}, finished or not.
+ */
+export async function readHandshakeLine(
+  conn: Deno.UnixConn,
+  carry: LineCarry,
+): Promise<string | null> {
+  const buffer = new Uint8Array(4096);
+  for (;;) {
+    const newline = carry.bytes.indexOf(0x0a);
+    if ((newline < 0 ? carry.bytes.length : newline) > MAX_HANDSHAKE_LINE) {
+      throw new Error("the agent sent an oversized handshake line.");
+    }
+    if (newline >= 0) {
+      const line = new TextDecoder().decode(carry.bytes.subarray(0, newline));
+      carry.bytes = carry.bytes.slice(newline + 1);
+      return line;
+    }
+    const n = await conn.read(buffer);
+    if (n === null) return null;
+    const joined = new Uint8Array(carry.bytes.length + n);
+    joined.set(carry.bytes);
+    joined.set(buffer.subarray(0, n), carry.bytes.length);
+    carry.bytes = joined;
+  }
+}
+
+/** Writes `value` as one JSON line to the agent's socket. */
+export async function writeHandshakeLine(
+  conn: Deno.UnixConn,
+  value: unknown,
+): Promise<void> {
+  const bytes = new TextEncoder().encode(JSON.stringify(value) + "\n");
+  let written = 0;
+  while (written < bytes.length) {
+    written += await conn.write(bytes.subarray(written));
+  }
+}

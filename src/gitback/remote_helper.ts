@@ -18,7 +18,9 @@ import {
   challengePayload,
   type ConnectRequest,
   type GitService,
-  MAX_HANDSHAKE_LINE,
+  type LineCarry,
+  readHandshakeLine,
+  writeHandshakeLine,
 } from "./connect_protocol.ts";
 
 /** Capabilities announced to git, one per line. */
@@ -26,41 +28,20 @@ export const CAPABILITIES = ["connect"];
 
 class HelperFailure extends Error {}
 
-/** Reads one `\n`-terminated line from the agent connection. */
-async function readLine(
-  conn: Deno.UnixConn,
-  carry: { bytes: Uint8Array },
-): Promise<string> {
-  const buffer = new Uint8Array(4096);
-  for (;;) {
-    const newline = carry.bytes.indexOf(0x0a);
-    if ((newline < 0 ? carry.bytes.length : newline) > MAX_HANDSHAKE_LINE) {
-      throw new HelperFailure("the agent sent an oversized handshake line.");
-    }
-    if (newline >= 0) {
-      const line = new TextDecoder().decode(carry.bytes.subarray(0, newline));
-      carry.bytes = carry.bytes.slice(newline + 1);
-      return line;
-    }
-    const n = await conn.read(buffer);
-    if (n === null) {
-      throw new HelperFailure(
-        "the agent closed the connection during the handshake.",
-      );
-    }
-    const joined = new Uint8Array(carry.bytes.length + n);
-    joined.set(carry.bytes);
-    joined.set(buffer.subarray(0, n), carry.bytes.length);
-    carry.bytes = joined;
+/** Reads one handshake line; the agent closing first is a failure. */
+async function readLine(conn: Deno.UnixConn, carry: LineCarry) {
+  let line: string | null;
+  try {
+    line = await readHandshakeLine(conn, carry);
+  } catch (error) {
+    throw new HelperFailure((error as Error).message);
   }
-}
-
-async function sendLine(conn: Deno.UnixConn, value: unknown) {
-  const bytes = new TextEncoder().encode(JSON.stringify(value) + "\n");
-  let written = 0;
-  while (written < bytes.length) {
-    written += await conn.write(bytes.subarray(written));
+  if (line === null) {
+    throw new HelperFailure(
+      "the agent closed the connection during the handshake.",
+    );
   }
+  return line;
 }
 
 /** Opens the agent socket and completes the handshake for `service`. */
@@ -93,7 +74,7 @@ async function connectService(
     chain: tokens.chain,
   };
   const carry = { bytes: new Uint8Array(0) };
-  await sendLine(conn, request);
+  await writeHandshakeLine(conn, request);
   const reply = JSON.parse(await readLine(conn, carry));
   if (reply.ok === false) throw new HelperFailure(String(reply.error));
   if (typeof reply.challenge !== "string" || typeof reply.agent !== "string") {
@@ -125,7 +106,7 @@ async function connectService(
     }
     throw error;
   }
-  await sendLine(conn, { signature: toHex(signature) });
+  await writeHandshakeLine(conn, { signature: toHex(signature) });
   const verdict = JSON.parse(await readLine(conn, carry));
   if (verdict.ok !== true) {
     conn.close();
