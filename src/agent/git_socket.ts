@@ -548,6 +548,7 @@ export async function startGitSocket(
     log.info("removed unfinished first pushes", { count: staged });
   }
   const open = new Map<number, number>();
+  const sockets = new Set<net.Socket>();
   let total = 0;
   const busyLog = new RateLimitedLog(10_000);
   // Half-open: git closes its side after sending a pack and still waits
@@ -588,7 +589,9 @@ export async function startGitSocket(
     }
     open.set(uid, mine + 1);
     total++;
+    sockets.add(socket);
     socket.once("close", () => {
+      sockets.delete(socket);
       total--;
       const left = (open.get(uid) ?? 1) - 1;
       if (left > 0) open.set(uid, left);
@@ -620,6 +623,8 @@ export async function startGitSocket(
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
+        // A stopping agent ends its sessions rather than waiting for them.
+        for (const socket of sockets) socket.destroy();
         removeIfExists(path);
       }),
   };

@@ -393,9 +393,15 @@ export async function startSwarmServer(
     if (socket.destroyed) return;
     waiting.set(socket, setTimeout(() => socket.destroy(), idleMs));
   };
+  // Open connections, so that close() can end keep-alive ones at once.
+  const open = new Set<TLSSocket>();
   server.on("secureConnection", (socket: TLSSocket) => {
+    open.add(socket);
     awaitRequest(socket);
-    socket.once("close", () => clearTimeout(waiting.get(socket)));
+    socket.once("close", () => {
+      open.delete(socket);
+      clearTimeout(waiting.get(socket));
+    });
   });
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket as TLSSocket;
@@ -445,6 +451,7 @@ export async function startSwarmServer(
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections?.();
+        for (const socket of open) socket.destroy();
       }),
   };
 }
