@@ -110,10 +110,9 @@ function socketAddress(path: string): Uint8Array {
 /** A connected Unix stream socket with deadline-bounded reads and writes. */
 export class UnixSocketClient {
   #fd: number;
-  /** A poll is waiting on a worker thread; close only after it returns. */
-  #polling = false;
+  /** Polls waiting on worker threads; close only after they return. */
+  #polling = 0;
   #closed = false;
-  #pollfd = new Uint8Array(8);
 
   private constructor(fd: number) {
     this.#fd = fd;
@@ -163,18 +162,19 @@ export class UnixSocketClient {
   async #wait(events: number, deadline: number, what: string): Promise<void> {
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new UnixSocketError(what, 110);
-    const view = new DataView(this.#pollfd.buffer);
+    // Each wait has its own pollfd: a read and a write may wait at once.
+    const pollfd = new Uint8Array(8);
+    const view = new DataView(pollfd.buffer);
     view.setInt32(0, this.#fd, true);
     view.setInt16(4, events, true);
-    view.setInt16(6, 0, true);
-    this.#polling = true;
+    this.#polling++;
     try {
-      await lib().pollWait(this.#pollfd, 1n, Math.min(remaining, 2 ** 31 - 1));
+      await lib().pollWait(pollfd, 1n, Math.min(remaining, 2 ** 31 - 1));
     } finally {
-      this.#polling = false;
+      this.#polling--;
     }
     if (this.#closed) {
-      lib().close(this.#fd);
+      if (this.#polling === 0) lib().close(this.#fd);
       throw new Error("the socket was closed while waiting.");
     }
   }
@@ -224,7 +224,7 @@ export class UnixSocketClient {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#polling) lib().shutdown(this.#fd, SHUT_RDWR);
+    if (this.#polling > 0) lib().shutdown(this.#fd, SHUT_RDWR);
     else lib().close(this.#fd);
   }
 }
