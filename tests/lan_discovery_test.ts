@@ -11,6 +11,7 @@ import {
   formatAnnouncement,
   formatPresence,
   heldProjects,
+  MAX_CANDIDATE_HOSTS,
   MAX_SEND_DATAGRAM,
   metaPath,
   parseAnnouncement,
@@ -125,7 +126,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "forged presence lines neither grow the host table nor draw unbounded answers",
+    "forged presence lines neither enter the host table nor draw unbounded answers",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
@@ -144,12 +145,15 @@ Deno.test({
       port,
       periodSeconds: 3600,
     });
+    // A configured host whose line, sent last, shows the flood was read.
+    const sentinel = "f".repeat(64);
+    // (at an address nobody listens on: the flooder counts what it gets).
+    config.hosts = { "envoy-s": "127.0.0.9" };
     const quiet: Logger = { info() {}, warn() {}, error() {} };
-    const announcer = await startAnnouncer(
-      config,
-      quiet,
-      new PeerIndex(10_000),
-    );
+    const index = new PeerIndex(10_000);
+    const announcer = await startAnnouncer(config, quiet, index, {
+      confirm: () => Promise.reject(new Error("not that host")),
+    });
     const flooder = dgram.createSocket("udp4");
     let answers = 0;
     flooder.on("message", () => answers++);
@@ -169,12 +173,23 @@ Deno.test({
         );
         await new Promise((r) => setTimeout(r, 2));
       }
-      await waitUntil(
-        "1024 learned hosts",
-        () => Object.keys(config.hosts).length >= 1024,
+      flooder.send(
+        new TextEncoder().encode(
+          `GITBACKPROJECT:envoy-s:${sentinel}:s:swarm-wide\n`,
+        ),
+        port,
+        "127.0.0.1",
       );
-      await new Promise((r) => setTimeout(r, 300));
-      assert.equal(Object.keys(config.hosts).length, 1024);
+      await waitUntil(
+        "the flood to be read",
+        () => index.holders(sentinel).length > 0,
+      );
+      assert.deepEqual(config.hosts, { "envoy-s": "127.0.0.9" });
+      assert.deepEqual(announcer.hosts.size(), {
+        configured: 1,
+        learned: 0,
+        candidates: MAX_CANDIDATE_HOSTS,
+      });
       assert.ok(answers > 0, "a new host is answered at once");
       assert.ok(answers <= 16, `${answers} immediate answers`);
     } finally {
@@ -216,6 +231,7 @@ Deno.test("forged hosts such as `..` are neither parsed, learned nor indexed", a
     port,
     periodSeconds: 3600,
   });
+  config.hosts = { "envoy-s": "127.0.0.3" };
   const index = new PeerIndex(10_000);
   const refusals: LogFields[] = [];
   const log: Logger = {
@@ -227,7 +243,9 @@ Deno.test("forged hosts such as `..` are neither parsed, learned nor indexed", a
     },
     error() {},
   };
-  const announcer = await startAnnouncer(config, log, index);
+  const announcer = await startAnnouncer(config, log, index, {
+    confirm: () => Promise.reject(new Error("not that host")),
+  });
   const forger = dgram.createSocket("udp4");
   await new Promise<void>((r) => forger.bind(port, "127.0.0.2", () => r()));
   try {
@@ -235,16 +253,23 @@ Deno.test("forged hosts such as `..` are neither parsed, learned nor indexed", a
       `GITBACKHOST:${host}`,
       `GITBACKPROJECT:${host}:${id}:h:swarm-wide`,
     ]);
-    // A well-formed host last, to know when the datagram was handled.
+    // A well-formed host, then a configured one last, to know when the
+    // datagram was handled.
     lines.push(`GITBACKPROJECT:envoy-f:${id}:h:swarm-wide`);
+    lines.push(`GITBACKPROJECT:envoy-s:${"9".repeat(64)}:s:swarm-wide`);
     forger.send(
       new TextEncoder().encode(lines.join("\n") + "\n"),
       port,
       "127.0.0.1",
     );
-    await waitUntil("envoy-f heard", () => index.holders(id).length > 0);
-    assert.deepEqual(index.holders(id).map((a) => a.host), ["envoy-f"]);
-    assert.deepEqual(Object.keys(config.hosts), ["envoy-f"]);
+    await waitUntil(
+      "the datagram handled",
+      () => index.holders("9".repeat(64)).length > 0,
+    );
+    // envoy-f is well-formed but unconfirmed: a candidate, nothing more.
+    assert.deepEqual(index.holders(id), []);
+    assert.deepEqual(Object.keys(config.hosts), ["envoy-s"]);
+    assert.equal(announcer.hosts.size().candidates, 1);
     // Counted, and logged once per period rather than line by line.
     announcer.announceNow();
     assert.deepEqual(refusals, [{
@@ -365,6 +390,8 @@ Deno.test({
       port,
       periodSeconds: 3600,
     });
+    // envoy-a is configured on envoy-b: its lines count at once.
+    b.hosts = { "envoy-a": "127.0.0.1" };
     const heardByB = new PeerIndex(60_000);
     const sniffer = dgram.createSocket("udp4");
     const sniffed = new Set<string>();

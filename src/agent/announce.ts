@@ -8,7 +8,11 @@
  * The older two-field form `GITBACKPROJECT:<host>:<project_id>` still parses.
  * Every datagram starts with `GITBACKHOST:<host>`, so an envoy that holds
  * nothing yet (freshly paired) is still heard and answered.
- * What is heard feeds a per-project index of peers, with staleness.
+ * What is heard feeds a per-project index of peers, with staleness and
+ * bounds. Datagrams are unauthenticated: only lines of hosts configured in
+ * agent.yaml, or of hosts whose name a fleet certificate confirmed at the
+ * datagram's source address over mutual TLS, reach the index; any other
+ * name is a bounded candidate until then (see {@link HostBook}).
  *
  * The lines are split over as many datagrams as needed, each at most
  * {@link MAX_SEND_DATAGRAM} bytes (so it crosses an Ethernet LAN unfragmented)
@@ -21,9 +25,17 @@
 import dgram from "node:dgram";
 import { writeTextAtomic } from "../platform/fs.ts";
 import { isHostName } from "./host_name.ts";
-import { gitbackBase, projectsDir } from "../gitback/repo.ts";
+import {
+  bareRepoPath,
+  gitbackBase,
+  projectsDir,
+  readRepoMeta,
+} from "../gitback/repo.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
+import { confirmHost } from "./host_confirm.ts";
+import { MAX_BACKOFF_PERIODS, PEER_CONCURRENCY } from "./peer_work.ts";
+import { readSwarmTls } from "./swarm_client.ts";
 
 /** One project held by one peer. */
 export interface Announcement {
@@ -53,10 +65,21 @@ const MAX_DATAGRAM = 60_000;
 export const MAX_SEND_DATAGRAM = 1400;
 /** A failing destination is logged at most once per this many ms. */
 const SEND_FAILURE_LOG_MS = 60_000;
-/** Hosts an agent learns from datagrams, beyond those in agent.yaml. */
-const MAX_LEARNED_HOSTS = 1024;
+/**
+ * Hosts an agent learns from datagrams and confirms over mutual TLS, beyond
+ * those in agent.yaml.
+ */
+export const MAX_LEARNED_HOSTS = 1024;
+/** Names heard in datagrams and not (yet) confirmed, with their addresses. */
+export const MAX_CANDIDATE_HOSTS = 256;
+/** Projects the index keeps per announcing host. */
+export const MAX_PROJECTS_PER_HOST = 4096;
+/** Announcements the index keeps in all. */
+export const MAX_INDEX_ENTRIES = 65_536;
 /** Immediate answers to newly heard hosts, per announcement period. */
 const MAX_ANSWERS_PER_PERIOD = 16;
+/** Candidate hosts checked over mutual TLS per announcement period. */
+export const MAX_CHECKS_PER_PERIOD = 16;
 
 const PROJECT_ID = /^[0-9a-f]{64}$/;
 const HANDLE = /^(?!\.)[A-Za-z0-9._-]{1,64}$/;
@@ -152,32 +175,258 @@ export function parseAnnouncement(line: string): Announcement | null {
   return { host, projectId, handle, scope };
 }
 
-/** Who announced what, and when. */
+interface IndexEntry {
+  announcement: Announcement;
+  at: number;
+}
+
+/**
+ * Who announced what, and when: fresh announcements by host and project,
+ * bounded. A host keeps at most {@link MAX_PROJECTS_PER_HOST} projects and
+ * the index at most {@link MAX_INDEX_ENTRIES} announcements in all; past
+ * either bound the announcement heard longest ago gives way, and stale ones
+ * (older than `staleMs`) are dropped as the index is used. The announcer
+ * records only announcements of hosts configured in agent.yaml or confirmed
+ * over mutual TLS (see {@link HostBook}).
+ */
 export class PeerIndex {
-  #seen = new Map<
-    string,
-    Map<string, { announcement: Announcement; at: number }>
-  >();
+  /** Every entry, oldest heard first. */
+  #entries = new Map<string, IndexEntry>();
+  #byProject = new Map<string, Map<string, IndexEntry>>();
+  /** Per host, oldest heard first. */
+  #byHost = new Map<string, Map<string, IndexEntry>>();
 
   constructor(private staleMs: number) {}
 
   /** Records an announcement heard at `now`. */
   record(announcement: Announcement, now = Date.now()): void {
-    let peers = this.#seen.get(announcement.projectId);
-    if (!peers) this.#seen.set(announcement.projectId, peers = new Map());
-    peers.set(announcement.host, { announcement, at: now });
+    const { host, projectId } = announcement;
+    this.#remove(host, projectId);
+    this.prune(now);
+    const perHost = this.#byHost.get(host);
+    if (perHost && perHost.size >= MAX_PROJECTS_PER_HOST) {
+      this.#remove(host, perHost.keys().next().value!);
+    }
+    if (this.#entries.size >= MAX_INDEX_ENTRIES) {
+      const oldest = this.#entries.values().next().value!.announcement;
+      this.#remove(oldest.host, oldest.projectId);
+    }
+    const entry = { announcement, at: now };
+    this.#entries.set(`${host}\n${projectId}`, entry);
+    let peers = this.#byProject.get(projectId);
+    if (!peers) this.#byProject.set(projectId, peers = new Map());
+    peers.set(host, entry);
+    let held = this.#byHost.get(host);
+    if (!held) this.#byHost.set(host, held = new Map());
+    held.set(projectId, entry);
+  }
+
+  #remove(host: string, projectId: string): void {
+    if (!this.#entries.delete(`${host}\n${projectId}`)) return;
+    const peers = this.#byProject.get(projectId);
+    peers?.delete(host);
+    if (peers?.size === 0) this.#byProject.delete(projectId);
+    const held = this.#byHost.get(host);
+    held?.delete(projectId);
+    if (held?.size === 0) this.#byHost.delete(host);
+  }
+
+  /** Drops announcements that are stale at `now`. */
+  prune(now = Date.now()): void {
+    for (const entry of this.#entries.values()) {
+      if (now - entry.at <= this.staleMs) break;
+      this.#remove(entry.announcement.host, entry.announcement.projectId);
+    }
+  }
+
+  /** Forgets everything `host` announced. */
+  forgetHost(host: string): void {
+    for (const projectId of [...(this.#byHost.get(host)?.keys() ?? [])]) {
+      this.#remove(host, projectId);
+    }
   }
 
   /** Fresh announcements for `projectId`. */
   holders(projectId: string, now = Date.now()): Announcement[] {
-    return [...(this.#seen.get(projectId)?.values() ?? [])]
+    return [...(this.#byProject.get(projectId)?.values() ?? [])]
       .filter((e) => now - e.at <= this.staleMs)
       .map((e) => e.announcement);
   }
 
   /** Every fresh announcement. */
   all(now = Date.now()): Announcement[] {
-    return [...this.#seen.keys()].flatMap((id) => this.holders(id, now));
+    return [...this.#entries.values()]
+      .filter((e) => now - e.at <= this.staleMs)
+      .map((e) => e.announcement);
+  }
+
+  /** How much is held: announcements, hosts and projects. */
+  size(): { entries: number; hosts: number; projects: number } {
+    return {
+      entries: this.#entries.size,
+      hosts: this.#byHost.size,
+      projects: this.#byProject.size,
+    };
+  }
+}
+
+/**
+ * Which host names the announcer believes, and at which address. Names in
+ * agent.yaml `hosts` are trusted as configured and never move. Any other
+ * name heard in a datagram is only a candidate (name and source address,
+ * at most {@link MAX_CANDIDATE_HOSTS}, the one heard longest ago giving
+ * way) until a mutual-TLS request to that address shows a fleet
+ * certificate for that name; it is then learned (at most
+ * {@link MAX_LEARNED_HOSTS}), written into `config.hosts` so that every
+ * other part of the agent reaches it there, and forgotten again once no
+ * datagram has come from that address for `staleMs`. A datagram naming a
+ * learned host from another address makes that address a candidate; it
+ * never moves the name by itself. A candidate that failed its check is
+ * checked again only after a back-off that doubles per failure.
+ */
+export class HostBook {
+  readonly #configured: Set<string>;
+  #learned = new Map<string, { address: string; heardAt: number }>();
+  /** `<host> <address>` → candidate, oldest heard first. */
+  #candidates = new Map<
+    string,
+    { host: string; address: string; heardAt: number }
+  >();
+  #checking = new Set<string>();
+  #backoff = new Map<string, { failures: number; until: number }>();
+
+  constructor(
+    private config: AgentConfig,
+    private staleMs: number,
+    private backoffMs: number,
+  ) {
+    this.#configured = new Set(Object.keys(config.hosts));
+  }
+
+  /** True when lines naming `host` and coming from `address` count. */
+  trusted(host: string, address: string): boolean {
+    if (this.#configured.has(host)) return true;
+    return this.#learned.get(host)?.address === address;
+  }
+
+  /**
+   * Notes that a datagram from `address` named `host`: refreshes a learned
+   * host, or records a candidate. Returns true for a candidate not seen
+   * before (which the announcer may answer at once).
+   */
+  heard(host: string, address: string, now = Date.now()): boolean {
+    if (host === this.config.hostname || this.#configured.has(host)) {
+      return false;
+    }
+    const learned = this.#learned.get(host);
+    if (learned?.address === address) {
+      learned.heardAt = now;
+      return false;
+    }
+    const key = `${host} ${address}`;
+    const known = this.#candidates.get(key);
+    this.#candidates.delete(key);
+    if (!known && this.#candidates.size >= MAX_CANDIDATE_HOSTS) {
+      this.#candidates.delete(this.#candidates.keys().next().value!);
+    }
+    this.#candidates.set(key, { host, address, heardAt: now });
+    return !known;
+  }
+
+  /** Up to `count` candidates to check now, the most recently heard first. */
+  due(count: number, now = Date.now()): { host: string; address: string }[] {
+    const due: { host: string; address: string }[] = [];
+    for (const [key, c] of [...this.#candidates].reverse()) {
+      if (due.length >= count) break;
+      if (this.#checking.has(key)) continue;
+      if ((this.#backoff.get(key)?.until ?? 0) > now) continue;
+      due.push({ host: c.host, address: c.address });
+    }
+    for (const c of due) this.#checking.add(`${c.host} ${c.address}`);
+    return due;
+  }
+
+  /** Candidate checks under way. */
+  get checking(): number {
+    return this.#checking.size;
+  }
+
+  /**
+   * Records the outcome of checking `host` at `address`. A confirmed host
+   * is learned (unless {@link MAX_LEARNED_HOSTS} are) and its address
+   * written into `config.hosts`; returns true when it was.
+   */
+  checked(
+    host: string,
+    address: string,
+    confirmed: boolean,
+    now = Date.now(),
+  ): boolean {
+    const key = `${host} ${address}`;
+    this.#checking.delete(key);
+    if (!confirmed) {
+      const failures = (this.#backoff.get(key)?.failures ?? 0) + 1;
+      this.#backoff.delete(key);
+      if (this.#backoff.size >= MAX_CANDIDATE_HOSTS * 4) {
+        this.#backoff.delete(this.#backoff.keys().next().value!);
+      }
+      this.#backoff.set(key, {
+        failures,
+        until: now +
+          this.backoffMs * Math.min(2 ** (failures - 1), MAX_BACKOFF_PERIODS),
+      });
+      return false;
+    }
+    this.#candidates.delete(key);
+    this.#backoff.delete(key);
+    if (this.#configured.has(host)) return false;
+    if (!this.#learned.has(host) && this.#learned.size >= MAX_LEARNED_HOSTS) {
+      return false;
+    }
+    this.#learned.set(host, { address, heardAt: now });
+    this.config.hosts[host] = address;
+    return true;
+  }
+
+  /**
+   * Forgets learned hosts and candidates not heard for `staleMs`; returns
+   * the learned hosts forgotten (their announcements should go too).
+   */
+  expire(now = Date.now()): string[] {
+    const forgotten: string[] = [];
+    for (const [host, learned] of this.#learned) {
+      if (now - learned.heardAt <= this.staleMs) continue;
+      this.#learned.delete(host);
+      if (this.config.hosts[host] === learned.address) {
+        delete this.config.hosts[host];
+      }
+      forgotten.push(host);
+    }
+    for (const [key, c] of this.#candidates) {
+      if (now - c.heardAt > this.staleMs && !this.#checking.has(key)) {
+        this.#candidates.delete(key);
+      }
+    }
+    for (const [key, b] of this.#backoff) {
+      if (b.until < now - this.staleMs) this.#backoff.delete(key);
+    }
+    return forgotten;
+  }
+
+  /** Counts, for tests and logs. */
+  size(): { configured: number; learned: number; candidates: number } {
+    return {
+      configured: this.#configured.size,
+      learned: this.#learned.size,
+      candidates: this.#candidates.size,
+    };
+  }
+
+  /** The learned hosts and their confirmed addresses. */
+  learned(): Record<string, string> {
+    return Object.fromEntries(
+      [...this.#learned].map(([host, l]) => [host, l.address]),
+    );
   }
 }
 
@@ -187,8 +436,9 @@ export function metaPath(config: AgentConfig, projectId: string): string {
 }
 
 /**
- * The recorded handle and scope of a held project; `unknown` and
- * `swarm-wide` when none is recorded.
+ * The recorded handle and scope of a held project: `meta/`, else the record
+ * kept inside the repository; `unknown` and `members-only` when neither
+ * exists.
  */
 export function readProjectMeta(
   config: AgentConfig,
@@ -198,11 +448,44 @@ export function readProjectMeta(
     const meta = JSON.parse(Deno.readTextFileSync(metaPath(config, projectId)));
     return {
       handle: String(meta.handle),
+      scope: meta.scope === "swarm-wide" ? "swarm-wide" : "members-only",
+    };
+  } catch {
+    // Recorded with the repository (a crash may come between the install
+    // and meta/); with no record at all, the narrower scope.
+    const inRepo = readRepoMeta(bareRepoPath(config.paths, projectId));
+    return inRepo ?? { handle: "unknown", scope: "members-only" };
+  }
+}
+
+/**
+ * The handle and scope recorded for a project this envoy holds a bare
+ * repository of, or null when it holds none or recorded no valid handle:
+ * what this envoy confirms to a peer asking over mutual TLS.
+ */
+export function heldRecord(
+  config: AgentConfig,
+  projectId: string,
+): { handle: string; scope: "swarm-wide" | "members-only" } | null {
+  if (!PROJECT_ID.test(projectId)) return null;
+  try {
+    Deno.statSync(`${projectsDir(config.paths)}/${projectId}.git`);
+    const meta = JSON.parse(Deno.readTextFileSync(metaPath(config, projectId)));
+    if (typeof meta?.handle !== "string" || !HANDLE.test(meta.handle)) {
+      return null;
+    }
+    return {
+      handle: meta.handle,
       scope: meta.scope === "members-only" ? "members-only" : "swarm-wide",
     };
   } catch {
-    return { handle: "unknown", scope: "swarm-wide" };
+    return null;
   }
+}
+
+/** True for a handle that announcements and the announced cache carry. */
+export function isAnnouncedHandle(handle: unknown): handle is string {
+  return typeof handle === "string" && HANDLE.test(handle);
 }
 
 /** Remembers a project's handle and scope (first writer wins). */
@@ -242,33 +525,100 @@ export function heldProjects(config: AgentConfig): HeldProject[] {
   return held;
 }
 
-/** Writes the world-readable cache of what peers announce. */
-export function writeAnnouncedCache(
-  config: AgentConfig,
-  index: PeerIndex,
-): void {
-  const path = `${gitbackBase(config.paths)}/gitback-announced.json`;
-  Deno.mkdirSync(gitbackBase(config.paths), { recursive: true, mode: 0o755 });
-  writeTextAtomic(path, JSON.stringify(index.all(), null, 2) + "\n", 0o644);
+/**
+ * One entry of `gitback-announced.json`: a project that `host` announced
+ * and then, asked over mutual TLS by a certificate for that name, said it
+ * holds, with the handle and scope it recorded.
+ */
+export interface ConfirmedProject {
+  project_id: string;
+  handle: string;
+  scope: "swarm-wide" | "members-only";
+  host: string;
+  /** ISO 8601 time of that answer. */
+  confirmed_at: string;
 }
 
-/** Sends announcements every period and listens for peers'. */
+/** Where the world-readable cache of confirmed announcements lives. */
+export function announcedCachePath(config: AgentConfig): string {
+  return `${gitbackBase(config.paths)}/gitback-announced.json`;
+}
+
+/** Writes the world-readable cache of confirmed announcements (0644). */
+export function writeAnnouncedCache(
+  config: AgentConfig,
+  entries: ConfirmedProject[],
+): void {
+  Deno.mkdirSync(gitbackBase(config.paths), { recursive: true, mode: 0o755 });
+  writeTextAtomic(
+    announcedCachePath(config),
+    JSON.stringify(entries, null, 2) + "\n",
+    0o644,
+  );
+}
+
+/** Options of {@link startAnnouncer}. */
+export interface AnnouncerOptions {
+  /**
+   * Checks that `address` serves a fleet certificate for `host`; rejects
+   * otherwise. By default a mutual-TLS request with this envoy's
+   * certificate ({@link confirmHost}).
+   */
+  confirm?: (host: string, address: string) => Promise<void>;
+}
+
+/**
+ * Sends announcements every period and listens for peers'. Only lines of
+ * trusted hosts ({@link HostBook}) reach the index; other names are checked
+ * over mutual TLS first, a few per period.
+ */
 export async function startAnnouncer(
   config: AgentConfig,
   log: Logger,
   index: PeerIndex,
-): Promise<{ stop(): void; announceNow(): void }> {
+  options: AnnouncerOptions = {},
+): Promise<{ stop(): void; announceNow(): void; hosts: HostBook }> {
   const socket = dgram.createSocket({ type: "udp4", reuseAddr: true });
-  // Hosts learned from datagrams, and immediate answers, are bounded: a
-  // datagram's source can be forged, so neither may grow or amplify without
-  // limit.
-  let learned = 0;
+  const periodMs = config.announce.periodSeconds * 1000;
+  const book = new HostBook(
+    config,
+    config.announce.staleSeconds * 1000,
+    periodMs,
+  );
+  const confirm = options.confirm ??
+    ((host: string, address: string) =>
+      confirmHost(readSwarmTls(config), host, address, config.port));
+  // Immediate answers and candidate checks are bounded per period: a
+  // datagram's source can be forged, so neither may amplify without limit.
   let answers = 0;
-  const learn = (host: string, address: string): boolean => {
-    if (config.hosts[host] || learned >= MAX_LEARNED_HOSTS) return false;
-    config.hosts[host] = address;
-    learned++;
-    return true;
+  let checks = 0;
+  let unconfirmed = 0;
+  let unconfirmedLast = "";
+  let stopped = false;
+  const check = () => {
+    const room = Math.min(
+      PEER_CONCURRENCY - book.checking,
+      MAX_CHECKS_PER_PERIOD - checks,
+    );
+    if (room <= 0 || stopped) return;
+    for (const { host, address } of book.due(room)) {
+      checks++;
+      confirm(host, address).then(
+        () => {
+          if (stopped) return;
+          if (book.checked(host, address, true)) {
+            log.info("host confirmed", { host, address });
+          }
+        },
+        (error) => {
+          if (stopped) return;
+          book.checked(host, address, false);
+          unconfirmed++;
+          unconfirmedLast = `${host} at ${address}: ${(error as Error).message}`
+            .slice(0, 200);
+        },
+      ).finally(check);
+    }
   };
   // Refused lines are counted and logged once per period, not one by one:
   // a datagram's source can be forged, and the log must not be a target.
@@ -286,22 +636,23 @@ export async function startAnnouncer(
         refusedFrom = remote.address;
         continue;
       }
-      const host = parsePresence(trimmed);
-      if (
-        host && host !== config.hostname && learn(host, remote.address) &&
-        answers < MAX_ANSWERS_PER_PERIOD
+      const announcement = parseAnnouncement(trimmed);
+      const host = parsePresence(trimmed) ?? announcement?.host;
+      if (!host || host === config.hostname) continue;
+      if (book.trusted(host, remote.address)) {
+        book.heard(host, remote.address);
+        if (announcement) index.record(announcement);
+      } else if (
+        book.heard(host, remote.address) && answers < MAX_ANSWERS_PER_PERIOD
       ) {
         // A host we did not know: answer at once, so a new envoy learns
-        // what we hold without waiting for our next period.
+        // what we hold without waiting for our next period. Its own lines
+        // count once its certificate has confirmed its name.
         answers++;
         void send([remote.address]);
       }
-      const announcement = parseAnnouncement(trimmed);
-      if (announcement && announcement.host !== config.hostname) {
-        learn(announcement.host, remote.address);
-        index.record(announcement);
-      }
     }
+    check();
   });
   socket.on(
     "error",
@@ -324,7 +675,6 @@ export async function startAnnouncer(
   // Send failures are logged once per destination and period of
   // SEND_FAILURE_LOG_MS, with how many were suppressed in between, so a
   // dead route is visible without flooding the log.
-  let stopped = false;
   const failures = new Map<string, { loggedAt: number; suppressed: number }>();
   const sendFailed = (address: string, error: Error) => {
     if (stopped) return;
@@ -377,6 +727,17 @@ export async function startAnnouncer(
   let again = false;
   const announceNow = () => {
     answers = 0;
+    checks = 0;
+    for (const host of book.expire()) index.forgetHost(host);
+    index.prune();
+    if (unconfirmed > 0) {
+      log.info("announced hosts not confirmed", {
+        count: unconfirmed,
+        last: unconfirmedLast,
+      });
+      unconfirmed = 0;
+    }
+    check();
     if (refused > 0) {
       log.warn("malformed announcement lines ignored", {
         count: refused,
@@ -409,6 +770,7 @@ export async function startAnnouncer(
   const timer = setInterval(announceNow, config.announce.periodSeconds * 1000);
   return {
     announceNow,
+    hosts: book,
     stop() {
       stopped = true;
       clearInterval(timer);

@@ -18,15 +18,21 @@ import { parsePublicKey } from "../crypto/ed25519.ts";
 import { decodeToken, verifyChain } from "../gitback/tokens.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
-import type { PeerIndex } from "./announce.ts";
+import { heldRecord, type PeerIndex } from "./announce.ts";
 import { readPolicy } from "./policy.ts";
 import { ADOPT_VERB } from "../gitback/adopt.ts";
 import { HttpError, type SwarmRoute } from "./swarm_server.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
-import { managedHomes } from "./user_homes.ts";
+import { type ManagedHome, managedHomes } from "./user_homes.ts";
 import { holdsProjectDir, readUserProject } from "./user_state.ts";
 import { boundKeyOf } from "./puddle_bindings.ts";
 import { scopeOf } from "./fanout.ts";
+import {
+  boundedAll,
+  PEER_CONCURRENCY,
+  PEER_DEADLINE_MS,
+  peerBackoff,
+} from "./peer_work.ts";
 
 /** Catch-up periods before a peer that had no chain for a user is asked again. */
 const RETRY_AFTER_TICKS = 5;
@@ -63,7 +69,12 @@ function chainsFor(
   return found;
 }
 
-/** `GET /swarm/gitback/chains/<project_id>/<subject hex>`. */
+/**
+ * `GET /swarm/gitback/chains/<project_id>/<subject hex>`. Besides the
+ * chains, `held` says whether this envoy holds a bare repository of the
+ * project (`{"handle","scope"}` as recorded here, else null), whatever the
+ * subject: catch-up asks it to confirm announcements over mutual TLS.
+ */
 export function chainsRoute(config: AgentConfig): SwarmRoute {
   return {
     method: "GET",
@@ -79,13 +90,32 @@ export function chainsRoute(config: AgentConfig): SwarmRoute {
         json: {
           chains: chainsFor(config, project, `ed25519:${subject}`).slice(0, 16),
           scope: scopeOf(config, project),
+          held: heldRecord(config, project),
         },
       };
     },
   };
 }
 
-/** One pass: adopt, for every local puddle, announced projects it is a member of. */
+/** Chain requests one catch-up tick makes, at most. */
+export const MAX_CHAIN_REQUESTS_PER_TICK = 64;
+
+interface Wanted {
+  managed: ManagedHome;
+  pubkey: string;
+  projectId: string;
+  /** Announcing hosts, in the order heard, with what they announced. */
+  hosts: { host: string; scope?: string }[];
+}
+
+/**
+ * One pass: adopt, for every local puddle, announced projects it is a
+ * member of. Each (user, project) asks its announcing hosts one after
+ * another; different ones run {@link PEER_CONCURRENCY} at a time, each
+ * request within {@link PEER_DEADLINE_MS}, at most
+ * {@link MAX_CHAIN_REQUESTS_PER_TICK} requests per pass, and hosts that
+ * failed are skipped while backed off.
+ */
 export async function adoptMemberships(
   config: AgentConfig,
   log: Logger,
@@ -93,25 +123,52 @@ export async function adoptMemberships(
 ): Promise<number> {
   const announced = index.all();
   if (announced.length === 0) return 0;
-  let adopted = 0;
-  const tls = readSwarmTls(config);
+  const backoff = peerBackoff(index, config.reactors.catchupSeconds * 1000);
+  const retryMs = RETRY_AFTER_TICKS * config.reactors.catchupSeconds * 1000;
+  const wanted: Wanted[] = [];
   for (const managed of managedHomes(config)) {
-    const { user, uid, home } = managed;
+    const { user, uid } = managed;
     if (uid !== 0 && !readPolicy(config.paths, user)?.gitback) continue;
     // Only a key this user proved to hold, never identity.pub alone.
     const pubkey = boundKeyOf(config.paths, uid);
     if (!pubkey) continue;
+    const byProject = new Map<string, Wanted>();
     for (const { host, projectId, scope } of announced) {
-      if (holdsProjectDir(managed, projectId)) continue;
       const asked = `${uid}:${projectId}:${host}`;
       const missedAt = misses.get(asked);
-      const retryMs = RETRY_AFTER_TICKS * config.reactors.catchupSeconds * 1000;
       if (missedAt !== undefined && Date.now() - missedAt < retryMs) continue;
+      let entry = byProject.get(projectId);
+      if (!entry) {
+        if (holdsProjectDir(managed, projectId)) continue;
+        byProject.set(
+          projectId,
+          entry = { managed, pubkey, projectId, hosts: [] },
+        );
+      }
+      entry.hosts.push({ host, scope });
+    }
+    wanted.push(...byProject.values());
+  }
+  // Forgotten misses go: the map never outgrows what is announced.
+  for (const [asked, at] of misses) {
+    if (Date.now() - at >= retryMs) misses.delete(asked);
+  }
+  let budget = MAX_CHAIN_REQUESTS_PER_TICK;
+  let adopted = 0;
+  const tls = wanted.length > 0 ? readSwarmTls(config) : null;
+  await boundedAll(wanted, PEER_CONCURRENCY, async (want) => {
+    const { managed, pubkey, projectId } = want;
+    const { user, uid, home } = managed;
+    for (const { host, scope } of want.hosts) {
+      if (!backoff.ready(host)) continue;
+      if (budget <= 0) return;
+      budget--;
+      const asked = `${uid}:${projectId}:${host}`;
       let chain: unknown[] | undefined;
       let heldScope: unknown;
       try {
         const response = await swarmRequest(
-          tls,
+          tls!,
           swarmUrl(
             config,
             host,
@@ -119,8 +176,13 @@ export async function adoptMemberships(
               pubkey.slice("ed25519:".length)
             }`,
           ),
-          { timeoutMs: 10_000 },
+          { timeoutMs: PEER_DEADLINE_MS, peer: host },
         );
+        if (response.status >= 500) {
+          backoff.failed(host);
+          continue;
+        }
+        backoff.succeeded(host);
         if (response.status !== 200) continue;
         const answer = response.json<
           { chains?: unknown[][]; scope?: unknown }
@@ -139,6 +201,7 @@ export async function adoptMemberships(
           }
         }
       } catch {
+        backoff.failed(host);
         continue;
       }
       if (!chain) {
@@ -175,7 +238,8 @@ export async function adoptMemberships(
           error: out.stderr.trim().slice(0, 200),
         });
       }
+      return;
     }
-  }
+  });
   return adopted;
 }

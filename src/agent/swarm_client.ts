@@ -122,7 +122,7 @@ function reasonOf(error: unknown): string {
 /**
  * Sends one request over mutual TLS and reads the whole response, bounded in
  * size (`maxResponseBytes`, 64 MiB) and time (`timeoutMs`, 30 s, covering the
- * body too). Any HTTP status resolves; failing to connect or a broken
+ * body too; `headersTimeoutMs`, if given, for the headers alone). Any HTTP status resolves; failing to connect or a broken
  * exchange rejects with {@link SwarmUnreachableError}.
  */
 export async function swarmRequest(
@@ -133,6 +133,12 @@ export async function swarmRequest(
     body?: Uint8Array | string;
     headers?: Record<string, string>;
     timeoutMs?: number;
+    /**
+     * Deadline for the response headers alone (by default `timeoutMs`), so
+     * a peer that never answers is given up on long before a large body
+     * would be.
+     */
+    headersTimeoutMs?: number;
     maxResponseBytes?: number;
     /** The envoy's name, for error messages (the URL holds its address). */
     peer?: string;
@@ -146,6 +152,16 @@ export async function swarmRequest(
   const limit = init.maxResponseBytes ?? 64 * 1024 * 1024;
   const timeoutMs = init.timeoutMs ?? 30_000;
   const host = new URL(url).host;
+  const headersDeadline = new AbortController();
+  const headersTimer = init.headersTimeoutMs === undefined
+    ? undefined
+    : setTimeout(
+      () =>
+        headersDeadline.abort(
+          new DOMException("no answer in time", "TimeoutError"),
+        ),
+      init.headersTimeoutMs,
+    );
   try {
     let response: Response;
     try {
@@ -154,10 +170,15 @@ export async function swarmRequest(
         body: init.body as BodyInit | undefined,
         headers: init.headers,
         client,
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: AbortSignal.any([
+          AbortSignal.timeout(timeoutMs),
+          headersDeadline.signal,
+        ]),
       });
     } catch (error) {
       throw new SwarmUnreachableError(url, reasonOf(error), init.peer);
+    } finally {
+      clearTimeout(headersTimer);
     }
     const declared = Number(response.headers.get("content-length") ?? "0");
     if (declared > limit) {

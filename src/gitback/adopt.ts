@@ -73,22 +73,65 @@ export async function adoptMembership(
   });
 }
 
-/** Reads the agent's cache of announced projects (empty when absent). */
-export function readAnnounced(
-  path: string,
-): { projectId: string; handle?: string; scope?: string }[] {
+/**
+ * One entry of the agent's `gitback-announced.json`: a project `host`
+ * announced and, asked over mutual TLS, confirmed holding.
+ */
+export interface AnnouncedProject {
+  project_id: string;
+  handle: string;
+  scope: "swarm-wide" | "members-only";
+  host: string;
+  /** ISO 8601 time of the host's answer. */
+  confirmed_at: string;
+}
+
+const ANNOUNCED_FIELDS = [
+  "confirmed_at",
+  "handle",
+  "host",
+  "project_id",
+  "scope",
+].join();
+const HOST =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** True when `value` is exactly an {@link AnnouncedProject}. */
+function isAnnouncedProject(value: unknown): value is AnnouncedProject {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return false;
+  }
+  const entry = value as Record<string, unknown>;
+  return Object.keys(entry).sort().join() === ANNOUNCED_FIELDS &&
+    typeof entry.project_id === "string" &&
+    /^[0-9a-f]{64}$/.test(entry.project_id) &&
+    typeof entry.handle === "string" &&
+    /^(?!\.)[A-Za-z0-9._-]{1,64}$/.test(entry.handle) &&
+    (entry.scope === "swarm-wide" || entry.scope === "members-only") &&
+    typeof entry.host === "string" && HOST.test(entry.host) &&
+    typeof entry.confirmed_at === "string" &&
+    !Number.isNaN(Date.parse(entry.confirmed_at));
+}
+
+/**
+ * Reads the agent's cache of confirmed announcements: a JSON array of
+ * {@link AnnouncedProject}, each with exactly those five fields. Entries
+ * of any other shape are skipped; an absent or unreadable file, or one
+ * that is not an array, reads as empty.
+ */
+export function readAnnounced(path: string): AnnouncedProject[] {
   try {
     const value = JSON.parse(Deno.readTextFileSync(path));
-    return Array.isArray(value) ? value : [];
+    return Array.isArray(value) ? value.filter(isAnnouncedProject) : [];
   } catch {
     return [];
   }
 }
 
 /**
- * Adopts every announced project whose id this signer's key and the
- * announced handle reproduce, and that has no local state yet. Returns the
- * handles adopted.
+ * Adopts every project in the agent's cache of confirmed announcements
+ * whose id this signer's key and the confirmed handle reproduce, and that
+ * has no local state yet. Returns the handles adopted.
  */
 export async function adoptFoundedProjects(
   gitbackDir: string,
@@ -98,10 +141,7 @@ export async function adoptFoundedProjects(
   const adopted: string[] = [];
   for (const entry of readAnnounced(announcedPath)) {
     const handle = entry.handle;
-    if (typeof handle !== "string" || typeof entry.projectId !== "string") {
-      continue;
-    }
-    if (exists(`${projectDir(gitbackDir, entry.projectId)}/project.json`)) {
+    if (exists(`${projectDir(gitbackDir, entry.project_id)}/project.json`)) {
       continue;
     }
     let id: string;
@@ -110,7 +150,7 @@ export async function adoptFoundedProjects(
     } catch {
       continue;
     }
-    if (id !== entry.projectId || adopted.includes(handle)) continue;
+    if (id !== entry.project_id || adopted.includes(handle)) continue;
     writeAdopted(gitbackDir, {
       projectId: id,
       handle,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { formatPublicKey, generateSeed } from "../crypto/ed25519.ts";
-import { adoptFoundedProjects } from "./adopt.ts";
+import { adoptFoundedProjects, readAnnounced } from "./adopt.ts";
 import { readProject, readTokens } from "./project.ts";
 import { projectId } from "./project_id.ts";
 import { seedSigner, verifyChain } from "./tokens.ts";
@@ -13,19 +13,21 @@ Deno.test("unlock adopts only announced projects this key founded", async () => 
     const mine = await projectId(me.publicKey, "work");
     const theirs = await projectId(other.publicKey, "work");
     const announced = `${dir}/announced.json`;
+    const at = new Date().toISOString();
+    const entry = (
+      host: string,
+      project_id: string,
+      handle: string,
+      scope = "swarm-wide",
+    ) => ({ project_id, handle, scope, host, confirmed_at: at });
     Deno.writeTextFileSync(
       announced,
       JSON.stringify([
-        { host: "envoy-a", projectId: theirs, handle: "work" },
+        entry("envoy-a", theirs, "work"),
         // A handle that does not reproduce the id is not adopted.
-        { host: "envoy-a", projectId: mine, handle: "other" },
-        {
-          host: "envoy-a",
-          projectId: mine,
-          handle: "work",
-          scope: "members-only",
-        },
-        { host: "envoy-b", projectId: mine, handle: "work" },
+        entry("envoy-a", mine, "other"),
+        entry("envoy-a", mine, "work", "members-only"),
+        entry("envoy-b", mine, "work"),
       ]),
     );
     const gitbackDir = `${dir}/gitback`;
@@ -69,6 +71,48 @@ Deno.test("a missing or malformed announced cache adopts nothing", async () => {
     // Nothing was written beside the cache itself.
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), [
       "bad.json",
+    ]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("the announced cache is read in exactly its format: snake_case, every field", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const me = seedSigner(generateSeed());
+    const mine = await projectId(me.publicKey, "work");
+    const good = {
+      project_id: mine,
+      handle: "work",
+      scope: "swarm-wide",
+      host: "envoy-a",
+      confirmed_at: "2025-01-02T03:04:05.000Z",
+    };
+    const { confirmed_at: _, ...unconfirmed } = good;
+    const refused = [
+      // The older camelCase form, which carried no confirmation.
+      { host: "envoy-a", projectId: mine, handle: "work" },
+      unconfirmed,
+      { ...good, scope: undefined },
+      { ...good, scope: "everyone" },
+      { ...good, host: "../x" },
+      { ...good, handle: ".hidden" },
+      { ...good, confirmed_at: "yesterday" },
+      { ...good, extra: true },
+      [mine, "work"],
+      null,
+    ];
+    const path = `${dir}/announced.json`;
+    Deno.writeTextFileSync(path, JSON.stringify(refused));
+    assert.deepEqual(readAnnounced(path), []);
+    const gitbackDir = `${dir}/gitback`;
+    Deno.mkdirSync(gitbackDir, { mode: 0o700 });
+    assert.deepEqual(await adoptFoundedProjects(gitbackDir, path, me), []);
+    Deno.writeTextFileSync(path, JSON.stringify([...refused, good]));
+    assert.deepEqual(readAnnounced(path), [good]);
+    assert.deepEqual(await adoptFoundedProjects(gitbackDir, path, me), [
+      "work",
     ]);
   } finally {
     Deno.removeSync(dir, { recursive: true });
