@@ -2,8 +2,9 @@
  * DR catch-up: a project a local user holds state for, but with no bare
  * repository on this envoy (freshly joined, adopted at unlock, missed every
  * push), is pulled as a full bundle from a peer that announces it. One
- * repository per tick. The tick also refreshes the world-readable cache of
- * announcements that `puddle unlock` reads to adopt projects.
+ * repository per tick. The tick also refreshes the world-readable cache
+ * that `puddle unlock` reads to adopt projects: the announced projects that
+ * their hosts confirmed holding when asked over mutual TLS.
  *
  * @module
  */
@@ -13,19 +14,31 @@ import { exists } from "../platform/fs.ts";
 import { BundleError, ingestBundle } from "../gitback/bundle.ts";
 import {
   bareRepoPath,
-  ensureBareRepo,
+  createStagingRepo,
+  ingestTempDir,
+  installStagedRepo,
   listRefs,
   repairHead,
+  writeRepoMeta,
 } from "../gitback/repo.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import {
+  type ConfirmedProject,
+  isAnnouncedHandle,
   type PeerIndex,
   recordProjectMeta,
   writeAnnouncedCache,
 } from "./announce.ts";
 import { CHAIN_HEADER, retryPendingFanOut, SCOPE_HEADER } from "./fanout.ts";
 import { adoptMemberships } from "./member_adopt.ts";
+import {
+  boundedAll,
+  PEER_CONCURRENCY,
+  PEER_DEADLINE_MS,
+  type PeerBackoff,
+  peerBackoff,
+} from "./peer_work.ts";
 import { startReactor } from "./reactor.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
 import { managedHomes } from "./user_homes.ts";
@@ -57,38 +70,156 @@ function missingProjects(config: AgentConfig): Missing[] {
   return missing;
 }
 
-/** One catch-up pass; returns the project pulled, if any. */
-export async function catchUpOnce(
+/** Confirmations of announced projects asked per tick, at most. */
+export const MAX_CONFIRMATIONS_PER_TICK = 64;
+/** Catch-up periods a host's answer about a project it holds is kept. */
+const CONFIRMED_FOR_TICKS = 10;
+/** Catch-up periods a host's "not held here" is kept. */
+const REFUTED_FOR_TICKS = 2;
+/** The subject asked for when only `held` matters: it names no key. */
+const NO_SUBJECT = "0".repeat(64);
+
+interface Confirmation {
+  held: { handle: string; scope: "swarm-wide" | "members-only" } | null;
+  at: number;
+}
+
+/** Per agent (its peer index): `<host>\n<project>` → that host's answer. */
+const confirmations = new WeakMap<PeerIndex, Map<string, Confirmation>>();
+
+/**
+ * Asks announcing hosts, over mutual TLS, whether they hold what they
+ * announce, and writes `gitback-announced.json` with the projects they
+ * confirmed (handle and scope as the host recorded them). Answers are kept
+ * for a few periods; at most {@link MAX_CONFIRMATIONS_PER_TICK} questions
+ * per tick, {@link PEER_CONCURRENCY} at a time, within
+ * {@link PEER_DEADLINE_MS} each, never to a host that is backed off.
+ */
+export async function refreshAnnouncedCache(
+  config: AgentConfig,
+  index: PeerIndex,
+  backoff: PeerBackoff,
+): Promise<ConfirmedProject[]> {
+  const periodMs = config.reactors.catchupSeconds * 1000;
+  let known = confirmations.get(index);
+  if (!known) confirmations.set(index, known = new Map());
+  const now = Date.now();
+  const announced = index.all(now);
+  const current = new Set(announced.map((a) => `${a.host}\n${a.projectId}`));
+  for (const key of known.keys()) if (!current.has(key)) known.delete(key);
+  const expired = (c: Confirmation | undefined) =>
+    !c ||
+    now - c.at >= periodMs * (c.held ? CONFIRMED_FOR_TICKS : REFUTED_FOR_TICKS);
+  // Never asked first, then the oldest answers.
+  const due = announced
+    .filter((a) =>
+      expired(known.get(`${a.host}\n${a.projectId}`)) && backoff.ready(a.host)
+    )
+    .sort((x, y) =>
+      (known.get(`${x.host}\n${x.projectId}`)?.at ?? -1) -
+      (known.get(`${y.host}\n${y.projectId}`)?.at ?? -1)
+    )
+    .slice(0, MAX_CONFIRMATIONS_PER_TICK);
+  const tls = due.length > 0 ? readSwarmTls(config) : null;
+  await boundedAll(due, PEER_CONCURRENCY, async ({ host, projectId }) => {
+    if (!backoff.ready(host)) return;
+    const key = `${host}\n${projectId}`;
+    try {
+      const response = await swarmRequest(
+        tls!,
+        swarmUrl(
+          config,
+          host,
+          `/swarm/gitback/chains/${projectId}/${NO_SUBJECT}`,
+        ),
+        { timeoutMs: PEER_DEADLINE_MS, peer: host },
+      );
+      if (response.status >= 500) {
+        backoff.failed(host);
+        return;
+      }
+      backoff.succeeded(host);
+      let held: Confirmation["held"] = null;
+      if (response.status === 200) {
+        const answer = response.json<{ held?: unknown }>().held as
+          | { handle?: unknown; scope?: unknown }
+          | null
+          | undefined;
+        if (
+          isAnnouncedHandle(answer?.handle) &&
+          (answer.scope === "swarm-wide" || answer.scope === "members-only")
+        ) held = { handle: answer.handle, scope: answer.scope };
+      }
+      known.set(key, { held, at: Date.now() });
+    } catch {
+      backoff.failed(host);
+    }
+  });
+  const confirmed: ConfirmedProject[] = [];
+  for (const { host, projectId } of announced) {
+    const c = known.get(`${host}\n${projectId}`);
+    if (!c?.held || expired(c)) continue;
+    confirmed.push({
+      project_id: projectId,
+      handle: c.held.handle,
+      scope: c.held.scope,
+      host,
+      confirmed_at: new Date(c.at).toISOString(),
+    });
+  }
+  confirmed.sort((x, y) =>
+    x.project_id.localeCompare(y.project_id) || x.host.localeCompare(y.host)
+  );
+  writeAnnouncedCache(config, confirmed);
+  return confirmed;
+}
+
+/**
+ * Pulls the first missing project that a ready holder announces, asking its
+ * holders one at a time: each must send its answer's headers within
+ * {@link PEER_DEADLINE_MS} (the bundle itself may take up to 120 s), and a
+ * holder that failed is backed off.
+ */
+async function pullMissing(
   config: AgentConfig,
   log: Logger,
   index: PeerIndex,
+  backoff: PeerBackoff,
 ): Promise<string | null> {
-  writeAnnouncedCache(config, index);
-  await retryPendingFanOut(config, log, index);
-  await adoptMemberships(config, log, index);
   for (const project of missingProjects(config)) {
-    const holders = index.holders(project.projectId);
+    const holders = index.holders(project.projectId)
+      .filter((holder) => backoff.ready(holder.host));
     if (holders.length === 0) continue;
     const tls = readSwarmTls(config);
     for (const holder of holders) {
       try {
-        const response = await swarmRequest(
-          tls,
-          swarmUrl(
-            config,
-            holder.host,
-            `/swarm/gitback/bundle/${project.projectId}`,
-          ),
-          {
-            headers: {
-              [CHAIN_HEADER]: encodeBase64(
-                new TextEncoder().encode(JSON.stringify(project.chain)),
-              ),
+        let response;
+        try {
+          response = await swarmRequest(
+            tls,
+            swarmUrl(
+              config,
+              holder.host,
+              `/swarm/gitback/bundle/${project.projectId}`,
+            ),
+            {
+              headers: {
+                [CHAIN_HEADER]: encodeBase64(
+                  new TextEncoder().encode(JSON.stringify(project.chain)),
+                ),
+              },
+              headersTimeoutMs: PEER_DEADLINE_MS,
+              timeoutMs: 120_000,
+              maxResponseBytes: 1024 * 1024 * 1024,
+              peer: holder.host,
             },
-            timeoutMs: 120_000,
-            maxResponseBytes: 1024 * 1024 * 1024,
-          },
-        );
+          );
+        } catch (error) {
+          backoff.failed(holder.host);
+          throw error;
+        }
+        if (response.status >= 500) backoff.failed(holder.host);
+        else backoff.succeeded(holder.host);
         if (response.status !== 200) {
           log.warn("catch-up refused", {
             project: project.projectId,
@@ -97,31 +228,44 @@ export async function catchUpOnce(
           });
           continue;
         }
-        const repo = await ensureBareRepo(config.paths, project.projectId);
+        // The holder's recorded scope, over mutual TLS, outranks the user's
+        // local copy (which unlock may have taken from an announcement).
+        const held = response.headers.get(SCOPE_HEADER);
+        const scope = held === "members-only" || held === "swarm-wide"
+          ? held
+          : project.scope === "members-only"
+          ? "members-only"
+          : "swarm-wide";
+        // A staging repository that carries its scope becomes the project's
+        // only once the bundle is in: no crash leaves a half replica.
+        const staging = await createStagingRepo(
+          config.paths,
+          project.projectId,
+        );
+        let changed: number;
         try {
-          const changed = await ingestBundle(repo, response.body);
-          await repairHead(repo, await listRefs(repo));
-          // The holder's recorded scope, over mutual TLS, outranks the
-          // user's local copy (which unlock may have taken from an
-          // unauthenticated announcement).
-          const held = response.headers.get(SCOPE_HEADER);
-          recordProjectMeta(config, {
-            ...project,
-            scope: held === "members-only" || held === "swarm-wide"
-              ? held
-              : project.scope,
-          });
-          log.info("catch-up pulled", {
-            project: project.projectId,
-            peer: holder.host,
-            bytes: response.body.length,
-            refs: changed,
-          });
-          return project.projectId;
+          writeRepoMeta(staging, { handle: project.handle, scope });
+          const tempDir = ingestTempDir(config.paths);
+          Deno.mkdirSync(tempDir, { recursive: true, mode: 0o700 });
+          changed = await ingestBundle(staging, response.body, { tempDir });
         } catch (error) {
-          await Deno.remove(repo, { recursive: true }).catch(() => {});
+          await Deno.remove(staging, { recursive: true }).catch(() => {});
           throw error;
         }
+        const repo = await installStagedRepo(
+          config.paths,
+          project.projectId,
+          staging,
+        );
+        await repairHead(repo, await listRefs(repo));
+        recordProjectMeta(config, { ...project, scope });
+        log.info("catch-up pulled", {
+          project: project.projectId,
+          peer: holder.host,
+          bytes: response.body.length,
+          refs: changed,
+        });
+        return project.projectId;
       } catch (error) {
         log.warn("catch-up failed", {
           project: project.projectId,
@@ -136,6 +280,44 @@ export async function catchUpOnce(
     return null;
   }
   return null;
+}
+
+/** Retries of undelivered pushes under way, per agent (its peer index). */
+const retrying = new WeakSet<PeerIndex>();
+
+/**
+ * One catch-up pass; returns the project pulled, if any. Its parts run side
+ * by side, so a peer that never answers costs the pass one deadline, not
+ * one per part: the announced cache, member adoption and the pull. Retries
+ * of undelivered pushes run in the background, one batch at a time, so
+ * their longer deadlines never hold the pass up.
+ */
+export async function catchUpOnce(
+  config: AgentConfig,
+  log: Logger,
+  index: PeerIndex,
+): Promise<string | null> {
+  const backoff = peerBackoff(index, config.reactors.catchupSeconds * 1000);
+  if (!retrying.has(index)) {
+    retrying.add(index);
+    retryPendingFanOut(config, log, index)
+      .catch((error) =>
+        log.warn("fan-out retry failed", { error: (error as Error).message })
+      )
+      .finally(() => retrying.delete(index));
+  }
+  const [, , pulled] = await Promise.all([
+    refreshAnnouncedCache(config, index, backoff).catch((error) => {
+      log.warn("announced cache not refreshed", {
+        error: (error as Error).message,
+      });
+    }),
+    adoptMemberships(config, log, index).catch((error) => {
+      log.warn("member adoption failed", { error: (error as Error).message });
+    }),
+    pullMissing(config, log, index, backoff),
+  ]);
+  return pulled;
 }
 
 /** Runs {@link catchUpOnce} every `reactors.catchup_s`. */

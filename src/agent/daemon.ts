@@ -19,6 +19,7 @@ import { fanOut } from "./fanout.ts";
 import { PeerIndex, startAnnouncer } from "./announce.ts";
 import { startCatchUp } from "./catchup.ts";
 import { gossipEnvelope, startReconcile } from "./gossip.ts";
+import { resetIngestTempDir } from "../gitback/repo.ts";
 
 /**
  * Checks this envoy's TLS material before serving with it: the key is owned
@@ -95,6 +96,12 @@ export async function runAgent(
   const tls = readSwarmTls(config);
   checkOwnCertificate(config, tls);
   const index = new PeerIndex(config.announce.staleSeconds * 1000);
+  // Bodies a crash left half-received or half-ingested go before any
+  // delivery can arrive.
+  const leftovers = resetIngestTempDir(config.paths);
+  if (leftovers > 0) {
+    log.info("removed unfinished deliveries", { count: leftovers });
+  }
   const server = await startSwarmServer({
     listen: config.listen,
     port: config.port,

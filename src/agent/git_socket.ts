@@ -31,6 +31,7 @@ import {
   removeStaleStaging,
   repairHead,
   tombstonePath,
+  writeRepoMeta,
 } from "../gitback/repo.ts";
 import {
   challengePayload,
@@ -430,6 +431,11 @@ async function firstPush(
       const refs = code === 0 ? await listRefs(staging) : new Map();
       if (refs.size === 0) return;
       const before = new Map<string, string>();
+      // The scope lands with the repository: no crash leaves it unknown.
+      writeRepoMeta(staging, {
+        handle: meta.handle,
+        scope: meta.scope === "members-only" ? "members-only" : "swarm-wide",
+      });
       const target = await installStagedRepo(config.paths, projectId, staging);
       installed = true;
       recordProjectMeta(config, { projectId, ...meta });

@@ -1,8 +1,13 @@
 /**
  * `POST /swarm/gitback/push/<project_id>`: a peer delivers a bundle after a
- * push. The `X-Vigo-Chain` header must verify for the project in the URL;
- * the bundle must verify against the local repository; ingests of one
- * project run one at a time.
+ * push. Everything the headers can tell (project id, gitback enabled, the
+ * `X-Vigo-Chain` header verifying for the project in the URL, membership
+ * for members-only projects, the peer's share of concurrent deliveries) is
+ * checked before any of the body is read; the body then streams into a
+ * private spool file under a per-request cap and a quota shared by every
+ * delivery, and is ingested with git's fsck. Ingests of one project run one
+ * at a time; a first bundle builds the repository, with its recorded handle
+ * and scope, in a staging directory installed only once it is complete.
  *
  * @module
  */
@@ -17,26 +22,45 @@ import { type VerifiedChain, verifyChain } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import {
   BundleError,
-  ingestBundle,
+  ingestBundleFile,
   MissingPrerequisites,
 } from "../gitback/bundle.ts";
 import {
   bareRepoPath,
-  ensureBareRepo,
+  createStagingRepo,
+  ingestTempDir,
+  installStagedRepo,
   listRefs,
   repairHead,
   tombstonePath,
+  writeRepoMeta,
 } from "../gitback/repo.ts";
 import { MAX_CHAIN_BYTES } from "../gitback/tokens.ts";
 import { type AgentConfig, gitbackEnabledHere } from "./config.ts";
 import type { Logger } from "./log.ts";
-import { HttpError, type SwarmRoute } from "./swarm_server.ts";
+import { HttpError, SpoolQuota, type SwarmRoute } from "./swarm_server.ts";
 import { CHAIN_HEADER, SCOPE_HEADER, scopeOf } from "./fanout.ts";
 import { recordProjectMeta } from "./announce.ts";
 import { createBundle } from "../gitback/bundle.ts";
 
 /** Largest bundle a peer may deliver. */
 export const MAX_BUNDLE_BYTES = 1024 * 1024 * 1024;
+
+/** Bytes that deliveries being received may hold on disk at once. */
+export const INGEST_QUOTA_BYTES = 2 * 1024 * 1024 * 1024;
+
+/** Deliveries one peer (certificate subject) may have in progress at once. */
+export const MAX_DELIVERIES_PER_PEER = 2;
+
+/** Limits of the push route; tests make them small. */
+export interface PushRouteLimits {
+  /** Largest body ({@link MAX_BUNDLE_BYTES}). */
+  maxBundleBytes?: number;
+  /** Bytes spooled at once across deliveries ({@link INGEST_QUOTA_BYTES}). */
+  quotaBytes?: number;
+  /** Concurrent deliveries per peer ({@link MAX_DELIVERIES_PER_PEER}). */
+  perPeer?: number;
+}
 
 /** Parses and verifies the chain header for `projectId`. */
 export async function verifyChainHeader(
@@ -105,12 +129,24 @@ export async function hasLocalMember(
 }
 
 /** The receive side of push fan-out. */
-export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
+export function pushRoute(
+  config: AgentConfig,
+  log: Logger,
+  limits: PushRouteLimits = {},
+): SwarmRoute {
   const queues = new Map<string, Promise<unknown>>();
+  const spool = {
+    dir: ingestTempDir(config.paths),
+    quota: new SpoolQuota(limits.quotaBytes ?? INGEST_QUOTA_BYTES),
+  };
+  const perPeer = limits.perPeer ?? MAX_DELIVERIES_PER_PEER;
+  const active = new Map<string, number>();
   return {
     method: "POST",
     pattern: "/swarm/gitback/push/:project",
-    maxBodyBytes: MAX_BUNDLE_BYTES,
+    maxBodyBytes: limits.maxBundleBytes ?? MAX_BUNDLE_BYTES,
+    // Headers first: nothing of the body is read until they pass.
+    streamBody: true,
     handler: async (ctx) => {
       const projectId = ctx.params.project;
       if (!/^[0-9a-f]{64}$/.test(projectId)) {
@@ -127,9 +163,6 @@ export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
         ctx.headers[CHAIN_HEADER],
         projectId,
       );
-      if (ctx.body.length === 0) {
-        throw new HttpError(400, "the body must be a git bundle.");
-      }
       const scope = ctx.headers[SCOPE_HEADER] === "members-only"
         ? "members-only"
         : "swarm-wide";
@@ -142,39 +175,44 @@ export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
           `${projectId} is members-only and no puddle on ${config.hostname} is a member.`,
         );
       }
-      // One ingest per project at a time, so concurrent pushes cannot race.
-      const previous = queues.get(projectId) ?? Promise.resolve();
-      const run = previous.catch(() => {}).then(async () => {
-        const existed = exists(bareRepoPath(config.paths, projectId));
-        const repo = await ensureBareRepo(config.paths, projectId);
-        try {
-          const changed = await ingestBundle(repo, ctx.body);
-          await repairHead(repo, await listRefs(repo));
-          recordProjectMeta(config, {
-            projectId,
-            handle: verified.handle,
-            scope,
-          });
-          return changed;
-        } catch (error) {
-          // A refused first bundle leaves no empty repository behind.
-          if (!existed) {
-            await Deno.remove(repo, { recursive: true }).catch(() => {});
-          }
-          throw error;
-        }
-      });
-      queues.set(projectId, run);
+      const peer = ctx.peer.subject;
+      const running = active.get(peer) ?? 0;
+      if (running >= perPeer) {
+        throw new HttpError(
+          429,
+          `${peer} already has ${running} deliveries in progress on ${config.hostname}; send this one after them.`,
+        );
+      }
+      active.set(peer, running + 1);
       try {
-        const changed = await run;
-        log.info("bundle ingested", {
-          project: projectId,
-          peer: ctx.peer.subject,
-          bytes: ctx.body.length,
-          refs_changed: changed,
-        });
-        return { status: 200, json: { accepted: true, refs_changed: changed } };
+        const body = await ctx.spoolBody(spool);
+        if (body.bytes === 0) {
+          throw new HttpError(400, "the body must be a git bundle.");
+        }
+        const meta = { handle: verified.handle, scope } as const;
+        // One ingest per project at a time, so concurrent pushes cannot race.
+        const previous = queues.get(projectId) ?? Promise.resolve();
+        const run = previous.catch(() => {}).then(() =>
+          ingestDelivery(config, projectId, body.path, meta)
+        );
+        queues.set(projectId, run);
+        try {
+          const changed = await run;
+          log.info("bundle ingested", {
+            project: projectId,
+            peer,
+            bytes: body.bytes,
+            refs_changed: changed,
+          });
+          return {
+            status: 200,
+            json: { accepted: true, refs_changed: changed },
+          };
+        } finally {
+          if (queues.get(projectId) === run) queues.delete(projectId);
+        }
       } catch (error) {
+        if (error instanceof HttpError) throw error;
         if (error instanceof MissingPrerequisites) {
           throw new HttpError(409, error.message);
         }
@@ -182,22 +220,59 @@ export function pushRoute(config: AgentConfig, log: Logger): SwarmRoute {
           // The peer learns what was wrong; only the log has local detail.
           log.warn("bundle refused", {
             project: projectId,
-            peer: ctx.peer.subject,
+            peer,
             error: error.detail ?? error.message,
           });
           throw new HttpError(400, error.message);
         }
         log.error("bundle ingest failed", {
           project: projectId,
-          peer: ctx.peer.subject,
+          peer,
           error: (error as Error).message,
         });
         throw new HttpError(500, "internal error while storing the bundle.");
       } finally {
-        if (queues.get(projectId) === run) queues.delete(projectId);
+        const left = (active.get(peer) ?? 1) - 1;
+        if (left > 0) active.set(peer, left);
+        else active.delete(peer);
       }
     },
   };
+}
+
+/**
+ * Ingests a spooled bundle. Into an existing repository directly (git
+ * writes objects before it moves refs); otherwise into a staging
+ * repository that gets the project's handle and scope recorded inside it
+ * before it is installed, so no crash leaves a repository whose scope is
+ * unknown, and a refused first bundle leaves no repository at all.
+ */
+async function ingestDelivery(
+  config: AgentConfig,
+  projectId: string,
+  file: string,
+  meta: { handle: string; scope: "swarm-wide" | "members-only" },
+): Promise<number> {
+  const repo = bareRepoPath(config.paths, projectId);
+  if (exists(repo)) {
+    const changed = await ingestBundleFile(repo, file);
+    await repairHead(repo, await listRefs(repo));
+    recordProjectMeta(config, { projectId, ...meta });
+    return changed;
+  }
+  const staging = await createStagingRepo(config.paths, projectId);
+  try {
+    writeRepoMeta(staging, meta);
+    const changed = await ingestBundleFile(staging, file);
+    await repairHead(staging, await listRefs(staging));
+    // A rename, unless a first push made the repository meanwhile.
+    const installed = await installStagedRepo(config.paths, projectId, staging);
+    recordProjectMeta(config, { projectId, ...meta });
+    await repairHead(installed, await listRefs(installed));
+    return changed;
+  } finally {
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+  }
 }
 
 /**

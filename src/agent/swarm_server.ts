@@ -33,10 +33,63 @@ export interface SwarmContext {
   headers: Record<string, string | undefined>;
   /** The caller, from its verified certificate. */
   peer: PeerIdentity;
-  /** The whole request body, within the route's cap. */
+  /**
+   * The whole request body, within the route's cap; empty on routes with
+   * `streamBody`, whose handlers take it with {@link SwarmContext.spoolBody}.
+   */
   body: Uint8Array;
   /** The body as JSON; throws an {@link HttpError} 400 when it is not. */
   json<T = unknown>(): T;
+  /**
+   * Routes with `streamBody` only: streams the body into a new file (0600)
+   * in `spool.dir`, within the route's cap and the spool's quota, and
+   * resolves with its path and size. Over the cap or the quota it throws a
+   * 413 at once; a body that ends early is a 400. The server removes the
+   * file, and frees its quota, once the handler has finished.
+   */
+  spoolBody(spool: BodySpool): Promise<SpooledBody>;
+}
+
+/**
+ * Bytes that spooled bodies may hold on disk at once, shared by every
+ * request that spools into it.
+ */
+export class SpoolQuota {
+  /** The most bytes held at once. */
+  readonly limit: number;
+  #used = 0;
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+  /** Bytes held now. */
+  get used(): number {
+    return this.#used;
+  }
+  /** Takes `bytes` when they fit; false (taking nothing) otherwise. */
+  take(bytes: number): boolean {
+    if (bytes < 0 || this.#used + bytes > this.limit) return false;
+    this.#used += bytes;
+    return true;
+  }
+  /** Gives back `bytes` taken before. */
+  give(bytes: number): void {
+    this.#used = Math.max(0, this.#used - bytes);
+  }
+}
+
+/** Where a streamed body goes: a private directory and a shared quota. */
+export interface BodySpool {
+  /** A directory only this process's user may enter (created 0700). */
+  dir: string;
+  quota: SpoolQuota;
+}
+
+/** A body streamed to disk by {@link SwarmContext.spoolBody}. */
+export interface SpooledBody {
+  /** The file; removed by the server after the handler. */
+  path: string;
+  /** Its size in bytes. */
+  bytes: number;
 }
 
 /** What a handler returns. */
@@ -62,6 +115,13 @@ export interface SwarmRoute {
   pattern: string;
   /** Body cap for this route; the server default (1 MiB) otherwise. */
   maxBodyBytes?: number;
+  /**
+   * When true the server reads nothing of the body before the handler
+   * runs: the handler checks the request's headers first and then streams
+   * the body to disk with `ctx.spoolBody`, or answers without reading it
+   * (the rest is then discarded, for as long as the connection may idle).
+   */
+  streamBody?: boolean;
   handler: SwarmHandler;
 }
 
@@ -190,6 +250,67 @@ function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
   });
 }
 
+/**
+ * Streams a request body into a new file in `spool.dir`: a declared length
+ * over `limit` or over what the quota has left is refused before anything
+ * is read; a streamed body is cut (file removed, quota given back) as soon
+ * as it passes either. `held` collects what the caller must release.
+ */
+async function spoolBody(
+  req: IncomingMessage,
+  limit: number,
+  spool: BodySpool,
+  held: { path?: string; bytes: number },
+): Promise<SpooledBody> {
+  if (held.path !== undefined || req.readableEnded) {
+    throw new Error("a request body can be spooled only once.");
+  }
+  const overQuota = () =>
+    new HttpError(
+      413,
+      `request body does not fit in the ${spool.quota.limit} bytes this envoy keeps for incoming bodies at once; retry later.`,
+    );
+  const declared = Number(req.headers["content-length"] ?? "NaN");
+  if (declared > limit) throw tooLarge(limit);
+  if (Number.isSafeInteger(declared)) {
+    if (!spool.quota.take(declared)) throw overQuota();
+    held.bytes = declared;
+  }
+  Deno.mkdirSync(spool.dir, { recursive: true, mode: 0o700 });
+  Deno.chmodSync(spool.dir, 0o700);
+  const path = `${spool.dir}/body-${crypto.randomUUID()}`;
+  const file = await Deno.open(path, {
+    write: true,
+    createNew: true,
+    mode: 0o600,
+  });
+  held.path = path;
+  let size = 0;
+  try {
+    // Not destroyed on a cut: the answer still has to go out on its socket.
+    const chunks = req.iterator({ destroyOnReturn: false }) as AsyncIterable<
+      Uint8Array
+    >;
+    for await (const chunk of chunks) {
+      size += chunk.length;
+      if (size > limit) throw tooLarge(limit);
+      if (size > held.bytes) {
+        if (!spool.quota.take(size - held.bytes)) throw overQuota();
+        held.bytes = size;
+      }
+      let at = 0;
+      while (at < chunk.length) at += await file.write(chunk.subarray(at));
+    }
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    throw new HttpError(400, "the request body ended early.");
+  } finally {
+    file.close();
+  }
+  if (!req.complete) throw new HttpError(400, "the request body ended early.");
+  return { path, bytes: size };
+}
+
 function decodeParams(
   route: CompiledRoute,
   match: RegExpExecArray,
@@ -307,6 +428,16 @@ export async function startSwarmServer(
       subject: Array.isArray(subject) ? subject.join(",") : String(subject),
       fingerprint256: String(cert.fingerprint256 ?? ""),
     };
+    /** A body being spooled: its file and quota, released after the answer. */
+    let spooled: { path?: string; bytes: number; spool: BodySpool } | undefined;
+    /** Removes the spooled file and frees its quota (before answering). */
+    const releaseSpool = async () => {
+      const held = spooled;
+      spooled = undefined;
+      if (!held) return;
+      if (held.path) await Deno.remove(held.path).catch(() => {});
+      held.spool.quota.give(held.bytes);
+    };
     const timer = setTimeout(() => {
       respond(408, {
         json: {
@@ -329,7 +460,10 @@ export async function startSwarmServer(
         );
       }
       const params = decodeParams(route, route.regex.exec(url.pathname)!);
-      const body = await readBody(req, route.maxBodyBytes ?? defaultLimit);
+      const limit = route.maxBodyBytes ?? defaultLimit;
+      const body = route.streamBody
+        ? new Uint8Array(0)
+        : await readBody(req, limit);
       const headers: Record<string, string | undefined> = {};
       for (const [k, v] of Object.entries(req.headers)) {
         headers[k] = Array.isArray(v) ? v.join(",") : v;
@@ -343,9 +477,17 @@ export async function startSwarmServer(
         peer,
         body,
         json: <T>() => parseJson<T>(body),
+        spoolBody: (spool) => {
+          if (!route.streamBody) {
+            throw new Error(`${route.pattern} does not stream its body.`);
+          }
+          return spoolBody(req, limit, spool, spooled ??= { bytes: 0, spool });
+        },
       });
+      await releaseSpool();
       respond(reply.status, reply);
     } catch (error) {
+      await releaseSpool();
       if (error instanceof HttpError) {
         respond(error.status, { json: { error: error.message } });
       } else {
@@ -359,6 +501,7 @@ export async function startSwarmServer(
       }
     } finally {
       clearTimeout(timer);
+      await releaseSpool();
       log.info("swarm request", {
         method,
         path: url.pathname,

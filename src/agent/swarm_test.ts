@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import { createFleetCa, issueEnvoyCertificate } from "../ca/ca.ts";
 import { formatLogLine, type LogFields, type Logger } from "./log.ts";
 import { swarmRequest, type SwarmTls } from "./swarm_client.ts";
+import { rawPost } from "../../tests/support/raw_https.ts";
 import {
   HttpError,
+  SpoolQuota,
   startSwarmServer,
   type SwarmRoute,
 } from "./swarm_server.ts";
@@ -481,4 +483,160 @@ Deno.test("connections that never complete a request are cut off", async () => {
     assert.match(answer, /^HTTP\/1\.1 400 /);
     assert.match(answer, /"error":"the request target is not a path/);
   }, { requestTimeoutMs: 300 });
+});
+
+Deno.test("streamBody routes answer on headers alone, before reading the body", async () => {
+  const route: SwarmRoute = {
+    method: "POST",
+    pattern: "/swarm/stream",
+    maxBodyBytes: 1024 * 1024 * 1024,
+    streamBody: true,
+    handler: (ctx) => {
+      if (ctx.headers["x-ok"] !== "yes") {
+        throw new HttpError(403, "no.");
+      }
+      return { status: 200, json: {} };
+    },
+  };
+  await withServer([route], async ({ url, client }) => {
+    const { port } = new URL(url("/"));
+    const total = 512 * 1024 * 1024;
+    const refused = await rawPost(
+      client,
+      { hostname: "127.0.0.1", port: +port },
+      `POST /swarm/stream HTTP/1.1\r\nHost: x\r\nContent-Length: ${total}\r\n\r\n`,
+      total,
+    );
+    assert.equal(refused.status, 403, refused.answer);
+    // Answered long before the body was through.
+    assert.ok(
+      refused.sentBeforeAnswer < total / 4,
+      `${refused.sentBeforeAnswer} bytes went out before the answer`,
+    );
+  });
+});
+
+Deno.test("spooled bodies go to a private file within the cap and the quota, and are removed after", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "vigo-spool-test-" });
+  const spool = { dir: `${dir}/spool`, quota: new SpoolQuota(3 * 1024 * 1024) };
+  const seen: { size: number; mode: number; dirMode: number; text: string }[] =
+    [];
+  let release = Promise.withResolvers<void>();
+  let arrived = Promise.withResolvers<void>();
+  const route: SwarmRoute = {
+    method: "POST",
+    pattern: "/swarm/spool",
+    maxBodyBytes: 2 * 1024 * 1024,
+    streamBody: true,
+    handler: async (ctx) => {
+      const body = await ctx.spoolBody(spool);
+      const data = Deno.readFileSync(body.path);
+      seen.push({
+        size: body.bytes,
+        mode: Deno.statSync(body.path).mode! & 0o777,
+        dirMode: Deno.statSync(spool.dir).mode! & 0o777,
+        text: new TextDecoder().decode(data.subarray(0, 5)),
+      });
+      if (ctx.headers["x-hold"]) {
+        arrived.resolve();
+        await release.promise;
+      }
+      return { status: 200, json: { size: body.bytes } };
+    },
+  };
+  try {
+    await withServer([route], async ({ url, client }) => {
+      const { port } = new URL(url("/"));
+      const address = { hostname: "127.0.0.1", port: +port };
+      const entries = () => [...Deno.readDirSync(spool.dir)].map((e) => e.name);
+      const post = (size: number, extra = "", declared = true) =>
+        rawPost(
+          client,
+          address,
+          `POST /swarm/spool HTTP/1.1\r\nHost: x\r\n${extra}${
+            declared
+              ? `Content-Length: ${size}\r\n`
+              : "Transfer-Encoding: chunked\r\n"
+          }\r\n`,
+          declared ? size : 0,
+        );
+
+      // Within the cap: spooled, 0600 in a 0700 directory, then removed.
+      const ok = await swarmRequest(client, url("/swarm/spool"), {
+        method: "POST",
+        body: new TextEncoder().encode("hello spool"),
+      });
+      assert.equal(ok.status, 200);
+      assert.deepEqual(seen[0], {
+        size: 11,
+        mode: 0o600,
+        dirMode: 0o700,
+        text: "hello",
+      });
+      assert.deepEqual(entries(), []);
+      assert.equal(spool.quota.used, 0);
+
+      // Over the cap, declared: refused unread, nothing on disk.
+      const declared = await post(64 * 1024 * 1024);
+      assert.equal(declared.status, 413, declared.answer);
+      assert.ok(declared.sentBeforeAnswer < 16 * 1024 * 1024);
+
+      // Over the cap, streamed (no length): cut at the cap, file removed.
+      const tlsClient = Deno.createHttpClient({
+        caCerts: [client.caPem],
+        cert: client.certPem,
+        key: client.keyPem,
+      });
+      try {
+        let sent = 0;
+        const chunk = new Uint8Array(64 * 1024);
+        const streamed = await fetch(url("/swarm/spool"), {
+          method: "POST",
+          client: tlsClient,
+          body: new ReadableStream<Uint8Array>({
+            pull(controller) {
+              if (sent >= 64 * 1024 * 1024) return controller.close();
+              sent += chunk.length;
+              controller.enqueue(chunk);
+            },
+          }),
+        });
+        assert.equal(streamed.status, 413);
+        assert.match((await streamed.json()).error, /2097152 bytes/);
+        assert.ok(sent < 64 * 1024 * 1024, `${sent} bytes sent`);
+      } finally {
+        tlsClient.close();
+      }
+      assert.deepEqual(entries(), []);
+      assert.equal(spool.quota.used, 0);
+
+      // The quota is shared: one held body of 2 MiB leaves 1 MiB for others.
+      const held = swarmRequest(client, url("/swarm/spool"), {
+        method: "POST",
+        body: new Uint8Array(2 * 1024 * 1024),
+        headers: { "x-hold": "1" },
+      });
+      await arrived.promise;
+      assert.equal(spool.quota.used, 2 * 1024 * 1024);
+      assert.equal(entries().length, 1);
+      const over = await post(1536 * 1024);
+      assert.equal(over.status, 413, over.answer);
+      assert.match(over.answer, /3145728 bytes this envoy keeps/);
+      release.resolve();
+      assert.equal((await held).status, 200);
+      assert.deepEqual(entries(), []);
+      assert.equal(spool.quota.used, 0);
+      release = Promise.withResolvers<void>();
+      arrived = Promise.withResolvers<void>();
+      // With the quota free again the same body fits.
+      const fits = await swarmRequest(client, url("/swarm/spool"), {
+        method: "POST",
+        body: new Uint8Array(1536 * 1024),
+      });
+      assert.equal(fits.status, 200);
+      assert.deepEqual(entries(), []);
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

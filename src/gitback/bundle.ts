@@ -113,8 +113,7 @@ export async function createBundle(
 /**
  * Checks that the pack inside a bundle is complete: it starts with `PACK`
  * and ends with the SHA-1 of everything before its trailer. `git bundle
- * verify` checks only the header and prerequisites, and a fetch that needs
- * no new objects never reads the pack at all.
+ * verify` checks only the header and prerequisites.
  */
 export function assertCompletePack(bytes: Uint8Array): void {
   const headerEnd = indexOfBlankLine(bytes);
@@ -135,17 +134,168 @@ export function assertCompletePack(bytes: Uint8Array): void {
   }
 }
 
-function indexOfBlankLine(bytes: Uint8Array): number {
-  for (let i = 0; i + 1 < bytes.length; i++) {
+function indexOfBlankLine(bytes: Uint8Array, from = 0): number {
+  for (let i = Math.max(0, from); i + 1 < bytes.length; i++) {
     if (bytes[i] === 0x0a && bytes[i + 1] === 0x0a) return i;
   }
   return -1;
+}
+
+/** Largest bundle header (signature, prerequisites, refs) read. */
+export const MAX_BUNDLE_HEADER_BYTES = 16 * 1024 * 1024;
+
+/** A bundle file's header and where its pack starts. */
+interface BundleLayout {
+  /** The header's lines, the signature line first. */
+  lines: string[];
+  /** Byte offset of the pack. */
+  packStart: number;
+}
+
+/**
+ * Reads a bundle file's header (at most {@link MAX_BUNDLE_HEADER_BYTES})
+ * and checks its pack as {@link assertCompletePack} does, streaming: the
+ * body never sits in memory whole.
+ */
+async function readBundleLayout(path: string): Promise<BundleLayout> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    const size = (await file.stat()).size;
+    const chunk = new Uint8Array(1024 * 1024);
+    let head = new Uint8Array(0);
+    let blank = -1;
+    while (blank < 0 && head.length < Math.min(size, MAX_BUNDLE_HEADER_BYTES)) {
+      const n = await file.read(chunk);
+      if (n === null) break;
+      const grown = new Uint8Array(head.length + n);
+      grown.set(head);
+      grown.set(chunk.subarray(0, n), head.length);
+      blank = indexOfBlankLine(grown, head.length - 1);
+      head = grown;
+    }
+    if (blank < 0 || blank > MAX_BUNDLE_HEADER_BYTES) {
+      throw new BundleError(
+        "not a valid git bundle: no pack after the header.",
+      );
+    }
+    const packStart = blank + 2;
+    const packSize = size - packStart;
+    const magic = new TextDecoder().decode(
+      head.subarray(packStart, packStart + 4),
+    );
+    if (packSize < 32 || (head.length >= packStart + 4 && magic !== "PACK")) {
+      throw new BundleError(
+        "not a valid git bundle: no pack after the header.",
+      );
+    }
+    // SHA-1 here is git's pack checksum, an integrity check, not security.
+    const hash = sha1.create();
+    await file.seek(packStart, Deno.SeekMode.Start);
+    let left = packSize - 20;
+    let first = true;
+    while (left > 0) {
+      const n = await file.read(
+        chunk.subarray(0, Math.min(chunk.length, left)),
+      );
+      if (n === null) break;
+      const part = chunk.subarray(0, n);
+      if (first && new TextDecoder().decode(part.subarray(0, 4)) !== "PACK") {
+        throw new BundleError(
+          "not a valid git bundle: no pack after the header.",
+        );
+      }
+      first = false;
+      hash.update(part);
+      left -= n;
+    }
+    const trailer = new Uint8Array(20);
+    let got = 0;
+    while (left === 0 && got < 20) {
+      const n = await file.read(trailer.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+    const digest = hash.digest();
+    if (got < 20 || digest.some((b, i) => b !== trailer[i])) {
+      throw new BundleError(
+        "not a valid git bundle: the pack is truncated or corrupted.",
+      );
+    }
+    const text = new TextDecoder().decode(head.subarray(0, blank));
+    return { lines: text.split("\n"), packStart };
+  } finally {
+    file.close();
+  }
+}
+
+/** The `refs/…` refs a bundle header lists: ref name → object id. */
+function bundleRefs(lines: string[]): Map<string, string> {
+  const refs = new Map<string, string>();
+  for (const line of lines.slice(1)) {
+    if (line.startsWith("@") || line.startsWith("-")) continue;
+    const match = /^([0-9a-f]{40}) (refs\/\S+)$/.exec(line);
+    if (!match) continue;
+    if (refs.has(match[2])) {
+      throw new BundleError(
+        `not a valid git bundle: it lists ${match[2]} twice.`,
+      );
+    }
+    refs.set(match[2], match[1]);
+  }
+  return refs;
+}
+
+/** Runs git in `repo` with `input` (a string, or a file from an offset). */
+async function gitWithInput(
+  args: string[],
+  input: string | { path: string; offset: number },
+  env: Record<string, string> = {},
+): Promise<{ success: boolean; stdout: string; stderr: string }> {
+  const child = new Deno.Command("git", {
+    args,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { GIT_TERMINAL_PROMPT: "0", ...env },
+  }).spawn();
+  const feed = (async () => {
+    try {
+      if (typeof input === "string") {
+        const writer = child.stdin.getWriter();
+        await writer.write(new TextEncoder().encode(input));
+        await writer.close();
+        return;
+      }
+      const file = await Deno.open(input.path, { read: true });
+      try {
+        await file.seek(input.offset, Deno.SeekMode.Start);
+      } catch (error) {
+        file.close();
+        throw error;
+      }
+      // The stream closes the file when it is done or cancelled.
+      await file.readable.pipeTo(child.stdin);
+    } catch {
+      // git stopped reading; its exit status and stderr say why.
+      await child.stdin.close().catch(() => {});
+    }
+  })();
+  const out = await child.output();
+  await feed;
+  const decoder = new TextDecoder();
+  return {
+    success: out.success,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr).trim(),
+  };
 }
 
 /**
  * Fetches every ref of a bundle into `repo` (forced: the bundle is the
  * sender's state). Objects land before refs move, so an interrupted ingest
  * leaves refs pointing at complete objects. Returns how many refs changed.
+ * `bytes` is written to a temporary file (in `options.tempDir`, else the
+ * system's) and ingested as {@link ingestBundleFile} does.
  *
  * Every failure is a {@link BundleError} (or {@link MissingPrerequisites})
  * whose message names no local path; its `detail` has git's full output.
@@ -153,32 +303,21 @@ function indexOfBlankLine(bytes: Uint8Array): number {
 export async function ingestBundle(
   repo: string,
   bytes: Uint8Array,
+  options: { tempDir?: string } = {},
 ): Promise<number> {
   assertCompletePack(bytes);
   let file: string;
   try {
-    file = await Deno.makeTempFile({ prefix: "vigo-bundle-" });
+    file = await Deno.makeTempFile({
+      prefix: "vigo-bundle-",
+      dir: options.tempDir,
+    });
   } catch (error) {
     throw new BundleError(
       "this envoy could not store the bundle for checking.",
       (error as Error).message,
     );
   }
-  const known: Array<[string, string]> = [
-    [file, "<bundle>"],
-    [realPathOr(file), "<bundle>"],
-    [file.slice(file.lastIndexOf("/") + 1), "<bundle>"],
-    [repo, "<repository>"],
-    [realPathOr(repo), "<repository>"],
-  ];
-  const refuse = (reason: string, error: unknown): never => {
-    if (error instanceof BundleError) throw error;
-    const detail = error instanceof Error ? error.message : String(error);
-    throw new BundleError(
-      `${reason}: ${withoutLocalPaths(detail, known)}`,
-      detail,
-    );
-  };
   try {
     try {
       await Deno.writeFile(file, bytes);
@@ -188,59 +327,214 @@ export async function ingestBundle(
         (error as Error).message,
       );
     }
-    const verify = await new Deno.Command("git", {
-      // Not --quiet: git 2.39 then says nothing about missing
-      // prerequisites, which must be told apart (409, not 400).
-      args: ["-C", repo, "bundle", "verify", file],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!verify.success) {
-      const why = new TextDecoder().decode(verify.stderr).trim();
-      if (/prerequisite/i.test(why)) {
-        throw new MissingPrerequisites(
-          "the bundle needs commits this repository lacks.",
-          `git bundle verify: ${why}`,
-        );
-      }
-      if (
-        known.some(([path, label]) =>
-          label === "<repository>" && why.includes(path)
-        )
-      ) {
-        throw new BundleError(
-          `this envoy could not use its repository: ${
-            withoutLocalPaths(why.split("\n")[0], known)
-          }`,
-          `git bundle verify: ${why}`,
-        );
-      }
+    return await ingestBundleFile(repo, file);
+  } finally {
+    await Deno.remove(file).catch(() => {});
+  }
+}
+
+/**
+ * Ingests the bundle in the file at `path` into `repo`, with the checks a
+ * careful host applies to a push, streaming the file (never reading it
+ * into memory whole):
+ *
+ * 1. the pack after the header starts with `PACK` and ends with the SHA-1
+ *    of its content;
+ * 2. `git bundle verify` (missing prerequisites are a
+ *    {@link MissingPrerequisites});
+ * 3. `git index-pack --strict --fix-thin`: git's fsck of every object (the
+ *    checks `receive.fsckObjects` applies to pushes, `.gitmodules` ones
+ *    included) and of every link from the new objects, before the pack is
+ *    installed;
+ * 4. every new tip is connected (`git rev-list --objects`);
+ * 5. the `refs/…` refs of the bundle are set in one transaction
+ *    (`git update-ref --stdin`).
+ *
+ * Returns how many refs changed. Failures are as for {@link ingestBundle};
+ * an fsck refusal tells the peer only that the objects failed git's
+ * checks, the detail (which object, which check) is for the log.
+ */
+export async function ingestBundleFile(
+  repo: string,
+  path: string,
+): Promise<number> {
+  const known: Array<[string, string]> = [
+    [path, "<bundle>"],
+    [realPathOr(path), "<bundle>"],
+    [path.slice(path.lastIndexOf("/") + 1), "<bundle>"],
+    [repo, "<repository>"],
+    [realPathOr(repo), "<repository>"],
+  ];
+  const refuse = (reason: string, error: unknown): never => {
+    if (error instanceof BundleError) throw error;
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new BundleError(
+      `${reason}: ${withoutLocalPaths(detail, known)}`,
+      `bundle ${path}: ${detail}`,
+    );
+  };
+  let layout: BundleLayout;
+  try {
+    layout = await readBundleLayout(path);
+  } catch (error) {
+    if (error instanceof BundleError) throw error;
+    throw new BundleError(
+      "this envoy could not read the bundle back for checking.",
+      `bundle ${path}: ${(error as Error).message}`,
+    );
+  }
+  const verify = await new Deno.Command("git", {
+    // Not --quiet: git 2.39 then says nothing about missing
+    // prerequisites, which must be told apart (409, not 400).
+    args: ["-C", repo, "bundle", "verify", path],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!verify.success) {
+    const why = new TextDecoder().decode(verify.stderr).trim();
+    if (/prerequisite/i.test(why)) {
+      throw new MissingPrerequisites(
+        "the bundle needs commits this repository lacks.",
+        `git bundle verify: ${why}`,
+      );
+    }
+    if (
+      known.some(([path, label]) =>
+        label === "<repository>" && why.includes(path)
+      )
+    ) {
       throw new BundleError(
-        `not a valid git bundle: ${
-          withoutLocalPaths(why.split("\n")[0], known) || "git refused it"
+        `this envoy could not use its repository: ${
+          withoutLocalPaths(why.split("\n")[0], known)
         }`,
         `git bundle verify: ${why}`,
       );
     }
-    const before = await listRefs(repo).catch((error) =>
-      refuse("the repository could not be read", error)
+    throw new BundleError(
+      `not a valid git bundle: ${
+        withoutLocalPaths(why.split("\n")[0], known) || "git refused it"
+      }`,
+      `git bundle verify: ${why}`,
     );
-    await git([
-      "-C",
-      repo,
-      "fetch",
-      "--quiet",
-      "--no-write-fetch-head",
-      file,
-      "+refs/*:refs/*",
-    ]).catch((error) => refuse("the bundle could not be applied", error));
-    const after = await listRefs(repo).catch((error) =>
-      refuse("the repository could not be read", error)
+  }
+  if (layout.lines.some((line) => line.startsWith("@filter"))) {
+    throw new BundleError(
+      "filtered (partial) bundles are not accepted; send a full or thin bundle.",
     );
-    let changed = 0;
-    for (const [ref, id] of after) if (before.get(ref) !== id) changed++;
-    return changed;
+  }
+  const refs = bundleRefs(layout.lines);
+  const before = await listRefs(repo).catch((error) =>
+    refuse("the repository could not be read", error)
+  );
+  // New objects go to a quarantine beside the bundle first (as
+  // receive-pack does), so a refused pack leaves nothing in the repository.
+  const quarantine = `${path.slice(0, path.lastIndexOf("/")) || "."}/${
+    path.slice(path.lastIndexOf("/") + 1)
+  }.objects`;
+  known.unshift([quarantine, "<quarantine>"]);
+  try {
+    Deno.mkdirSync(`${quarantine}/pack`, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw new BundleError(
+      "this envoy could not store the bundle for checking.",
+      `quarantine ${quarantine}: ${(error as Error).message}`,
+    );
+  }
+  try {
+    const env = {
+      GIT_OBJECT_DIRECTORY: quarantine,
+      GIT_ALTERNATE_OBJECT_DIRECTORIES: `${realPathOr(repo)}/objects`,
+      GIT_QUARANTINE_PATH: quarantine,
+    };
+    // git's fsck of every object, as receive.fsckObjects does for a push.
+    const index = await gitWithInput(
+      ["-C", repo, "index-pack", "--stdin", "--fix-thin", "--strict"],
+      { path, offset: layout.packStart },
+      env,
+    );
+    if (!index.success) {
+      if (/fsck|^error: object [0-9a-f]{40}: /m.test(index.stderr)) {
+        throw new BundleError(
+          "the bundle failed git's object checks (fsck); the receiving envoy's log names the object and the check.",
+          `git index-pack --strict, bundle ${path}: ${index.stderr}`,
+        );
+      }
+      refuse("the bundle could not be applied", new Error(index.stderr));
+    }
+    const updates = [...refs].filter(([ref, id]) => before.get(ref) !== id);
+    if (updates.length > 0) {
+      const connected = await gitWithInput(
+        [
+          "-C",
+          repo,
+          "rev-list",
+          "--objects",
+          "--quiet",
+          "--stdin",
+          "--not",
+          "--all",
+        ],
+        updates.map(([, id]) => `${id}\n`).join(""),
+        env,
+      );
+      if (!connected.success) {
+        refuse(
+          "the bundle could not be applied",
+          new Error(
+            `it did not send all necessary objects: ${connected.stderr}`,
+          ),
+        );
+      }
+    }
+    await migrateObjects(quarantine, `${repo}/objects`).catch((error) =>
+      refuse("the bundle could not be stored", error)
+    );
+    if (updates.length === 0) return 0;
+    const update = await gitWithInput(
+      ["-C", repo, "update-ref", "--stdin"],
+      updates.map(([ref, id]) => `update ${ref} ${id}\n`).join(""),
+    );
+    if (!update.success) {
+      refuse("the bundle could not be applied", new Error(update.stderr));
+    }
+    return updates.length;
   } finally {
-    await Deno.remove(file).catch(() => {});
+    await Deno.remove(quarantine, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * Moves the packs of a quarantine object directory into `objects`: each
+ * `.pack` (and its other files) before its `.idx`, since git finds packs by
+ * their index. Copies when a rename cannot cross file systems.
+ */
+async function migrateObjects(
+  quarantine: string,
+  objects: string,
+): Promise<void> {
+  const names = [...Deno.readDirSync(`${quarantine}/pack`)]
+    .filter((e) => e.isFile && /^pack-[0-9a-f]+\.[a-z]+$/.test(e.name))
+    .map((e) => e.name)
+    .sort((a, b) => Number(a.endsWith(".idx")) - Number(b.endsWith(".idx")));
+  for (const name of names) {
+    const from = `${quarantine}/pack/${name}`;
+    const to = `${objects}/pack/${name}`;
+    try {
+      await Deno.rename(from, to);
+    } catch (error) {
+      if (
+        !(error instanceof Error && /cross-device|EXDEV/i.test(error.message))
+      ) {
+        throw error;
+      }
+      const temp = `${objects}/pack/tmp_vigo_${crypto.randomUUID()}`;
+      try {
+        await Deno.copyFile(from, temp);
+        await Deno.chmod(temp, 0o444);
+        await Deno.rename(temp, to);
+      } finally {
+        await Deno.remove(temp).catch(() => {});
+      }
+    }
   }
 }

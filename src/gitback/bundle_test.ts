@@ -3,6 +3,7 @@ import {
   BundleError,
   createBundle,
   ingestBundle,
+  ingestBundleFile,
   MissingPrerequisites,
   withoutLocalPaths,
 } from "./bundle.ts";
@@ -165,4 +166,102 @@ Deno.test("withoutLocalPaths replaces known paths by labels and hides other abso
     "unable to read <path> see <path>, and 'refs/heads/a/b'",
   );
   assert.equal(withoutLocalPaths("x".repeat(1000)).length, 301);
+});
+
+/**
+ * A work tree whose only commit carries a `.gitmodules` that git's fsck
+ * refuses (a submodule name climbing out with `../`, a url that is an
+ * option), bundled; returns the bundle's path.
+ */
+export function maliciousSubmoduleBundle(dir: string): string {
+  const work = `${dir}/evil-work`;
+  git("init", "--quiet", "-b", "main", work);
+  Deno.writeTextFileSync(
+    `${work}/.gitmodules`,
+    '[submodule "../../x"]\n\tpath = x\n\turl = --upload-pack=touch /tmp/pwned\n',
+  );
+  git("-C", work, "add", ".gitmodules");
+  git("-C", work, "commit", "--quiet", "-m", "evil");
+  const file = `${dir}/evil.bundle`;
+  git("-C", work, "bundle", "create", "--quiet", file, "--all");
+  return file;
+}
+
+Deno.test("a bundle with a malicious .gitmodules fails git's fsck and lands nothing", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "vigo-bundle-test-" });
+  try {
+    const bundle = Deno.readFileSync(maliciousSubmoduleBundle(dir));
+    const target = `${dir}/target.git`;
+    git("init", "--quiet", "--bare", target);
+    const error = await refusal(target, bundle);
+    assert.match(error.message, /failed git's object checks \(fsck\)/);
+    // Which object and which check: for the log, never for the peer.
+    assert.doesNotMatch(error.message, /gitmodules|upload-pack|\.\.\//);
+    assert.match(error.detail, /gitmodulesName/);
+    assert.match(error.detail, /gitmodulesUrl/);
+    assertNoLocalPath(error.message, dir, "fsck");
+    assert.equal(git("-C", target, "for-each-ref"), "");
+    assert.equal(
+      git("-C", target, "count-objects", "-v").match(/^count: (\d+)/m)?.[1],
+      "0",
+    );
+    assert.deepEqual(
+      [...Deno.readDirSync(`${target}/objects/pack`)].map((e) => e.name),
+      [],
+    );
+    // The same bundle goes through a plain `git fetch` (git 2.39 does not
+    // fsck bundles even with transfer.fsckObjects): the check is ours.
+    assert.equal(
+      new Deno.Command("git", {
+        args: [
+          "-C",
+          target,
+          "-c",
+          "transfer.fsckObjects=true",
+          "fetch",
+          "--quiet",
+          `${dir}/evil.bundle`,
+          "+refs/*:refs/*",
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).outputSync().success,
+      git("--version").includes("2.39"),
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("ingestBundleFile streams a bundle from a file, header and pack checked", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "vigo-bundle-test-" });
+  try {
+    const work = `${dir}/work`;
+    git("init", "--quiet", "-b", "main", work);
+    Deno.writeTextFileSync(`${work}/f`, "one\n");
+    git("-C", work, "add", "f");
+    git("-C", work, "commit", "--quiet", "-m", "one");
+    const file = `${dir}/good.bundle`;
+    git("-C", work, "bundle", "create", "--quiet", file, "--all");
+    const target = `${dir}/target.git`;
+    git("init", "--quiet", "--bare", target);
+    const bytes = Deno.readFileSync(file);
+    // A truncated file is refused before git sees it.
+    Deno.writeFileSync(
+      `${dir}/cut.bundle`,
+      bytes.subarray(0, bytes.length - 3),
+    );
+    await assert.rejects(
+      ingestBundleFile(target, `${dir}/cut.bundle`),
+      /truncated or corrupted/,
+    );
+    assert.equal(await ingestBundleFile(target, file), 1);
+    assert.equal(
+      git("-C", target, "rev-parse", "refs/heads/main"),
+      git("-C", work, "rev-parse", "HEAD"),
+    );
+    assert.equal(await ingestBundleFile(target, file), 0);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

@@ -5,7 +5,7 @@
  */
 
 import type { SystemPaths } from "../platform/paths.ts";
-import { exists } from "../platform/fs.ts";
+import { exists, writeTextAtomic } from "../platform/fs.ts";
 
 /** Root of all gitback state on an envoy. */
 export function gitbackBase(paths: SystemPaths): string {
@@ -205,4 +205,80 @@ export async function repairHead(
     ["refs/heads/main", "refs/heads/master"].find((r) => refs.has(r)) ??
       branches[0];
   if (pick) await git(["-C", repo, "symbolic-ref", "HEAD", pick]);
+}
+
+/**
+ * Private directory (root, 0700) where bodies delivered by peers are
+ * spooled before ingest; emptied when the agent starts.
+ */
+export function ingestTempDir(paths: SystemPaths): string {
+  return `${gitbackBase(paths)}/tmp`;
+}
+
+/**
+ * Empties {@link ingestTempDir} (a crash may have left bodies there) and
+ * creates it afresh, 0700. Returns how many entries were removed.
+ */
+export function resetIngestTempDir(paths: SystemPaths): number {
+  const dir = ingestTempDir(paths);
+  let removed = 0;
+  try {
+    const info = Deno.lstatSync(dir);
+    if (info.isDirectory) {
+      for (const _ of Deno.readDirSync(dir)) removed++;
+    } else {
+      removed = 1;
+    }
+    // A symbolic link is removed itself, never followed.
+    Deno.removeSync(dir, { recursive: true });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  Deno.mkdirSync(gitbackBase(paths), { recursive: true, mode: 0o755 });
+  Deno.mkdirSync(dir, { mode: 0o700 });
+  Deno.chmodSync(dir, 0o700);
+  return removed;
+}
+
+/** A project's handle and scope, as recorded with its repository. */
+export interface RepoMeta {
+  handle: string;
+  scope: "swarm-wide" | "members-only";
+}
+
+/** The record of handle and scope kept inside a bare repository. */
+export function repoMetaPath(repo: string): string {
+  return `${repo}/vigo-meta.json`;
+}
+
+/**
+ * Records `meta` inside `repo` (0600, written atomically). Written into a
+ * staging repository before it is installed, the record lands together
+ * with the repository: no crash leaves one without the other.
+ */
+export function writeRepoMeta(repo: string, meta: RepoMeta): void {
+  writeTextAtomic(
+    repoMetaPath(repo),
+    JSON.stringify({ handle: meta.handle, scope: meta.scope }) + "\n",
+    0o600,
+  );
+}
+
+/**
+ * The handle and scope recorded inside `repo`, or null when there is no
+ * readable record. A scope other than `swarm-wide` reads as `members-only`.
+ */
+export function readRepoMeta(repo: string): RepoMeta | null {
+  try {
+    const info = Deno.lstatSync(repoMetaPath(repo));
+    if (!info.isFile || info.size > 4096) return null;
+    const meta = JSON.parse(Deno.readTextFileSync(repoMetaPath(repo)));
+    if (typeof meta?.handle !== "string") return null;
+    return {
+      handle: meta.handle,
+      scope: meta.scope === "swarm-wide" ? "swarm-wide" : "members-only",
+    };
+  } catch {
+    return null;
+  }
 }
