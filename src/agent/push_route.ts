@@ -147,6 +147,9 @@ export function pushRoute(
     maxBodyBytes: limits.maxBundleBytes ?? MAX_BUNDLE_BYTES,
     // Headers first: nothing of the body is read until they pass.
     streamBody: true,
+    // A full bundle of up to 1 GiB, checked by index-pack: as long as the
+    // sender waits (fan-out allows 120 s).
+    timeoutMs: 120_000,
     handler: async (ctx) => {
       const projectId = ctx.params.project;
       if (!/^[0-9a-f]{64}$/.test(projectId)) {

@@ -122,6 +122,8 @@ export interface SwarmRoute {
    * (the rest is then discarded, for as long as the connection may idle).
    */
   streamBody?: boolean;
+  /** Time from request start to answer before a 408; the server's otherwise. */
+  timeoutMs?: number;
   handler: SwarmHandler;
 }
 
@@ -438,13 +440,18 @@ export async function startSwarmServer(
       if (held.path) await Deno.remove(held.path).catch(() => {});
       held.spool.quota.give(held.bytes);
     };
-    const timer = setTimeout(() => {
-      respond(408, {
-        json: {
-          error: `request took too long (limit ${timeoutMs} ms); retry later.`,
-        },
-      }, true);
-    }, timeoutMs);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const answerBy = (limitMs: number) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        respond(408, {
+          json: {
+            error: `request took too long (limit ${limitMs} ms); retry later.`,
+          },
+        }, true);
+      }, limitMs);
+    };
+    answerBy(timeoutMs);
     try {
       const matching = routes.filter((r) => r.regex.test(url.pathname));
       if (matching.length === 0) {
@@ -459,6 +466,7 @@ export async function startSwarmServer(
           }.`,
         );
       }
+      if (route.timeoutMs !== undefined) answerBy(route.timeoutMs);
       const params = decodeParams(route, route.regex.exec(url.pathname)!);
       const limit = route.maxBodyBytes ?? defaultLimit;
       const body = route.streamBody
