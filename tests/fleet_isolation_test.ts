@@ -26,8 +26,8 @@ import { toHex } from "../src/crypto/hex.ts";
 import { mintLeave, verifyLeave } from "../src/gitback/envelopes.ts";
 import { projectId as makeProjectId } from "../src/gitback/project_id.ts";
 import {
-  decodeToken,
   mintBootstrapToken,
+  mintChildToken,
   seedSigner,
 } from "../src/gitback/tokens.ts";
 import { exists } from "../src/platform/fs.ts";
@@ -71,18 +71,32 @@ function placeProject(
   Deno.removeSync(stage);
 }
 
-/** A valid LEAVE for `projectId` from a throwaway puddle, and its id. */
-async function freshLeave(
-  projectId: string,
-): Promise<{ envelope: unknown; id: string }> {
-  const signer = seedSigner(generateSeed());
-  const tokenId = toHex(crypto.getRandomValues(new Uint8Array(32)));
-  const envelope = await mintLeave(signer, { projectId, tokenId });
-  return { envelope, id: (await verifyLeave(envelope, { projectId })).id };
+/**
+ * A project founded by a throwaway puddle, whose members can leave it: a
+ * LEAVE carries the leaver's chain.
+ */
+async function freshProject(handle: string) {
+  const founder = seedSigner(generateSeed());
+  const projectId = await makeProjectId(founder.publicKey, handle);
+  const root = await mintBootstrapToken(founder, handle);
+  return { founder, projectId, root };
 }
 
-function randomProjectId(): string {
-  return toHex(crypto.getRandomValues(new Uint8Array(32)));
+/** A valid LEAVE of a fresh member of `project`, and its id. */
+async function freshLeave(
+  project: Awaited<ReturnType<typeof freshProject>>,
+): Promise<{ envelope: unknown; id: string }> {
+  const signer = seedSigner(generateSeed());
+  const token = await mintChildToken(project.founder, [project.root], {
+    subject: signer.publicKey,
+    role: "member",
+  });
+  const { projectId } = project;
+  const envelope = await mintLeave(signer, {
+    projectId,
+    chain: [project.root, token],
+  });
+  return { envelope, id: (await verifyLeave(envelope, { projectId })).id };
 }
 
 function storedEnvelopes(envoy: Envoy): Record<string, string[]> {
@@ -147,7 +161,7 @@ Deno.test({
         "leave.pending": JSON.stringify([
           await mintLeave(founder, {
             projectId: hostProject,
-            tokenId: decodeToken(bootstrap).id,
+            chain: [bootstrap],
           }),
         ]) + "\n",
         "revoke.pending": JSON.stringify([{ body: "e30=", sig: "00" }]) + "\n",
@@ -188,17 +202,19 @@ Deno.test({
       // directory). A sweep pass visits every home it manages, so by the
       // last round each agent has finished ROUNDS - 1 whole passes since it
       // started, after the host user's files were in place.
-      const projectA = randomProjectId();
-      const projectB = randomProjectId();
+      const fleetProjectA = await freshProject("fleet-a-work");
+      const fleetProjectB = await freshProject("fleet-b-work");
+      const projectA = fleetProjectA.projectId;
+      const projectB = fleetProjectB.projectId;
       const expected: Record<string, string[]> = { a: [], b: [] };
       for (let round = 1; round <= ROUNDS; round++) {
         for (
-          const [key, user, project] of [
-            ["a", userA, projectA],
-            ["b", userB, projectB],
+          const [key, user, project, founded] of [
+            ["a", userA, projectA, fleetProjectA],
+            ["b", userB, projectB, fleetProjectB],
           ] as const
         ) {
-          const leave = await freshLeave(project);
+          const leave = await freshLeave(founded);
           expected[key].push(`${leave.id}.json`);
           placeProject(user, project, {
             "leave.pending": JSON.stringify([leave.envelope]) + "\n",

@@ -4,11 +4,17 @@
  * stored envelopes with its peers', pulling and merging on a mismatch, so a
  * peer that was offline catches up within one reconcile period.
  *
+ * Posts go through a bounded queue per peer (one request in flight, at most
+ * {@link MAX_PENDING_SENDS_PER_PEER} waiting, duplicates coalesced); what
+ * does not fit is dropped with a log line and reaches the peer through the
+ * next reconcile instead. So no burst of envelopes grows memory or floods a
+ * peer.
+ *
  * @module
  */
 
-import { sha256 } from "@noble/hashes/sha2.js";
-import { toHex } from "../crypto/hex.ts";
+import { envelopeSetDigest } from "../gitback/envelopes.ts";
+import { TokenError } from "../gitback/tokens.ts";
 import { envelopesDir, gitbackBase } from "../gitback/repo.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -16,33 +22,49 @@ import { startReactor } from "./reactor.ts";
 import type { PeerIndex } from "./announce.ts";
 import { peersOf } from "./fanout.ts";
 import { HttpError, type SwarmRoute } from "./swarm_server.ts";
-import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
-import { acceptEnvelope, type EnvelopeKind } from "./envelope_store.ts";
+import {
+  readSwarmTls,
+  swarmRequest,
+  type SwarmTls,
+  swarmUrl,
+} from "./swarm_client.ts";
+import {
+  acceptEnvelope,
+  EnvelopeCapError,
+  type EnvelopeKind,
+  reapEnvelopes,
+  storedNames as storedFileNames,
+} from "./envelope_store.ts";
 
 const KINDS: EnvelopeKind[] = ["revokes", "leaves"];
 const MAX_ENVELOPE_BODY = 64 * 1024;
+/** Most envelope posts waiting for one peer; more are left to reconcile. */
+export const MAX_PENDING_SENDS_PER_PEER = 64;
+/**
+ * Largest `all` answer a reconcile reads: every cap full of 32 KiB
+ * envelopes (512 + 512 + 256 of them) still fits.
+ */
+const MAX_ALL_BYTES = 48 * 1024 * 1024;
 
 function storedNames(
   config: AgentConfig,
   projectId: string,
   kind: EnvelopeKind,
 ): string[] {
-  try {
-    return [...Deno.readDirSync(envelopesDir(config.paths, projectId, kind))]
-      .filter((e) => e.isFile && e.name.endsWith(".json"))
-      .map((e) => e.name)
-      .sort();
-  } catch {
-    return [];
-  }
+  return storedFileNames(config.paths, projectId, kind);
 }
 
-/** A digest of every envelope stored for `projectId`. */
+/**
+ * The digest of every envelope stored for `projectId`: see
+ * `envelopeSetDigest` (the sorted names `revokes/<token_id>.json` and
+ * `leaves/<envelope_id>.json`).
+ */
 export function envelopeDigest(config: AgentConfig, projectId: string): string {
-  const names = KINDS.flatMap((kind) =>
-    storedNames(config, projectId, kind).map((n) => `${kind}/${n}`)
+  return envelopeSetDigest(
+    KINDS.flatMap((kind) =>
+      storedNames(config, projectId, kind).map((n) => `${kind}/${n}`)
+    ),
   );
-  return toHex(sha256(new TextEncoder().encode(names.join("\n"))));
 }
 
 function readAll(
@@ -97,15 +119,25 @@ export function gossipRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
             envelope,
           );
         } catch (error) {
+          if (error instanceof EnvelopeCapError) {
+            log.warn("envelope refused over the cap", {
+              project,
+              kind,
+              peer: ctx.peer.subject,
+              error: error.message,
+            });
+            throw new HttpError(429, error.message);
+          }
+          if (!(error instanceof TokenError)) throw error;
           log.warn("signature failure on gossiped envelope", {
             project,
             kind,
             peer: ctx.peer.subject,
-            error: (error as Error).message,
+            error: error.message,
           });
           throw new HttpError(
             403,
-            `the envelope does not verify: ${(error as Error).message}`,
+            `the envelope does not verify: ${error.message}`,
           );
         }
         if (stored) {
@@ -142,8 +174,38 @@ export function gossipRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
   ];
 }
 
-/** Posts one stored envelope to every peer of its project. */
-export async function gossipEnvelope(
+interface PendingSend {
+  projectId: string;
+  kind: EnvelopeKind;
+  body: string;
+}
+
+interface PeerQueue {
+  /** Waiting posts by envelope, oldest first. */
+  pending: Map<string, PendingSend>;
+  /** The post on its way now, if any. */
+  inFlight: string | null;
+  running: boolean;
+  /** Posts dropped since the queue last ran dry. */
+  dropped: number;
+}
+
+/** One queue per agent (its root) and peer. */
+const queues = new Map<string, PeerQueue>();
+
+/** How many posts wait for `peer` (for tests and status). */
+export function pendingSends(config: AgentConfig, peer: string): number {
+  return queues.get(`${config.paths.root}\0${peer}`)?.pending.size ?? 0;
+}
+
+/**
+ * Queues one stored envelope for every peer of its project and returns at
+ * once. Each peer gets one post at a time; a post already waiting for a
+ * peer is not queued twice, and a peer with
+ * {@link MAX_PENDING_SENDS_PER_PEER} waiting gets no more until it drains
+ * (logged once per overflow): reconcile brings it what was dropped.
+ */
+export function gossipEnvelope(
   config: AgentConfig,
   log: Logger,
   index: PeerIndex,
@@ -151,40 +213,102 @@ export async function gossipEnvelope(
   kind: EnvelopeKind,
   envelope: unknown,
 ): Promise<void> {
-  const tls = readSwarmTls(config);
-  await Promise.all(
-    peersOf(config, projectId, index).map(async (peer) => {
+  const { body, sig } = envelope as { body: string; sig: string };
+  const text = JSON.stringify({ body, sig });
+  const key = `${projectId}/${kind}/${text}`;
+  for (const peer of peersOf(config, projectId, index)) {
+    const id = `${config.paths.root}\0${peer}`;
+    let queue = queues.get(id);
+    if (!queue) {
+      queue = {
+        pending: new Map(),
+        inFlight: null,
+        running: false,
+        dropped: 0,
+      };
+      queues.set(id, queue);
+    }
+    if (queue.pending.has(key) || queue.inFlight === key) continue;
+    if (queue.pending.size >= MAX_PENDING_SENDS_PER_PEER) {
+      if (queue.dropped++ === 0) {
+        log.warn("gossip queue full; further envelopes wait for reconcile", {
+          peer,
+          pending: queue.pending.size,
+        });
+      }
+      continue;
+    }
+    queue.pending.set(key, { projectId, kind, body: text });
+    if (!queue.running) void drain(config, log, peer, id, queue);
+  }
+  return Promise.resolve();
+}
+
+async function drain(
+  config: AgentConfig,
+  log: Logger,
+  peer: string,
+  id: string,
+  queue: PeerQueue,
+): Promise<void> {
+  queue.running = true;
+  try {
+    let tls: SwarmTls | undefined;
+    while (queue.pending.size > 0) {
+      const [key, send] = queue.pending.entries().next().value!;
+      queue.pending.delete(key);
+      queue.inFlight = key;
       try {
+        tls ??= readSwarmTls(config);
         const response = await swarmRequest(
           tls,
           swarmUrl(
             config,
             peer,
-            `/swarm/gitback/envelopes/${projectId}/${kind}`,
+            `/swarm/gitback/envelopes/${send.projectId}/${send.kind}`,
           ),
           {
             method: "POST",
-            body: JSON.stringify(envelope),
+            body: send.body,
             headers: { "content-type": "application/json" },
             timeoutMs: 10_000,
           },
         );
         if (response.status !== 200) {
           log.warn("gossip refused", {
-            project: projectId,
+            project: send.projectId,
             peer,
             status: response.status,
           });
         }
       } catch (error) {
+        // A peer that cannot be reached (or answered garbage) gets nothing
+        // more now: reconcile catches it up once it is back.
+        const left = queue.pending.size;
+        queue.pending.clear();
         log.info("gossip deferred to reconcile", {
-          project: projectId,
+          project: send.projectId,
           peer,
+          dropped: left,
           error: (error as Error).message,
         });
       }
-    }),
-  );
+    }
+  } finally {
+    queue.running = false;
+    queue.inFlight = null;
+    if (queue.dropped > 0) {
+      log.warn(
+        "gossip queue overflowed; dropped envelopes wait for reconcile",
+        {
+          peer,
+          dropped: queue.dropped,
+        },
+      );
+      queue.dropped = 0;
+    }
+    if (queue.pending.size === 0) queues.delete(id);
+  }
 }
 
 /** Projects this envoy knows envelopes or a repository for. */
@@ -217,7 +341,9 @@ export async function reconcileOnce(
 ): Promise<number> {
   const tls = readSwarmTls(config);
   let merged = 0;
+  let reaped = 0;
   for (const projectId of knownProjects(config, index)) {
+    reaped += reapEnvelopes(config.paths, projectId);
     const mine = envelopeDigest(config, projectId);
     for (const peer of peersOf(config, projectId, index)) {
       try {
@@ -241,11 +367,13 @@ export async function reconcileOnce(
           swarmUrl(config, peer, `/swarm/gitback/envelopes/${projectId}/all`),
           {
             timeoutMs: 30_000,
-            maxResponseBytes: 16 * 1024 * 1024,
+            maxResponseBytes: MAX_ALL_BYTES,
           },
         );
         if (all.status !== 200) continue;
         const lists = all.json<Record<string, unknown>>();
+        // One line per kind of refusal and peer, not one per envelope.
+        const refused = { invalid: 0, overCap: 0, error: "" };
         for (const kind of KINDS) {
           const list = Array.isArray(lists[kind])
             ? lists[kind] as unknown[]
@@ -256,18 +384,34 @@ export async function reconcileOnce(
                 merged++;
               }
             } catch (error) {
-              log.warn("signature failure on reconciled envelope", {
-                project: projectId,
-                peer,
-                error: (error as Error).message,
-              });
+              if (error instanceof EnvelopeCapError) refused.overCap++;
+              else refused.invalid++;
+              refused.error ||= (error as Error).message;
             }
           }
+        }
+        if (refused.invalid > 0) {
+          log.warn("signature failure on reconciled envelope", {
+            project: projectId,
+            peer,
+            count: refused.invalid,
+            error: refused.error,
+          });
+        } else if (refused.overCap > 0) {
+          log.warn("reconciled envelopes refused over the cap", {
+            project: projectId,
+            peer,
+            count: refused.overCap,
+            error: refused.error,
+          });
         }
       } catch {
         // The peer is unreachable; the next pass tries again.
       }
     }
+  }
+  if (reaped > 0) {
+    log.info("reaped envelopes past retention", { count: reaped });
   }
   if (merged > 0) log.info("reconcile merged envelopes", { count: merged });
   return merged;

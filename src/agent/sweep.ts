@@ -50,6 +50,9 @@ async function collect(
     return 0;
   }
   let stored = 0;
+  let refused = 0;
+  // Distinct reasons (at most 8) and how often each came.
+  const reasons = new Map<string, number>();
   const envelopes = Array.isArray(list) ? list : [list];
   for (const envelope of envelopes.slice(0, MAX_ENVELOPES_PER_FILE)) {
     try {
@@ -58,13 +61,23 @@ async function collect(
         onStored?.(projectId, kind, envelope);
       }
     } catch (error) {
-      log.warn("signature failure on queued envelope", {
-        user,
-        project: projectId,
-        kind,
-        error: (error as Error).message,
-      });
+      refused++;
+      const reason = (error as Error).message;
+      if (reasons.has(reason) || reasons.size < 8) {
+        reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+      }
     }
+  }
+  // One line per queue file, however many envelopes a user forged into it.
+  if (refused > 0) {
+    log.warn("queued envelopes refused", {
+      user,
+      project: projectId,
+      kind,
+      count: refused,
+      reasons: [...reasons].map(([reason, n]) => `${n}× ${reason}`).join(" | ")
+        .slice(0, 2000),
+    });
   }
   removeQueued(log, user, dir, name);
   return stored;

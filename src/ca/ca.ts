@@ -56,6 +56,16 @@ async function exportKey(key: CryptoKey): Promise<string> {
   return pem("PRIVATE KEY", await crypto.subtle.exportKey("pkcs8", key));
 }
 
+/**
+ * The validity of a certificate issued now: from one minute ago (for clocks
+ * a little behind), at a whole second since X.509 times carry no fraction,
+ * to exactly `count` days after that.
+ */
+function validity(count: number): { notBefore: Date; notAfter: Date } {
+  const notBefore = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000);
+  return { notBefore, notAfter: days(notBefore, count) };
+}
+
 function days(from: Date, count: number): Date {
   if (!Number.isInteger(count) || count < 1 || count > 36_500) {
     throw new Error(
@@ -95,7 +105,8 @@ export function validateHostname(name: string): void {
 /**
  * Creates a new self-signed fleet CA: ECDSA P-256, BasicConstraints CA:true
  * (critical, path length 0), KeyUsage keyCertSign|cRLSign (critical), a
- * random positive 16-byte serial, valid `validityDays` (ten years) from now.
+ * random positive 16-byte serial, valid from one minute ago for exactly
+ * `validityDays` days (3650).
  */
 export async function createFleetCa(
   { commonName, validityDays = 3650 }: {
@@ -112,12 +123,10 @@ export async function createFleetCa(
     "sign",
     "verify",
   ]);
-  const now = new Date();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
     name: [{ CN: [commonName] }],
-    notBefore: new Date(now.getTime() - 60_000),
-    notAfter: days(now, validityDays),
+    ...validity(validityDays),
     signingAlgorithm: SIGNING,
     keys,
     extensions: [
@@ -140,7 +149,8 @@ export async function createFleetCa(
  * CN=hostname, SubjectAltName DNS:hostname plus IP:each address, KeyUsage
  * digitalSignature, ExtendedKeyUsage serverAuth and clientAuth (one pair
  * serves both ends of mutual TLS), a random positive 16-byte serial, valid
- * `validityDays` (825) from now. The host name and addresses are checked
+ * from one minute ago for exactly `validityDays` days (825). The host name
+ * and addresses are checked
  * first; a bad one throws a sentence naming it.
  */
 export async function issueEnvoyCertificate(options: {
@@ -187,13 +197,11 @@ export async function issueEnvoyCertificate(options: {
     "sign",
     "verify",
   ]);
-  const now = new Date();
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: [{ CN: [options.hostname] }],
     issuer: caCert.subject,
-    notBefore: new Date(now.getTime() - 60_000),
-    notAfter: days(now, options.validityDays ?? 825),
+    ...validity(options.validityDays ?? 825),
     signingAlgorithm: SIGNING,
     publicKey: keys.publicKey,
     signingKey: caKey,

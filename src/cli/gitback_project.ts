@@ -579,6 +579,7 @@ async function leave(args: string[]): Promise<number> {
   try {
     envelope = await mintLeave(signer, {
       projectId: project.project_id,
+      chain,
       tokenId: leaf.id,
     });
   } finally {

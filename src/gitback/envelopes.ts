@@ -4,7 +4,13 @@
  * under its own signing context.
  *
  * A REVOKE carries the chain of the token it revokes, so any envoy can check
- * offline that the signer is the founder or an issuer in that chain.
+ * offline that the signer is the founder or an issuer in that chain. A LEAVE
+ * (format 2) carries the leaver's own chain, so only a member can leave and
+ * a flood of LEAVEs from made-up keys is refused before it is stored.
+ *
+ * Both are judged without the clock or the revocation list (so every envoy
+ * reaches the same verdict whenever an envelope reaches it); only retention
+ * ({@link retainedUntil}) depends on time.
  *
  * @module
  */
@@ -16,6 +22,7 @@ import { fromHex, toHex } from "../crypto/hex.ts";
 import { type SignContext, verifyWithContext } from "../crypto/signed.ts";
 import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
 import {
+  CLOCK_SKEW_S,
   decodeToken,
   type SignedToken,
   type Signer,
@@ -23,10 +30,21 @@ import {
   verifyChain,
 } from "./tokens.ts";
 
-/** Largest envelope accepted, serialized. */
+/** Largest envelope accepted: characters of its base64 `body`. */
 export const MAX_ENVELOPE_BYTES = 32 * 1024;
-/** Longest revocation reason. */
+/** Longest revocation reason, in Unicode code points (not UTF-16 units). */
 export const MAX_REASON_LENGTH = 512;
+/** How long an envelope is kept once it no longer matters: 90 days. */
+export const RETENTION_S = 90 * 86_400;
+/** The LEAVE format this code writes and accepts. */
+export const LEAVE_VERSION = 2;
+
+/** Length of `reason` in Unicode code points, the unit of {@link MAX_REASON_LENGTH}. */
+export function reasonLength(reason: string): number {
+  let count = 0;
+  for (const _ of reason) count++;
+  return count;
+}
 
 const REVOKE: SignContext = "vigo-swarm/v1/gitback-envelope-revoke";
 const LEAVE: SignContext = "vigo-swarm/v1/gitback-envelope-leave";
@@ -43,14 +61,19 @@ export interface RevokeBody {
   chain: SignedToken[];
 }
 
-/** Body of a LEAVE. */
+/**
+ * Body of a LEAVE, format 2: `chain` is the leaver's chain (root first),
+ * ending at the token `token_id` whose subject is `subject`. Format 1 had no
+ * chain and is refused.
+ */
 export interface LeaveBody {
-  v: 1;
+  v: 2;
   kind: "leave";
   project_id: string;
   subject: string;
   token_id: string;
   issued_at: number;
+  chain: SignedToken[];
 }
 
 /** An envelope as it travels. */
@@ -107,7 +130,15 @@ function open(
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new TokenError("malformed", "the envelope body is not an object.");
   }
-  const canonical = canonicalBytes(body);
+  let canonical: Uint8Array;
+  try {
+    canonical = canonicalBytes(body);
+  } catch {
+    throw new TokenError(
+      "malformed",
+      "the envelope body is not I-JSON (RFC 8785 cannot encode it).",
+    );
+  }
   if (
     canonical.length !== bytes.length ||
     canonical.some((b, i) => b !== bytes[i])
@@ -148,7 +179,7 @@ export async function mintRevocation(
   },
 ): Promise<SignedEnvelope> {
   const reason = options.reason ?? "";
-  if (reason.length > MAX_REASON_LENGTH) {
+  if (reasonLength(reason) > MAX_REASON_LENGTH) {
     throw new TokenError(
       "malformed",
       `a reason may have at most ${MAX_REASON_LENGTH} characters.`,
@@ -187,8 +218,12 @@ export interface VerifiedRevocation {
   id: string;
   tokenId: string;
   signer: string;
+  /** The project's founder (`ed25519:<hex>`), the chain's root issuer. */
+  founder: string;
   reason: string;
   issuedAt: number;
+  /** The revoked token's `expires` (Unix s), or null when it never expires. */
+  tokenExpires: number | null;
 }
 
 /** Checks a REVOKE: signature, project, embedded chain, and authority. */
@@ -201,7 +236,8 @@ export async function verifyRevocation(
   if (
     b.v !== 1 || b.kind !== "revoke" || typeof b.project_id !== "string" ||
     typeof b.token_id !== "string" ||
-    typeof b.reason !== "string" || b.reason.length > MAX_REASON_LENGTH ||
+    typeof b.reason !== "string" ||
+    reasonLength(b.reason) > MAX_REASON_LENGTH ||
     typeof b.issued_at !== "number" ||
     typeof b.signer !== "string" || !Array.isArray(b.chain)
   ) {
@@ -232,7 +268,8 @@ export async function verifyRevocation(
     projectId: options.projectId,
     ignoreTime: true,
   });
-  if (decodeToken(b.chain[b.chain.length - 1]).id !== b.token_id) {
+  const target = decodeToken(b.chain[b.chain.length - 1]);
+  if (target.id !== b.token_id) {
     throw new TokenError(
       "broken-link",
       "the revocation's chain does not end at the revoked token.",
@@ -248,67 +285,247 @@ export async function verifyRevocation(
     id,
     tokenId: b.token_id,
     signer: b.signer,
+    founder: decodeToken(b.chain[0]).body.issuer,
     reason: b.reason,
     issuedAt: b.issued_at,
+    tokenExpires: target.body.expires,
   };
 }
 
-/** Signs a LEAVE for the signer's own token `tokenId`. */
+/**
+ * Signs a LEAVE of the last token of `chain` (root first), which must have
+ * been issued to the signer: the chain travels inside the LEAVE as its proof
+ * of membership. `tokenId`, the only input of format 1, is no longer enough:
+ * without `chain` this throws; when both are given they must agree.
+ */
 export async function mintLeave(
   signer: Signer,
-  options: { projectId: string; tokenId: string; now?: number },
+  options: {
+    projectId: string;
+    chain?: unknown[];
+    /** Format 1's input; optional now, checked against `chain` when given. */
+    tokenId?: string;
+    now?: number;
+  },
 ): Promise<SignedEnvelope> {
+  const subject = formatPublicKey(signer.publicKey);
+  if (!Array.isArray(options.chain)) {
+    throw new TokenError(
+      "malformed",
+      "a LEAVE must carry the leaver's token chain (format 2); pass `chain`, the chain from tokens.json, root first.",
+    );
+  }
+  await verifyChain(options.chain, {
+    projectId: options.projectId,
+    ignoreTime: true,
+    presenter: signer.publicKey,
+  });
+  const leaf = decodeToken(options.chain[options.chain.length - 1]);
+  if (options.tokenId !== undefined && options.tokenId !== leaf.id) {
+    throw new TokenError(
+      "broken-link",
+      "the chain given does not end at the token being left.",
+    );
+  }
   return await seal(
     signer,
     LEAVE,
     {
-      v: 1,
+      v: LEAVE_VERSION,
       kind: "leave",
       project_id: options.projectId,
-      subject: formatPublicKey(signer.publicKey),
-      token_id: options.tokenId,
+      subject,
+      token_id: leaf.id,
       issued_at: options.now ?? now(),
+      chain: options.chain as SignedToken[],
     } satisfies LeaveBody,
   );
 }
 
-/** Checks a LEAVE: signed by its own subject, for this project. */
-export function verifyLeave(
+/** A LEAVE that verified. */
+export interface VerifiedLeave {
+  id: string;
+  subject: string;
+  tokenId: string;
+  founder: string;
+  issuedAt: number;
+}
+
+/**
+ * Checks a LEAVE: format 2, for this project, signed by its `subject`, and
+ * carrying a chain that verifies for the project (validity windows and
+ * revocations not consulted, as for a REVOKE) and ends at the token
+ * `token_id`, issued to `subject`. A format-1 LEAVE (no chain) is refused.
+ */
+export async function verifyLeave(
   wire: unknown,
   options: { projectId: string },
-): Promise<{ id: string; subject: string; tokenId: string }> {
+): Promise<VerifiedLeave> {
   const { bytes, body, sig, id } = open(wire);
-  const b = body as Partial<LeaveBody>;
-  if (
-    b.v !== 1 || b.kind !== "leave" || typeof b.project_id !== "string" ||
-    typeof b.subject !== "string" ||
-    typeof b.token_id !== "string" || !/^[0-9a-f]{64}$/.test(b.token_id) ||
-    typeof b.issued_at !== "number"
-  ) {
-    return Promise.reject(
-      new TokenError("malformed", "the leave body is missing fields."),
+  const b = body as Partial<Omit<LeaveBody, "v">> & { v?: unknown };
+  if (b.kind === "leave" && b.v === 1) {
+    throw new TokenError(
+      "malformed",
+      "this LEAVE is in format 1, which carries no membership chain and is no longer accepted; leave again with a current vigo.",
     );
   }
+  if (
+    b.v !== LEAVE_VERSION || b.kind !== "leave" ||
+    typeof b.project_id !== "string" ||
+    typeof b.subject !== "string" ||
+    typeof b.token_id !== "string" || !/^[0-9a-f]{64}$/.test(b.token_id) ||
+    typeof b.issued_at !== "number" || !Array.isArray(b.chain)
+  ) {
+    throw new TokenError("malformed", "the leave body is missing fields.");
+  }
   if (b.project_id !== options.projectId) {
-    return Promise.reject(
-      new TokenError("wrong-project", "the leave is for another project."),
-    );
+    throw new TokenError("wrong-project", "the leave is for another project.");
   }
   let subject: Uint8Array;
   try {
     subject = parsePublicKey(b.subject);
   } catch {
-    return Promise.reject(
-      new TokenError("malformed", "the leave's subject is not a public key."),
+    throw new TokenError(
+      "malformed",
+      "the leave's subject is not a public key.",
     );
   }
   if (!verifyWithContext(subject, LEAVE, bytes, sig)) {
-    return Promise.reject(
-      new TokenError(
-        "bad-signature",
-        "the leave was not signed by its subject.",
-      ),
+    throw new TokenError(
+      "bad-signature",
+      "the leave was not signed by its subject.",
     );
   }
-  return Promise.resolve({ id, subject: b.subject, tokenId: b.token_id });
+  try {
+    await verifyChain(b.chain, {
+      projectId: options.projectId,
+      ignoreTime: true,
+      presenter: subject,
+    });
+  } catch (error) {
+    throw new TokenError(
+      (error as TokenError).code ?? "broken-link",
+      `the leave carries no valid membership chain: ${
+        (error as Error).message
+      }`,
+    );
+  }
+  const leaf = decodeToken(b.chain[b.chain.length - 1]);
+  if (leaf.id !== b.token_id) {
+    throw new TokenError(
+      "broken-link",
+      "the leave's chain does not end at the token it leaves.",
+    );
+  }
+  return {
+    id,
+    subject: b.subject,
+    tokenId: b.token_id,
+    founder: decodeToken(b.chain[0]).body.issuer,
+    issuedAt: b.issued_at,
+  };
+}
+
+/**
+ * Until when (Unix s) an envoy keeps a revocation of a token whose
+ * `expires` is `tokenExpires`: while that token, and so any descendant
+ * (none may outlive it), could still verify somewhere (`expires` plus the
+ * clock skew), then 90 days more. A token with no expiry never stops
+ * verifying, so its revocation is kept for ever (null).
+ */
+export function revocationRetainedUntil(
+  tokenExpires: number | null,
+): number | null {
+  return tokenExpires === null
+    ? null
+    : tokenExpires + CLOCK_SKEW_S + RETENTION_S;
+}
+
+/** Until when (Unix s) an envoy keeps a LEAVE issued at `issuedAt`: 90 days. */
+export function leaveRetainedUntil(issuedAt: number): number {
+  return issuedAt + RETENTION_S;
+}
+
+/** What an envoy needs to know about an envelope it stored earlier. */
+export interface StoredEnvelopeInfo {
+  /** Who signed it: the REVOKE's `signer`, the LEAVE's `subject`. */
+  signer: string;
+  /** The project's founder, from the chain's root. */
+  founder: string;
+  /** Unix seconds after which it is reaped; null: never. */
+  retainedUntil: number | null;
+}
+
+/**
+ * Reads an envelope this envoy verified and stored earlier, without checking
+ * signatures again (the store is root's own). Throws for anything that is
+ * not a REVOKE or a format-2 LEAVE of `kind`; such a file is to be removed.
+ */
+export function storedEnvelopeInfo(
+  wire: unknown,
+  kind: "revokes" | "leaves",
+): StoredEnvelopeInfo {
+  const { body } = open(wire);
+  const chain = body.chain;
+  if (!Array.isArray(chain) || chain.length === 0) {
+    throw new TokenError("malformed", "the stored envelope has no chain.");
+  }
+  const founder = decodeToken(chain[0]).body.issuer;
+  if (kind === "revokes") {
+    if (body.kind !== "revoke" || typeof body.signer !== "string") {
+      throw new TokenError("malformed", "the stored file is not a REVOKE.");
+    }
+    const target = decodeToken(chain[chain.length - 1]);
+    return {
+      signer: body.signer,
+      founder,
+      retainedUntil: revocationRetainedUntil(target.body.expires),
+    };
+  }
+  if (
+    body.kind !== "leave" || body.v !== LEAVE_VERSION ||
+    typeof body.subject !== "string" || typeof body.issued_at !== "number"
+  ) {
+    throw new TokenError(
+      "malformed",
+      "the stored file is not a format-2 LEAVE.",
+    );
+  }
+  return {
+    signer: body.subject,
+    founder,
+    retainedUntil: leaveRetainedUntil(body.issued_at),
+  };
+}
+
+/**
+ * The digest two envoys compare to learn whether they hold the same
+ * envelopes of a project: the lowercase hex SHA-256 of the UTF-8 names
+ * (`revokes/<token_id>.json`, `leaves/<envelope_id>.json`) sorted in
+ * byte order and joined by `\n`, with no trailing newline. No envelopes:
+ * the SHA-256 of nothing.
+ */
+export function envelopeSetDigest(names: readonly string[]): string {
+  const encoder = new TextEncoder();
+  const sorted = names.map((n) => encoder.encode(n)).sort(compareBytes);
+  const parts: Uint8Array[] = [];
+  for (const [i, name] of sorted.entries()) {
+    if (i > 0) parts.push(new Uint8Array([0x0a]));
+    parts.push(name);
+  }
+  const joined = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    joined.set(part, at);
+    at += part.length;
+  }
+  return toHex(sha256(joined));
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    if (a[i] !== b[i]) return a[i] - b[i];
+  }
+  return a.length - b.length;
 }

@@ -6,7 +6,11 @@
  * @module
  */
 
-import { PeerIndex, startAnnouncer } from "../../src/agent/announce.ts";
+import {
+  PeerIndex,
+  recordProjectMeta,
+  startAnnouncer,
+} from "../../src/agent/announce.ts";
 import type { AgentConfig } from "../../src/agent/config.ts";
 import { announcerConfig } from "./agent_config.ts";
 import type { Logger } from "../../src/agent/log.ts";
@@ -21,13 +25,16 @@ function envoy(name: string, projectId: string): AgentConfig {
     `${root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`,
     { recursive: true },
   );
-  return announcerConfig({
+  const config = announcerConfig({
     hostname: name,
     root,
     listen: "0.0.0.0",
     port,
     periodSeconds: 0.2,
   });
+  // Held projects are announced with their recorded handle and scope.
+  recordProjectMeta(config, { projectId, handle: name, scope: "swarm-wide" });
+  return config;
 }
 
 const a = envoy("envoy-a", "a".repeat(64));
