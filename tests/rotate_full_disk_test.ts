@@ -249,6 +249,7 @@ Deno.test({
       const result = await init(user);
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stdout, /Puddle initialized/);
+      assert.match(result.stderr, /^warning: .*committed/m);
       const pub = result.stdout.match(/pubkey: (ed25519:[0-9a-f]{64})/)?.[1];
       assert.ok(pub, result.stdout);
       assert.ok(puddleNames(user).includes(".commit-journal"));

@@ -36,3 +36,24 @@ export function reportError(error: unknown): number {
   if (hint) console.error(`hint: ${hint}`);
   return err instanceof UsageError ? 2 : 1;
 }
+
+/**
+ * Says that an identity change is committed but its files are not all
+ * written yet (a full disk stopped it after the commit point), and what
+ * finishes it. `what` is what only the new version of works now.
+ */
+export function warnUnfinishedChange(
+  puddleDir: string,
+  cause: Error,
+  what: "identity" | "passphrase",
+): void {
+  console.error(
+    `warning: the change is committed, but rewriting the identity files stopped: ${
+      cause.message.replace(/\.$/, "")
+    }.`,
+  );
+  console.error(
+    `  only the new ${what} counts from now on. Finishing needs free space in ${puddleDir}: ` +
+      "the next `unlock`, `status` or `pubkey` finishes the change; until there is room they fail and say so.",
+  );
+}

@@ -33,7 +33,7 @@ import {
 } from "../puddle/session/launch.ts";
 import { runSessionHelper } from "../puddle/session/helper.ts";
 import { parseVerbArgs } from "./args.ts";
-import { CliError, UsageError } from "./errors.ts";
+import { CliError, UsageError, warnUnfinishedChange } from "./errors.ts";
 import { constantTimeEqual } from "../crypto/constant_time.ts";
 import { requireFeature } from "./policy_gate.ts";
 import {
@@ -103,11 +103,14 @@ async function init(args: string[]): Promise<number> {
   let passphrase: Uint8Array | undefined;
   try {
     passphrase = await readNewPassphrase(reader, "new passphrase");
-    const publicKey = await initIdentity(paths.puddleDir, passphrase);
+    const change = await initIdentity(paths.puddleDir, passphrase);
     console.log(`✓ Puddle initialized`);
-    console.log(`  pubkey: ${formatPublicKey(publicKey)}`);
+    console.log(`  pubkey: ${formatPublicKey(change.publicKey)}`);
     console.log(`  files:  ${paths.puddleDir}/identity.{wrapped,salt,pub}`);
     console.log(`next: vigo swarm puddle unlock`);
+    if (change.unfinished) {
+      warnUnfinishedChange(paths.puddleDir, change.unfinished, "identity");
+    }
     return 0;
   } finally {
     passphrase?.fill(0);
@@ -407,17 +410,6 @@ async function pubkey(args: string[]): Promise<number> {
  * Tells the user that a rotation is committed (only the new passphrase
  * counts) although replacing the files stopped after the commit point.
  */
-function warnUnfinishedRotation(puddleDir: string, cause: Error): void {
-  console.error(
-    `warning: the change is committed, but rewriting the identity files stopped: ${
-      cause.message.replace(/\.$/, "")
-    }.`,
-  );
-  console.error(
-    `  only the new passphrase works from now on. Finishing needs free space in ${puddleDir}: ` +
-      "the next `unlock`, `status` or `pubkey` finishes the change; until there is room they fail and say so.",
-  );
-}
 
 async function rotate(args: string[]): Promise<number> {
   parseVerbArgs(args, {}, "vigo swarm puddle rotate-passphrase");
@@ -440,7 +432,7 @@ async function rotate(args: string[]): Promise<number> {
       "  other envoys keep the old wrapping until you copy identity.{wrapped,salt} or re-pair them.",
     );
     if (change.unfinished) {
-      warnUnfinishedRotation(paths.puddleDir, change.unfinished);
+      warnUnfinishedChange(paths.puddleDir, change.unfinished, "passphrase");
     }
     return 0;
   } finally {

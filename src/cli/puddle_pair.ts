@@ -35,7 +35,7 @@ import { type AgentConfig, loadAgentConfig } from "../agent/config.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "../agent/swarm_client.ts";
 import { readPolicy } from "../agent/policy.ts";
 import { parseVerbArgs } from "./args.ts";
-import { CliError, UsageError } from "./errors.ts";
+import { CliError, UsageError, warnUnfinishedChange } from "./errors.ts";
 
 /** The envoy's name: the agent's configured hostname, else the host's. */
 function envoyName(): string {
@@ -129,7 +129,10 @@ async function installAs(
 ): Promise<void> {
   const puddleDir = `${target.home}/.vigo-puddle`;
   if (target.uid === Deno.uid()) {
-    await installIdentity(puddleDir, identity);
+    const change = await installIdentity(puddleDir, identity);
+    if (change.unfinished) {
+      warnUnfinishedChange(puddleDir, change.unfinished, "identity");
+    }
     return;
   }
   const out = await runSelfAs(
@@ -166,7 +169,10 @@ export async function installFromStdin(): Promise<number> {
     throw new CliError("the identity on standard input is not valid JSON.");
   }
   const identity = decodeClaim(value, "the caller");
-  await installIdentity(userPaths().puddleDir, identity);
+  const change = await installIdentity(userPaths().puddleDir, identity);
+  if (change.unfinished) {
+    warnUnfinishedChange(userPaths().puddleDir, change.unfinished, "identity");
+  }
   return 0;
 }
 

@@ -261,7 +261,7 @@ function encodePub(publicKey: Uint8Array): Uint8Array {
 export async function initIdentity(
   puddleDir: string,
   passphrase: Uint8Array,
-): Promise<Uint8Array> {
+): Promise<IdentityChange> {
   return await withPuddleLock(puddleDir, async () => {
     const present = identityFilesPresent(puddleDir);
     if (present.length > 0) {
@@ -277,7 +277,7 @@ export async function initIdentity(
     try {
       const publicKey = publicKeyFromSeed(seed);
       const wrapped = await wrapSeed(seed, passphrase, salt);
-      commitIdentity(puddleDir, [
+      const unfinished = commitIdentity(puddleDir, [
         { name: IDENTITY_FILES.salt, data: salt, mode: 0o600 },
         { name: IDENTITY_FILES.wrapped, data: wrapped, mode: 0o600 },
         { name: IDENTITY_FILES.pub, data: encodePub(publicKey), mode: 0o644 },
@@ -287,7 +287,7 @@ export async function initIdentity(
         hint:
           "free space on that filesystem and run `vigo swarm puddle init` again.",
       });
-      return publicKey;
+      return { publicKey, unfinished };
     } finally {
       seed.fill(0);
       salt.fill(0);
