@@ -24,6 +24,7 @@ import {
   unlockAs,
 } from "./support/unix_users.ts";
 import { waitUntil } from "./support/wait.ts";
+import { foundProject, rewrites } from "./support/fleet_steps.ts";
 import { writePolicies } from "../src/agent/policy.ts";
 import { runCommand } from "../src/platform/process.ts";
 
@@ -89,50 +90,6 @@ async function probe(user: TestUser | null, args: string[]): Promise<string> {
   return result.stdout.split("\n")[0];
 }
 
-/**
- * The fleet's user makes a puddle on `envoy`, unlocks it and founds
- * `handle` from a one-commit repository; returns the project id.
- */
-async function foundProject(
-  envoy: Envoy,
-  dir: string,
-  handle: string,
-): Promise<string> {
-  assert.equal(
-    (await vigo(envoy.env, ["swarm", "puddle", "init"], `${PASS}\n${PASS}\n`))
-      .code,
-    0,
-  );
-  assert.equal(
-    (await vigo(envoy.env, ["swarm", "puddle", "unlock"], `${PASS}\n`)).code,
-    0,
-  );
-  const work = `${dir}/${handle}/work`;
-  Deno.mkdirSync(work, { recursive: true });
-  const withGit = withGitback(`${dir}/${handle}`);
-  for (
-    const args of [
-      ["init", "--quiet", "-b", "main"],
-      ["commit", "--quiet", "--allow-empty", "-m", "one"],
-    ]
-  ) {
-    await runCommand("git", {
-      args,
-      env: withGit(envoy.env),
-      clearEnv: true,
-      cwd: work,
-    });
-  }
-  const founded = await runCommand(VIGO, {
-    args: ["swarm", "gitback", "project", "init", handle],
-    env: withGit(envoy.env),
-    clearEnv: true,
-    cwd: work,
-  });
-  assert.equal(founded.code, 0, founded.stderr);
-  return /gitback:\/\/([0-9a-f]{64})\//.exec(founded.stdout)![1];
-}
-
 function mkfifo(user: TestUser, path: string) {
   return runAs(user, ["mkfifo", path]);
 }
@@ -174,7 +131,7 @@ Deno.test({
       const socket = `${a.root}/var/run/vigo/gitback.sock`;
 
       // The fleet user founds a project mallory is not part of.
-      const secretId = await foundProject(a, dir, "secret-plan");
+      const secretId = await foundProject(a, dir, "secret-plan", PASS);
 
       assert.equal(
         (await runAs(
@@ -492,21 +449,6 @@ Deno.test({
   },
 });
 
-/** Waits until the file at `path` has been rewritten `times` times. */
-async function rewrites(path: string, times: number) {
-  const mtime = () => {
-    try {
-      return Deno.statSync(path).mtime?.getTime() ?? 0;
-    } catch {
-      return 0;
-    }
-  };
-  for (let i = 0; i < times; i++) {
-    const before = mtime();
-    await waitUntil(`${path} to be rewritten`, () => mtime() !== before);
-  }
-}
-
 Deno.test({
   name:
     "a key written into identity.pub is not proof: nothing is adopted for it",
@@ -531,7 +473,7 @@ Deno.test({
       for (const envoy of fleet.envoys) await startAgent(fleet, envoy);
 
       // The fleet user founds a project on envoy-a.
-      const id = await foundProject(a, dir, "shared");
+      const id = await foundProject(a, dir, "shared", PASS);
       const victimKey = (await vigo(a.env, ["swarm", "puddle", "pubkey"]))
         .stdout.trim();
 

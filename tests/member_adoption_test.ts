@@ -11,7 +11,8 @@ import { generateSeed } from "../src/crypto/ed25519.ts";
 import { projectId } from "../src/gitback/project_id.ts";
 import { mintBootstrapToken, seedSigner } from "../src/gitback/tokens.ts";
 import { runCommand } from "../src/platform/process.ts";
-import { waitForLine, waitForPath } from "./support/wait.ts";
+import { waitForLine, waitForPath, waitUntil } from "./support/wait.ts";
+import { foundProject, rewrites } from "./support/fleet_steps.ts";
 
 Deno.test({
   name: "a member's freshly paired envoy adopts the project and can clone it",
@@ -194,4 +195,67 @@ Deno.test("the adoption verb refuses bad input and writes nothing", async () => 
   } finally {
     Deno.removeSync(base, { recursive: true });
   }
+});
+
+Deno.test({
+  name:
+    "an invitation nobody accepted is never adopted on the invitee's envoys",
+  ignore: Deno.uid() !== 0,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "vigo-consent-" });
+    let fleet: Fleet | undefined;
+    try {
+      fleet = await fleetUp(`${dir}/fleet`, { envoys: 2 });
+      const [a, b] = fleet.envoys;
+      // P1 founds on envoy-a; P2 is another puddle, on envoy-b, unlocked
+      // there (so envoy-b's agent knows P2's key and would adopt for it).
+      const id = await foundProject(a, dir, "shared", "p1");
+      assert.equal(
+        (await vigo(b.env, ["swarm", "puddle", "init"], "p2\np2\n")).code,
+        0,
+      );
+      assert.equal(
+        (await vigo(b.env, ["swarm", "puddle", "unlock"], "p2\n")).code,
+        0,
+      );
+      const p2 = (await vigo(b.env, ["swarm", "puddle", "pubkey"])).stdout
+        .trim();
+      // P1 invites P2; the invitation is recorded in envoy-a's issued.json,
+      // but P2 never runs `join`.
+      const invite = await vigo(a.env, [
+        "swarm",
+        "gitback",
+        "project",
+        "invite",
+        "shared",
+        "--puddle",
+        p2,
+        "--role",
+        "member",
+      ]);
+      assert.equal(invite.code, 0, invite.stderr);
+      // Envoy-b hears of the project and runs whole catch-up passes, each of
+      // which asks envoy-a for chains ending at P2's key.
+      const cache =
+        `${b.root}/var/lib/vigo/swarm/gitback/gitback-announced.json`;
+      await waitUntil("envoy-b to confirm the project", () => {
+        try {
+          return Deno.readTextFileSync(cache).includes(id);
+        } catch {
+          return false;
+        }
+      });
+      await rewrites(cache, 3);
+      assert.throws(
+        () => Deno.statSync(`${b.home}/.vigo-gitback/${id}`),
+        Deno.errors.NotFound,
+        "envoy-b adopted an invitation P2 never accepted",
+      );
+    } finally {
+      if (fleet) await fleetDown(`${dir}/fleet`);
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
 });

@@ -7,8 +7,11 @@
  * for the project, presented by that key, is written into the user's state
  * by a child running as the user, with the scope that peer recorded for the
  * project (over mutual TLS, rather than the unauthenticated announcement).
- * A peer that had no chain for a user is asked again only after a few
- * catch-up periods, so users who are not members cost little.
+ * Only chains the member accepted (joined with) are handed out, and only
+ * by an envoy where that member proved to hold the key, so an admin cannot
+ * push membership onto someone. A peer that had no chain for a user is
+ * asked again only after a few catch-up periods, so users who are not
+ * members cost little.
  *
  * @module
  */
@@ -39,7 +42,13 @@ const RETRY_AFTER_TICKS = 5;
 /** `<uid>:<project>:<host>` → when that peer last had no chain for that user. */
 const misses = new Map<string, number>();
 
-/** Every chain held here (own or issued) whose last subject is `subject`. */
+/**
+ * Every accepted chain held here whose last subject is `subject`: the
+ * `tokens.json` of a local user who proved to hold that very key (so the
+ * puddle accepted the invitation by joining). Invitations an admin issued
+ * (`issued.json`) are never handed out: nobody is made a member of a
+ * project on their other envoys without having joined it somewhere.
+ */
 function chainsFor(
   config: AgentConfig,
   projectId: string,
@@ -47,23 +56,15 @@ function chainsFor(
 ): unknown[][] {
   const found: unknown[][] = [];
   for (const home of managedHomes(config)) {
-    const project = readUserProject(home, projectId, {
-      chain: true,
-      issued: true,
-    });
-    if (!project) continue;
-    const candidates = [
-      ...(project.chain ? [project.chain] : []),
-      ...(project.issued ?? []),
-    ];
-    for (const chain of candidates) {
-      try {
-        if (decodeToken(chain[chain.length - 1]).body.subject === subject) {
-          found.push(chain);
-        }
-      } catch {
-        // Not a chain.
+    if (boundKeyOf(config.paths, home.uid) !== subject) continue;
+    const chain = readUserProject(home, projectId, { chain: true })?.chain;
+    if (!chain) continue;
+    try {
+      if (decodeToken(chain[chain.length - 1]).body.subject === subject) {
+        found.push(chain);
       }
+    } catch {
+      // Not a chain.
     }
   }
   return found;

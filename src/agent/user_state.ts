@@ -29,8 +29,6 @@ export interface UserProject {
 export interface UserProjectState extends UserProject {
   /** `tokens.json`'s chain, when asked for and present. */
   chain?: unknown[];
-  /** `issued.json`'s chains, when asked for and present. */
-  issued?: unknown[][];
 }
 
 function projectFrom(dir: OwnedDir, projectId: string): UserProject | null {
@@ -83,12 +81,12 @@ export function listUserProjects(home: ManagedHome): UserProject[] {
 
 /**
  * One project's state, or null when the user holds none (or it is not
- * readable as theirs). `with` asks for the token chain and issued chains.
+ * readable as theirs). `include.chain` asks for the token chain too.
  */
 export function readUserProject(
   home: ManagedHome,
   projectId: string,
-  include: { chain?: boolean; issued?: boolean } = {},
+  include: { chain?: boolean } = {},
 ): UserProjectState | null {
   if (!PROJECT_ID.test(projectId)) return null;
   try {
@@ -105,16 +103,6 @@ export function readUserProject(
             if (Array.isArray(tokens?.chain)) project.chain = tokens.chain;
           } catch {
             // No chain here.
-          }
-        }
-        if (include.issued) {
-          try {
-            const issued = dir.readJson("issued.json");
-            if (Array.isArray(issued)) {
-              project.issued = issued.filter(Array.isArray).slice(0, 1024);
-            }
-          } catch {
-            // Nothing issued here.
           }
         }
         return project;
