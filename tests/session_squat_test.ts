@@ -23,6 +23,8 @@ import {
   deleteUser,
   runAs,
   type TestUser,
+  unlockAs,
+  type UserSession,
 } from "./support/unix_users.ts";
 import type { CommandResult } from "../src/platform/process.ts";
 
@@ -58,87 +60,6 @@ function as(
   stdin = "",
 ): Promise<CommandResult> {
   return runAs({ ...user, env }, argv, stdin);
-}
-
-/** A session unlocked from a parent shell that lives until it is ended. */
-interface LastingSession {
-  parentPid: number;
-  stdout: string;
-  end(): Promise<void>;
-}
-
-/**
- * Runs `vigo swarm puddle unlock` as `user` from
- * `sh -c 'unlock && exec sleep 600'`, so the helper's parent-shell watchdog
- * has a parent that outlives the test's use of it, and returns once unlock
- * printed its last line. `end` locks the session and ends the parent.
- */
-async function unlockLasting(
-  user: TestUser,
-  env: Record<string, string>,
-  passphrase: string,
-): Promise<LastingSession> {
-  const child = new Deno.Command("runuser", {
-    args: [
-      "-u",
-      user.name,
-      "--",
-      "env",
-      "-i",
-      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      "sh",
-      "-c",
-      'echo "parent $$"; "$0" swarm puddle unlock && exec sleep 600',
-      VIGO,
-    ],
-    cwd: REPO,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(`${passphrase}\n`));
-  await writer.close();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Gone already.
-    }
-  }, 60_000);
-  try {
-    while (!/^ {2}locks:/m.test(text)) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += value;
-    }
-  } finally {
-    clearTimeout(timer);
-    await reader.cancel().catch(() => {});
-  }
-  const parentPid = Number(/^parent (\d+)$/m.exec(text)?.[1]);
-  let ended: Promise<void> | undefined;
-  const end = () =>
-    ended ??= (async () => {
-      await as(user, env, [VIGO, "swarm", "puddle", "lock"]);
-      try {
-        if (parentPid > 0) Deno.kill(parentPid, "SIGTERM");
-      } catch {
-        // Gone already.
-      }
-      await child.status;
-      await stderr;
-    })();
-  if (!/Puddle unlocked/.test(text)) {
-    await end();
-    throw new Error(
-      `unlock as ${user.name} failed: ${text}${await stderr}`,
-    );
-  }
-  return { parentPid, stdout: text, end };
 }
 
 function readKey(home: string): string {
@@ -193,7 +114,7 @@ Deno.test({
     const base = Deno.makeTempDirSync({ prefix: "vigo-squat-" });
     Deno.chmodSync(base, 0o755);
     const users: TestUser[] = [];
-    const sessions: LastingSession[] = [];
+    const sessions: UserSession[] = [];
     const extraPaths: string[] = [];
     let squat = "";
     try {
@@ -275,7 +196,7 @@ Deno.test({
       );
       assert.equal(attackerInit.code, 0, attackerInit.stderr);
       sessions.push(
-        await unlockLasting(attacker, attackerEnv, ATTACKER_PASS),
+        await unlockAs({ ...attacker, env: attackerEnv }, ATTACKER_PASS),
       );
       const attackerKey = readKey(attacker.home);
       const attackerPid = sentinelPid(attacker.home)!;
@@ -411,7 +332,10 @@ Deno.test({
           assert.match(before.stdout, /^ {2}session: +locked$/m);
           assert.doesNotMatch(before.stdout, /problem:/);
 
-          const session = await unlockLasting(victim, edgeEnv, VICTIM_PASS);
+          const session = await unlockAs(
+            { ...victim, env: edgeEnv },
+            VICTIM_PASS,
+          );
           sessions.push(session);
           const socket = edgeHome + HOME_SUFFIX;
           assert.ok(
@@ -503,7 +427,10 @@ Deno.test({
           const outEnv = envOf(victim, longHome, {
             XDG_RUNTIME_DIR: privateDir,
           });
-          const session = await unlockLasting(victim, outEnv, VICTIM_PASS);
+          const session = await unlockAs(
+            { ...victim, env: outEnv },
+            VICTIM_PASS,
+          );
           sessions.push(session);
           assert.ok(
             session.stdout.includes(`socket ${privateDir}/vigo/puddle.sock`),
@@ -557,7 +484,7 @@ Deno.test({
           );
           assert.match(mismatch.stderr, /^hint: /m);
           assert.deepEqual(foundedProjects(edgeHome), before);
-          await session.end();
+          await session.lock();
         },
       );
 
@@ -568,7 +495,10 @@ Deno.test({
           // directory as paths.ts for the helper's permissions: this HOME's
           // socket path is 108 bytes in 107 characters, under a UTF-8 locale.
           Deno.removeSync(squat, { recursive: true });
-          const session = await unlockLasting(victim, longEnv, VICTIM_PASS);
+          const session = await unlockAs(
+            { ...victim, env: longEnv },
+            VICTIM_PASS,
+          );
           sessions.push(session);
           assert.ok(
             session.stdout.includes(`socket ${squat}/puddle.sock`),
@@ -590,7 +520,7 @@ Deno.test({
               `session: +unlocked \\(helper pid ${sentinelPid(longHome)}\\b`,
             ),
           );
-          await session.end();
+          await session.lock();
           assert.equal(sentinelPid(longHome), null);
         },
       );
@@ -642,7 +572,7 @@ Deno.test({
       assert.ok(Deno.statSync(`/proc/${attackerPid}`));
     } finally {
       for (const session of sessions.reverse()) {
-        await session.end().catch(() => {});
+        await session.lock().catch(() => {});
       }
       if (squat) {
         try {
