@@ -24,7 +24,7 @@ import {
   unlockAs,
 } from "./support/unix_users.ts";
 import { waitUntil } from "./support/wait.ts";
-import { foundProject, rewrites } from "./support/fleet_steps.ts";
+import { catchUpPassesAfter, foundProject } from "./support/fleet_steps.ts";
 import { writePolicies } from "../src/agent/policy.ts";
 import { runCommand } from "../src/platform/process.ts";
 
@@ -494,19 +494,8 @@ Deno.test({
         ])).code,
         0,
       );
-      // Envoy-b hears of the project, then runs whole catch-up passes
-      // (each rewrites the announcement cache first, so two rewrites after
-      // it lists the project mean a full adoption pass saw it).
-      const cache =
-        `${b.root}/var/lib/vigo/swarm/gitback/gitback-announced.json`;
-      await waitUntil("envoy-b to hear of the project", () => {
-        try {
-          return Deno.readTextFileSync(cache).includes(id);
-        } catch {
-          return false;
-        }
-      });
-      await rewrites(cache, 3);
+      // Envoy-b confirms the project, then runs whole catch-up passes.
+      await catchUpPassesAfter(b, id, 3);
       assert.throws(
         () => Deno.statSync(`${mallory.home}/.vigo-gitback/${id}`),
         Deno.errors.NotFound,

@@ -11,8 +11,8 @@ import { generateSeed } from "../src/crypto/ed25519.ts";
 import { projectId } from "../src/gitback/project_id.ts";
 import { mintBootstrapToken, seedSigner } from "../src/gitback/tokens.ts";
 import { runCommand } from "../src/platform/process.ts";
-import { waitForLine, waitForPath, waitUntil } from "./support/wait.ts";
-import { foundProject, rewrites } from "./support/fleet_steps.ts";
+import { waitForLine, waitForPath } from "./support/wait.ts";
+import { catchUpPassesAfter, foundProject } from "./support/fleet_steps.ts";
 
 Deno.test({
   name: "a member's freshly paired envoy adopts the project and can clone it",
@@ -236,18 +236,9 @@ Deno.test({
         "member",
       ]);
       assert.equal(invite.code, 0, invite.stderr);
-      // Envoy-b hears of the project and runs whole catch-up passes, each of
+      // Envoy-b confirms the project and runs whole catch-up passes, each of
       // which asks envoy-a for chains ending at P2's key.
-      const cache =
-        `${b.root}/var/lib/vigo/swarm/gitback/gitback-announced.json`;
-      await waitUntil("envoy-b to confirm the project", () => {
-        try {
-          return Deno.readTextFileSync(cache).includes(id);
-        } catch {
-          return false;
-        }
-      });
-      await rewrites(cache, 3);
+      await catchUpPassesAfter(b, id, 3);
       assert.throws(
         () => Deno.statSync(`${b.home}/.vigo-gitback/${id}`),
         Deno.errors.NotFound,

@@ -70,3 +70,26 @@ export async function rewrites(path: string, times: number) {
     await waitUntil(`${path} to be rewritten`, () => mtime() !== before);
   }
 }
+
+/**
+ * Waits until `envoy` has confirmed that a peer holds `projectId` (it is in
+ * the announcement cache), then for `passes` more whole catch-up passes.
+ * Each pass rewrites the cache first, so every pass counted ran its member
+ * adoption after the project was known.
+ */
+export async function catchUpPassesAfter(
+  envoy: Envoy,
+  projectId: string,
+  passes: number,
+): Promise<void> {
+  const cache =
+    `${envoy.root}/var/lib/vigo/swarm/gitback/gitback-announced.json`;
+  await waitUntil(`${envoy.name} to confirm ${projectId}`, () => {
+    try {
+      return Deno.readTextFileSync(cache).includes(projectId);
+    } catch {
+      return false;
+    }
+  });
+  await rewrites(cache, passes);
+}
