@@ -229,23 +229,23 @@ async function answerProof(
   send(socket, { challenge, agent: config.hostname, uid });
   const answer = await reader.line();
   if (answer === null) return;
-  let pubkey: string;
   let key: Uint8Array;
   let signature: Uint8Array;
   try {
     const parsed = JSON.parse(answer);
-    pubkey = String(parsed.pubkey);
-    key = parsePublicKey(pubkey);
+    key = parsePublicKey(String(parsed.pubkey));
     signature = fromHex(String(parsed.signature));
   } catch {
     throw new Refusal(
       'the proof must be {"pubkey": "ed25519:<hex>", "signature": "<hex>"}.',
     );
   }
+  // The canonical spelling of the key, whatever spelling was sent.
+  const canonical = formatPublicKey(key);
   const payload = proofPayload({
     agent: config.hostname,
     challenge,
-    pubkey: formatPublicKey(key),
+    pubkey: canonical,
     uid,
   });
   if (
@@ -259,8 +259,8 @@ async function answerProof(
     log.warn("puddle proof signature failure", { user });
     throw new Refusal("the proof was not signed by the key it names.");
   }
-  recordBinding(config.paths, { uid, user, pubkey: formatPublicKey(key) });
-  log.info("puddle key proven", { user, pubkey: formatPublicKey(key) });
+  recordBinding(config.paths, { uid, user, pubkey: canonical });
+  log.info("puddle key proven", { user, pubkey: canonical });
   send(socket, { ok: true });
   socket.end();
 }

@@ -278,20 +278,19 @@ export class OwnedDir {
     if (!home.startsWith("/")) {
       throw new UserFileRefused(`${home} is not an absolute home path.`);
     }
-    if (onFuse(home)) {
-      throw new UserFileRefused(`${home} is on a FUSE filesystem; skipped.`);
+    const names = relative.split("/").filter((p) => p !== "");
+    names.forEach(checkName);
+    // A FUSE mount at any step is also at or above the last one, so one
+    // look at the mount table, before opening anything, covers them all.
+    const target = [home, ...names].join("/");
+    if (onFuse(target)) {
+      throw new UserFileRefused(`${target} is on a FUSE filesystem; skipped.`);
     }
     let fd = openOwnedDirAt(AT_FDCWD, home, uid, home, true);
     let path = home;
     try {
-      for (const name of relative.split("/").filter((p) => p !== "")) {
-        checkName(name);
+      for (const name of names) {
         path = `${path}/${name}`;
-        if (onFuse(path)) {
-          throw new UserFileRefused(
-            `${path} is on a FUSE filesystem; skipped.`,
-          );
-        }
         const next = openOwnedDirAt(fd, name, uid, path);
         lib().close(fd);
         fd = next;
