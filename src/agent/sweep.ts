@@ -14,7 +14,7 @@ import { acceptEnvelope, type EnvelopeKind } from "./envelope_store.ts";
 import type { Logger } from "./log.ts";
 import { startReactor } from "./reactor.ts";
 import { managedHomes } from "./user_homes.ts";
-import { GITBACK_DIR, userProjectIds } from "./user_state.ts";
+import { GITBACK_DIR, projectIdsIn } from "./user_state.ts";
 
 /** Called for each envelope the sweep stored (to gossip it). */
 export type StoredListener = (
@@ -150,8 +150,7 @@ export async function sweepOnce(
 ): Promise<number> {
   reportDeadHelpers(config, log, reportedHelpers);
   let stored = 0;
-  for (const managed of managedHomes(config)) {
-    const { user, uid, home } = managed;
+  for (const { user, uid, home } of managedHomes(config)) {
     let base: OwnedDir;
     try {
       base = OwnedDir.open(home, uid, GITBACK_DIR);
@@ -165,7 +164,7 @@ export async function sweepOnce(
       continue;
     }
     try {
-      for (const projectId of userProjectIds(managed)) {
+      for (const projectId of projectIdsIn(base)) {
         let dir: OwnedDir;
         try {
           dir = base.dir(projectId);

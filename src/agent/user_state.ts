@@ -49,6 +49,14 @@ function projectFrom(dir: OwnedDir, projectId: string): UserProject | null {
   }
 }
 
+/** The project directories in an opened `~/.vigo-gitback` (bounded). */
+export function projectIdsIn(gitbackDir: OwnedDir): string[] {
+  return gitbackDir.list(MAX_PROJECTS_PER_USER * 4)
+    .filter((e) => e.isDirectory && PROJECT_ID.test(e.name))
+    .slice(0, MAX_PROJECTS_PER_USER)
+    .map((e) => e.name);
+}
+
 /** The ids of the project directories a user holds (not followed if symlinks). */
 export function userProjectIds(home: ManagedHome): string[] {
   try {
@@ -56,11 +64,7 @@ export function userProjectIds(home: ManagedHome): string[] {
       home.home,
       home.uid,
       GITBACK_DIR,
-      (dir) =>
-        dir.list(MAX_PROJECTS_PER_USER * 4)
-          .filter((e) => e.isDirectory && PROJECT_ID.test(e.name))
-          .slice(0, MAX_PROJECTS_PER_USER)
-          .map((e) => e.name),
+      projectIdsIn,
       [] as string[],
     );
   } catch {
