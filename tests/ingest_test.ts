@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { childRuns } from "./support/procs.ts";
 import {
   type Envoy,
   type Fleet,
@@ -107,19 +108,10 @@ function peakRss(pid: number): number {
 
 /** Children of `pid` whose command line contains every one of `words`. */
 function childRunning(pid: number, ...words: string[]): boolean {
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid !== pid) continue;
-      const argv = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
-      if (words.every((w) => argv.includes(w))) return true;
-    } catch {
-      // Ended meanwhile.
-    }
-  }
-  return false;
+  return childRuns(pid, (argv) => {
+    const line = argv.join("\0");
+    return words.every((w) => line.includes(w));
+  });
 }
 
 Deno.test({

@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { childRuns } from "./support/procs.ts";
 import { parse, stringify } from "yaml";
 import {
   type Envoy,
@@ -73,23 +74,12 @@ async function waitForLog(
  * verify` or `fetch`): the receiver is in the middle of an ingest.
  */
 function ingesting(agentPid: number, repo: string): boolean {
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid !== agentPid) continue;
-      const argv = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`)
-        .split("\0");
-      if (
-        argv.includes(repo) &&
-        (argv.includes("fetch") || argv.includes("bundle"))
-      ) return true;
-    } catch {
-      // The process ended meanwhile.
-    }
-  }
-  return false;
+  return childRuns(
+    agentPid,
+    (argv) =>
+      argv.includes(repo) &&
+      (argv.includes("fetch") || argv.includes("bundle")),
+  );
 }
 
 Deno.test({
