@@ -381,9 +381,22 @@ Deno.test({
               `${a.home}/.vigo-gitback/${projectId}/tokens.json`,
             ),
           ).chain;
-          const header = {
+          // The current signed ref state, as a's agent recorded it: a real
+          // state, so each case reaches the check it is about.
+          const signed = JSON.parse(
+            Deno.readTextFileSync(
+              `${a.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git/vigo-refs.json`,
+            ),
+          ).current;
+          const chainOnly = {
             "x-vigo-chain": encodeBase64(
               new TextEncoder().encode(JSON.stringify(chain)),
+            ),
+          };
+          const header = {
+            ...chainOnly,
+            "x-vigo-refs": encodeBase64(
+              new TextEncoder().encode(JSON.stringify([signed])),
             ),
           };
           const before = await headOf(b, projectId);
@@ -409,6 +422,7 @@ Deno.test({
               ],
               ["corrupt", corrupt, header, 400],
               ["no chain", bundle, {}, 401],
+              ["no signed ref state", bundle, chainOnly, 401],
               ["chain for another project", bundle, header, 403],
             ];
           for (const [what, body, headers, status] of cases) {
@@ -435,7 +449,7 @@ Deno.test({
             `POST /swarm/gitback/push/${projectId} HTTP/1.1\r\nHost: ${b.address}\r\n` +
               `Content-Length: 2000000000\r\nx-vigo-chain: ${
                 header["x-vigo-chain"]
-              }\r\n\r\n`,
+              }\r\nx-vigo-refs: ${header["x-vigo-refs"]}\r\n\r\n`,
           ));
           const reply = new Uint8Array(512);
           const n = await conn.read(reply);

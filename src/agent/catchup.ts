@@ -12,6 +12,8 @@
 import { encodeBase64 } from "../platform/encoding.ts";
 import { exists } from "../platform/fs.ts";
 import { BundleError, ingestBundle } from "../gitback/bundle.ts";
+import { revokedTokenIds } from "../gitback/revocations.ts";
+import { decodeToken } from "../gitback/tokens.ts";
 import {
   bareRepoPath,
   createStagingRepo,
@@ -30,7 +32,14 @@ import {
   recordProjectMeta,
   writeAnnouncedCache,
 } from "./announce.ts";
-import { CHAIN_HEADER, retryPendingFanOut, SCOPE_HEADER } from "./fanout.ts";
+import {
+  CHAIN_HEADER,
+  REFS_HEADER,
+  retryPendingFanOut,
+  SCOPE_HEADER,
+} from "./fanout.ts";
+import { verifyStatesHeader } from "./push_route.ts";
+import { applyRefStates } from "../gitback/ref_apply.ts";
 import { adoptMemberships } from "./member_adopt.ts";
 import {
   boundedAll,
@@ -51,14 +60,20 @@ interface Missing {
   chain: unknown[];
 }
 
-/** Local projects without a bare repository, with a chain to ask with. */
+/**
+ * Local projects without a bare repository, with a chain to ask with. A
+ * chain through a revoked or left token fetches nothing: a user who left
+ * never brings a repository back here.
+ */
 function missingProjects(config: AgentConfig): Missing[] {
   const missing: Missing[] = [];
   for (const home of managedHomes(config)) {
     for (const projectId of userProjectIds(home)) {
       if (exists(bareRepoPath(config.paths, projectId))) continue;
       const project = readUserProject(home, projectId, { chain: true });
-      if (!project?.chain) continue;
+      if (!project?.chain || throughRevoked(config, projectId, project.chain)) {
+        continue;
+      }
       missing.push({
         projectId,
         handle: project.handle,
@@ -68,6 +83,21 @@ function missingProjects(config: AgentConfig): Missing[] {
     }
   }
   return missing;
+}
+
+/** True when `chain` names a token this envoy knows revoked or left. */
+function throughRevoked(
+  config: AgentConfig,
+  projectId: string,
+  chain: unknown[],
+): boolean {
+  try {
+    const revoked = revokedTokenIds(config.paths, projectId);
+    return chain.some((link) => revoked.has(decodeToken(link).id));
+  } catch {
+    // Not a chain, or no telling: not asked with.
+    return true;
+  }
 }
 
 /** Confirmations of announced projects asked per tick, at most. */
@@ -247,7 +277,16 @@ async function pullMissing(
           writeRepoMeta(staging, { handle: project.handle, scope });
           const tempDir = ingestTempDir(config.paths);
           Deno.mkdirSync(tempDir, { recursive: true, mode: 0o700 });
-          changed = await ingestBundle(staging, response.body, { tempDir });
+          const states = await verifyStatesHeader(
+            config,
+            response.headers.get(REFS_HEADER) ?? undefined,
+            project.projectId,
+          );
+          await ingestBundle(staging, response.body, {
+            tempDir,
+            objectsOnly: true,
+          });
+          changed = (await applyRefStates(staging, states)).changed;
         } catch (error) {
           await Deno.remove(staging, { recursive: true }).catch(() => {});
           throw error;

@@ -11,6 +11,11 @@ import { readOwnedJson, writeTextAtomic } from "../platform/fs.ts";
 import { encodeBase64 } from "../platform/encoding.ts";
 import { createBundle } from "../gitback/bundle.ts";
 import { bareRepoPath, gitbackBase, listRefs } from "../gitback/repo.ts";
+import {
+  readRefStates,
+  type RefState,
+  type StoredRefStates,
+} from "../gitback/ref_state.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
@@ -22,6 +27,17 @@ import { managedHomes } from "./user_homes.ts";
 export const CHAIN_HEADER = "x-vigo-chain";
 /** Header carrying the project's distribution scope. */
 export const SCOPE_HEADER = "x-vigo-scope";
+/** Header carrying signed ref states (base64 of a JSON array, oldest first). */
+export const REFS_HEADER = "x-vigo-refs";
+/** Most signed ref states one delivery carries. */
+export const MAX_STATES_PER_DELIVERY = 8;
+
+/** Encodes signed ref states for {@link REFS_HEADER}. */
+export function encodeStatesHeader(states: RefState[]): string {
+  return encodeBase64(
+    new TextEncoder().encode(JSON.stringify(states.map((s) => s.wire))),
+  );
+}
 
 /** Per-project, per-peer state the sender keeps root-side. */
 type PeerStateKind = "acks" | "pending";
@@ -96,6 +112,18 @@ function writePeerState(
   );
 }
 
+/** The signed ref state `peer` acknowledged last for `projectId`. */
+export function readAckedState(
+  config: AgentConfig,
+  projectId: string,
+  peer: string,
+): { id: string; seq: number } | null {
+  const state = readPeerState(config, "acks", projectId, peer);
+  return typeof state?.state === "string" && Number.isSafeInteger(state?.seq)
+    ? { id: state.state, seq: state.seq as number }
+    : null;
+}
+
 /** The tips `peer` acknowledged last for `projectId`. */
 export function readAck(
   config: AgentConfig,
@@ -115,8 +143,34 @@ function writeAck(
   projectId: string,
   peer: string,
   tips: string[],
+  state: RefState,
 ) {
-  writePeerState(config, "acks", projectId, peer, { tips });
+  writePeerState(config, "acks", projectId, peer, {
+    tips,
+    state: state.id,
+    seq: state.body.seq,
+  });
+}
+
+/**
+ * The states to send `peer`: every kept state it has not acknowledged
+ * (losers of a conflict at its sequence included), the current one last.
+ */
+function statesFor(
+  config: AgentConfig,
+  projectId: string,
+  peer: string,
+  stored: StoredRefStates,
+): RefState[] {
+  const acked = readAckedState(config, projectId, peer);
+  const all = [...stored.recent, stored.current!];
+  const unacked = acked
+    ? all.filter((s) => s.body.seq >= acked.seq && s.id !== acked.id)
+    : all;
+  const list = unacked.includes(stored.current!)
+    ? unacked
+    : [...unacked, stored.current!];
+  return list.slice(-MAX_STATES_PER_DELIVERY);
 }
 
 /**
@@ -368,37 +422,52 @@ async function sendTo(
 ): Promise<PeerResult> {
   const tls = readSwarmTls(config);
   const url = swarmUrl(config, peer, `/swarm/gitback/push/${projectId}`);
+  const stored = readRefStates(repo);
+  if (!stored.current) {
+    return {
+      peer,
+      ok: false,
+      bytes: 0,
+      thin: false,
+      error: "this envoy holds no signed ref state for the project yet",
+    };
+  }
   const headers = {
     [CHAIN_HEADER]: encodeBase64(
       new TextEncoder().encode(JSON.stringify(chain)),
     ),
     [SCOPE_HEADER]: scopeOf(config, projectId),
+    [REFS_HEADER]: encodeStatesHeader(
+      statesFor(config, projectId, peer, stored),
+    ),
   };
   let known = readAck(config, projectId, peer);
   for (let attempt = 0; attempt < 2; attempt++) {
     const bundle = await createBundle(repo, known);
-    if (!bundle) {
-      return { peer, ok: true, bytes: 0, thin: true, refsChanged: 0 };
+    if (
+      known.length === 0 && !bundle
+    ) {
+      return { peer, ok: false, bytes: 0, thin: false, error: "no refs" };
     }
     const response = await swarmRequest(tls, url, {
       method: "POST",
-      body: bundle.bytes,
+      body: bundle?.bytes ?? new Uint8Array(0),
       headers,
       timeoutMs: 120_000,
     });
     if (response.status === 200) {
-      writeAck(config, projectId, peer, tips);
+      writeAck(config, projectId, peer, tips, stored.current);
       const reply = response.json<{ refs_changed?: number }>();
       return {
         peer,
         ok: true,
-        bytes: bundle.bytes.length,
-        thin: bundle.thin,
+        bytes: bundle?.bytes.length ?? 0,
+        thin: bundle?.thin ?? true,
         refsChanged: reply.refs_changed,
       };
     }
     // The peer lacks what we assumed it had: fall back to a full bundle.
-    if (response.status === 409 && bundle.thin) {
+    if (response.status === 409 && known.length > 0) {
       known = [];
       continue;
     }
@@ -411,8 +480,8 @@ async function sendTo(
     return {
       peer,
       ok: false,
-      bytes: bundle.bytes.length,
-      thin: bundle.thin,
+      bytes: bundle?.bytes.length ?? 0,
+      thin: bundle?.thin ?? true,
       error,
     };
   }

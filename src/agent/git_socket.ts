@@ -23,9 +23,23 @@ import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
 import { verifyWithContext } from "../crypto/signed.ts";
 import { verifyChain } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
+import { toHex } from "../crypto/hex.ts";
+import type { Role } from "../gitback/tokens.ts";
+import {
+  nextRefStateBody,
+  readRefStates,
+  type RefStateBody,
+  type RefStateWire,
+  refStateWire,
+  verifyRefState,
+} from "../gitback/ref_state.ts";
+import { applyRefStates, setRefs } from "../gitback/ref_apply.ts";
+import { installRoleHook } from "../gitback/ref_rules.ts";
+import { withProjectLock } from "./project_lock.ts";
 import {
   bareRepoPath,
   createStagingRepo,
+  gitbackBase,
   installStagedRepo,
   listRefs,
   removeStaleStaging,
@@ -293,8 +307,18 @@ async function serveConnection(
       await answerProof(socket, reader, config, log, uid);
       return;
     }
+    let parsed: { op?: unknown; ticket?: unknown };
     try {
-      request = parseConnectRequest(JSON.parse(first));
+      parsed = JSON.parse(first);
+    } catch (error) {
+      throw new Refusal(`malformed request: ${(error as Error).message}`);
+    }
+    if (parsed?.op === "sign-refs") {
+      await answerSignRefs(socket, reader, uid, parsed.ticket);
+      return;
+    }
+    try {
+      request = parseConnectRequest(parsed);
     } catch (error) {
       throw new Refusal(`malformed request: ${(error as Error).message}`);
     }
@@ -362,10 +386,15 @@ async function serveConnection(
       project: request.project_id,
       role: verified.role,
     });
-    if (pushing && !exists(repo)) {
-      await firstPush(socket, reader, request, options, {
-        handle: verified.handle,
-        scope: callerScope(config, uid, request.project_id),
+    if (pushing) {
+      await servePush(socket, reader, request, options, {
+        uid,
+        signer: subject,
+        role: verified.role,
+        meta: {
+          handle: verified.handle,
+          scope: callerScope(config, uid, request.project_id),
+        },
       });
       return;
     }
@@ -391,69 +420,197 @@ async function serveConnection(
   }
 }
 
-/** First pushes of one project run one at a time (see {@link firstPush}). */
-const firstPushes = new Map<string, Promise<unknown>>();
+/** How long a finished push waits for its pusher to sign the new ref state. */
+export const SIGN_WINDOW_MS = 15_000;
+
+/** A push whose ref state waits for the pusher's signature. */
+class PendingPush {
+  body: Promise<RefStateBody | null>;
+  signature: Promise<RefStateWire | null>;
+  outcome: Promise<{ ok: true; seq: number } | { ok: false; error: string }>;
+  offer!: (body: RefStateBody | null) => void;
+  sign!: (wire: RefStateWire | null) => void;
+  finish!: (
+    outcome: { ok: true; seq: number } | { ok: false; error: string },
+  ) => void;
+
+  constructor(readonly uid: number, readonly chain: unknown[]) {
+    this.body = new Promise((resolve) => this.offer = resolve);
+    this.signature = new Promise((resolve) => this.sign = resolve);
+    this.outcome = new Promise((resolve) => this.finish = resolve);
+  }
+}
+
+/** Pushes waiting for a signature, by the ticket their pusher was given. */
+const pendingPushes = new Map<string, PendingPush>();
+
+/** The pusher's side of a push: who, with which role and project record. */
+interface Pusher {
+  uid: number;
+  signer: Uint8Array;
+  role: Role;
+  meta: { handle: string; scope: string };
+}
 
 /**
- * A push to a project with no repository here: receive-pack runs on a
- * staging repository, which becomes the project's only when the push
- * succeeded and left refs. A failed or empty push leaves nothing behind, so
- * a throwaway key cannot fill the disk with empty repositories.
+ * A push: receive-pack runs under the role hook (ref_rules.ts), on the
+ * repository or, for a first push, on a staging repository. When refs
+ * moved, the pusher's helper is asked (by the ticket it was given) to sign
+ * the new ref state; a signed state is recorded and fans out, an unsigned
+ * one is rolled back (a first push leaves nothing). The project's lock is
+ * held throughout, so no delivery or other push interleaves.
  */
-async function firstPush(
+async function servePush(
   socket: net.Socket,
   reader: HandshakeReader,
   request: ConnectRequest,
   options: GitSocketOptions,
-  meta: { handle: string; scope: string },
+  pusher: Pusher,
 ): Promise<void> {
-  const { config } = options;
+  const { config, log } = options;
   const projectId = request.project_id;
-  const previous = firstPushes.get(projectId) ?? Promise.resolve();
-  const run = previous.catch(() => {}).then(async () => {
-    const repo = bareRepoPath(config.paths, projectId);
-    send(socket, { ok: true });
-    if (exists(repo)) {
-      // Created by the first push we waited for.
-      await runService(socket, reader.detach(), request, repo, options);
-      return;
-    }
-    const staging = await createStagingRepo(config.paths, projectId);
-    let installed = false;
-    try {
-      const code = await runService(
-        socket,
-        reader.detach(),
-        request,
-        staging,
-        { ...options, onPush: undefined },
-      );
-      const refs = code === 0 ? await listRefs(staging) : new Map();
-      if (refs.size === 0) return;
-      const before = new Map<string, string>();
-      // The scope lands with the repository: no crash leaves it unknown.
-      writeRepoMeta(staging, {
-        handle: meta.handle,
-        scope: meta.scope === "members-only" ? "members-only" : "swarm-wide",
-      });
-      const target = await installStagedRepo(config.paths, projectId, staging);
-      installed = true;
-      recordProjectMeta(config, { projectId, ...meta });
-      const after = await listRefs(target);
-      await repairHead(target, after);
-      options.onPush?.(projectId, request.chain, before, after);
-    } finally {
-      if (!installed) {
-        await Deno.remove(staging, { recursive: true }).catch(() => {});
-      }
-    }
-  });
-  firstPushes.set(projectId, run);
+  const ticket = toHex(crypto.getRandomValues(new Uint8Array(32)));
+  const pending = new PendingPush(pusher.uid, request.chain);
+  pendingPushes.set(ticket, pending);
   try {
-    await run;
+    await withProjectLock(projectId, async () => {
+      const repo = bareRepoPath(config.paths, projectId);
+      const fresh = !exists(repo);
+      const target = fresh
+        ? await createStagingRepo(config.paths, projectId)
+        : repo;
+      let keep = !fresh;
+      try {
+        send(socket, { ok: true, ticket });
+        const before = await listRefs(target);
+        const code = await runService(
+          socket,
+          reader.detach(),
+          request,
+          target,
+          options,
+          pusher.role,
+        );
+        const after = code === 0 ? await listRefs(target) : before;
+        const moved = after.size !== before.size ||
+          [...after].some(([ref, id]) => before.get(ref) !== id);
+        if (!moved) return;
+        const stored = readRefStates(target);
+        pending.offer(nextRefStateBody({
+          projectId,
+          parent: stored.current,
+          refs: after,
+          signer: pusher.signer,
+        }));
+        const wire = await Promise.race([
+          pending.signature,
+          new Promise<null>((resolve) => {
+            const t = setTimeout(() => resolve(null), SIGN_WINDOW_MS);
+            pending.signature.then(() => clearTimeout(t));
+          }),
+        ]);
+        try {
+          if (!wire) {
+            throw new Error(
+              "the pusher did not sign the new ref state in time",
+            );
+          }
+          const verified = await verifyRefState(wire, {
+            projectId,
+            revoked: revokedTokenIds(config.paths, projectId),
+            tombstoned: exists(tombstonePath(config.paths, projectId)),
+          });
+          if (verified.body.signer !== formatPublicKey(pusher.signer)) {
+            throw new Error("the ref state was signed by another key");
+          }
+          await applyRefStates(target, [verified]);
+        } catch (error) {
+          const reason = (error as Error).message;
+          if (!fresh) {
+            await setRefs(
+              target,
+              stored.current
+                ? new Map(Object.entries(stored.current.body.refs))
+                : before,
+            );
+          }
+          log.warn("push rolled back", { project: projectId, reason });
+          pending.finish({
+            ok: false,
+            error: `${reason}; the push was undone.`,
+          });
+          return;
+        }
+        let installed = target;
+        if (fresh) {
+          // The scope lands with the repository: no crash leaves it unknown.
+          writeRepoMeta(target, {
+            handle: pusher.meta.handle,
+            scope: pusher.meta.scope === "members-only"
+              ? "members-only"
+              : "swarm-wide",
+          });
+          installed = await installStagedRepo(config.paths, projectId, target);
+          keep = true;
+          recordProjectMeta(config, { projectId, ...pusher.meta });
+        }
+        await repairHead(installed, await listRefs(installed));
+        pending.finish({
+          ok: true,
+          seq: readRefStates(installed).current?.body.seq ?? 0,
+        });
+        options.onPush?.(projectId, request.chain, before, after);
+      } finally {
+        if (!keep) {
+          await Deno.remove(target, { recursive: true }).catch(() => {});
+        }
+      }
+    });
   } finally {
-    if (firstPushes.get(projectId) === run) firstPushes.delete(projectId);
+    pending.offer(null);
+    pending.finish({ ok: false, error: "the push changed no refs." });
+    pendingPushes.delete(ticket);
   }
+}
+
+/**
+ * Answers `{"op":"sign-refs","ticket":…}`: the pusher's helper, after its
+ * push, gets the new ref state to sign through its session helper.
+ */
+async function answerSignRefs(
+  socket: net.Socket,
+  reader: HandshakeReader,
+  uid: number,
+  ticket: unknown,
+): Promise<void> {
+  const pending = typeof ticket === "string"
+    ? pendingPushes.get(ticket)
+    : undefined;
+  if (!pending || pending.uid !== uid) {
+    // Finished, or never this caller's: nothing of theirs waits.
+    send(socket, { ok: true, body: null });
+    return;
+  }
+  const body = await pending.body;
+  if (!body) {
+    send(socket, { ok: true, body: null });
+    return;
+  }
+  send(socket, { body });
+  const answer = await reader.line();
+  if (answer === null) {
+    pending.sign(null);
+    return;
+  }
+  let signature: Uint8Array;
+  try {
+    signature = fromHex(String(JSON.parse(answer).signature));
+  } catch {
+    pending.sign(null);
+    throw new Refusal('the answer must be {"signature": "<hex>"}.');
+  }
+  pending.sign(refStateWire(body, signature, pending.chain));
+  send(socket, await pending.outcome);
 }
 
 async function runService(
@@ -462,12 +619,20 @@ async function runService(
   request: ConnectRequest,
   repo: string,
   options: GitSocketOptions,
+  role?: Role,
 ): Promise<number> {
   const pushing = request.service === "git-receive-pack";
-  const before = pushing ? await listRefs(repo) : undefined;
-  const child = spawn(request.service, [repo], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+  const child = pushing
+    ? spawn("git", [
+      "-c",
+      `core.hooksPath=${roleHookDir(options.config)}`,
+      "receive-pack",
+      repo,
+    ], {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { ...process.env, VIGO_ROLE: role ?? "member" },
+    })
+    : spawn(request.service, [repo], { stdio: ["pipe", "pipe", "pipe"] });
   const stderr: Uint8Array[] = [];
   child.stderr.on("data", (chunk: Uint8Array) => stderr.push(chunk));
   if (pending.length > 0) child.stdin.write(pending);
@@ -488,19 +653,13 @@ async function runService(
         Uint8Array.from(stderr.flatMap((c) => [...c])),
       ).trim().slice(0, 300),
     });
-    return code;
-  }
-  if (pushing && before) {
-    const after = await listRefs(repo);
-    await repairHead(repo, after);
-    if (!options.onPush) return code;
-    const changed = after.size !== before.size ||
-      [...after].some(([ref, id]) => before.get(ref) !== id);
-    if (changed) {
-      options.onPush(request.project_id, request.chain, before, after);
-    }
   }
   return code;
+}
+
+/** Where the role hook lives (root-owned, written at start-up). */
+function roleHookDir(config: AgentConfig): string {
+  return `${gitbackBase(config.paths)}/hooks`;
 }
 
 /** The scope in the caller's project.json, if it can be read. */
@@ -549,6 +708,7 @@ export async function startGitSocket(
   const maxTotal = options.maxTotal ?? MAX_CONNECTIONS_TOTAL;
   Deno.mkdirSync(options.config.paths.varRun, { recursive: true, mode: 0o755 });
   removeIfExists(path);
+  installRoleHook(roleHookDir(options.config));
   const staged = removeStaleStaging(options.config.paths);
   if (staged > 0) {
     log.info("removed unfinished first pushes", { count: staged });

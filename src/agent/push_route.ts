@@ -39,7 +39,27 @@ import { MAX_CHAIN_BYTES } from "../gitback/tokens.ts";
 import { type AgentConfig, gitbackEnabledHere } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { HttpError, SpoolQuota, type SwarmRoute } from "./swarm_server.ts";
-import { CHAIN_HEADER, SCOPE_HEADER, scopeOf } from "./fanout.ts";
+import {
+  CHAIN_HEADER,
+  encodeStatesHeader,
+  MAX_STATES_PER_DELIVERY,
+  REFS_HEADER,
+  SCOPE_HEADER,
+  scopeOf,
+} from "./fanout.ts";
+import {
+  MAX_REF_STATE_BYTES,
+  readRefStates,
+  type VerifiedRefState,
+  verifyRefState,
+} from "../gitback/ref_state.ts";
+import {
+  type ApplyOutcome,
+  applyRefStates,
+  RefStateIncomplete,
+  RefStateRefused,
+} from "../gitback/ref_apply.ts";
+import { withProjectLock } from "./project_lock.ts";
 import { recordProjectMeta } from "./announce.ts";
 import { createBundle } from "../gitback/bundle.ts";
 
@@ -128,13 +148,64 @@ export async function hasLocalMember(
   return false;
 }
 
+/**
+ * Parses and verifies the signed ref states of {@link REFS_HEADER} for
+ * `projectId`: at most {@link MAX_STATES_PER_DELIVERY}, each signed by its
+ * signer under a chain that verifies for the project.
+ */
+export async function verifyStatesHeader(
+  config: AgentConfig,
+  header: string | undefined,
+  projectId: string,
+): Promise<VerifiedRefState[]> {
+  if (
+    !header ||
+    header.length > MAX_STATES_PER_DELIVERY * MAX_REF_STATE_BYTES * 4 / 3
+  ) {
+    throw new HttpError(
+      401,
+      `the ${REFS_HEADER} header (signed ref states) is missing or too large.`,
+    );
+  }
+  let wires: unknown;
+  try {
+    wires = JSON.parse(new TextDecoder().decode(decodeBase64(header)));
+  } catch {
+    throw new HttpError(400, `the ${REFS_HEADER} header is not base64 JSON.`);
+  }
+  if (
+    !Array.isArray(wires) || wires.length === 0 ||
+    wires.length > MAX_STATES_PER_DELIVERY
+  ) {
+    throw new HttpError(
+      400,
+      `the ${REFS_HEADER} header must list 1 to ${MAX_STATES_PER_DELIVERY} signed ref states.`,
+    );
+  }
+  const revoked = revokedTokenIds(config.paths, projectId);
+  const tombstoned = exists(tombstonePath(config.paths, projectId));
+  const states: VerifiedRefState[] = [];
+  for (const wire of wires) {
+    try {
+      states.push(
+        await verifyRefState(wire, { projectId, revoked, tombstoned }),
+      );
+    } catch (error) {
+      throw new HttpError(
+        403,
+        `a signed ref state does not verify: ${(error as Error).message}`,
+      );
+    }
+  }
+  return states;
+}
+
 /** The receive side of push fan-out. */
 export function pushRoute(
   config: AgentConfig,
   log: Logger,
   limits: PushRouteLimits = {},
 ): SwarmRoute {
-  const queues = new Map<string, Promise<unknown>>();
   const spool = {
     dir: ingestTempDir(config.paths),
     quota: new SpoolQuota(limits.quotaBytes ?? INGEST_QUOTA_BYTES),
@@ -166,6 +237,11 @@ export function pushRoute(
         ctx.headers[CHAIN_HEADER],
         projectId,
       );
+      const states = await verifyStatesHeader(
+        config,
+        ctx.headers[REFS_HEADER],
+        projectId,
+      );
       const scope = ctx.headers[SCOPE_HEADER] === "members-only"
         ? "members-only"
         : "swarm-wide";
@@ -189,35 +265,46 @@ export function pushRoute(
       active.set(peer, running + 1);
       try {
         const body = await ctx.spoolBody(spool);
-        if (body.bytes === 0) {
-          throw new HttpError(400, "the body must be a git bundle.");
-        }
         const meta = { handle: verified.handle, scope } as const;
-        // One ingest per project at a time, so concurrent pushes cannot race.
-        const previous = queues.get(projectId) ?? Promise.resolve();
-        const run = previous.catch(() => {}).then(() =>
-          ingestDelivery(config, projectId, body.path, meta)
+        // One writer per project at a time (pushes, deliveries, catch-up).
+        const outcome = await withProjectLock(
+          projectId,
+          () =>
+            ingestDelivery(
+              config,
+              projectId,
+              body.bytes > 0 ? body.path : null,
+              states,
+              meta,
+            ),
         );
-        queues.set(projectId, run);
-        try {
-          const changed = await run;
-          log.info("bundle ingested", {
-            project: projectId,
-            peer,
-            bytes: body.bytes,
-            refs_changed: changed,
-          });
-          return {
-            status: 200,
-            json: { accepted: true, refs_changed: changed },
-          };
-        } finally {
-          if (queues.get(projectId) === run) queues.delete(projectId);
-        }
+        log.info("delivery applied", {
+          project: projectId,
+          peer,
+          bytes: body.bytes,
+          refs_changed: outcome.changed,
+          seq: outcome.current?.body.seq,
+          lost: outcome.lost.length > 0 ? outcome.lost.join(" ") : undefined,
+        });
+        return {
+          status: 200,
+          json: { accepted: true, refs_changed: outcome.changed },
+        };
       } catch (error) {
         if (error instanceof HttpError) throw error;
-        if (error instanceof MissingPrerequisites) {
+        if (
+          error instanceof MissingPrerequisites ||
+          error instanceof RefStateIncomplete
+        ) {
           throw new HttpError(409, error.message);
+        }
+        if (error instanceof RefStateRefused) {
+          log.warn("ref state refused", {
+            project: projectId,
+            peer,
+            error: error.message,
+          });
+          throw new HttpError(403, error.message);
         }
         if (error instanceof BundleError) {
           // The peer learns what was wrong; only the log has local detail.
@@ -250,29 +337,32 @@ export function pushRoute(
  * before it is installed, so no crash leaves a repository whose scope is
  * unknown, and a refused first bundle leaves no repository at all.
  */
-async function ingestDelivery(
+export async function ingestDelivery(
   config: AgentConfig,
   projectId: string,
-  file: string,
+  file: string | null,
+  states: VerifiedRefState[],
   meta: { handle: string; scope: "swarm-wide" | "members-only" },
-): Promise<number> {
+): Promise<ApplyOutcome> {
   const repo = bareRepoPath(config.paths, projectId);
   if (exists(repo)) {
-    const changed = await ingestBundleFile(repo, file);
+    if (file) await ingestBundleFile(repo, file, { objectsOnly: true });
+    const outcome = await applyRefStates(repo, states);
     await repairHead(repo, await listRefs(repo));
     recordProjectMeta(config, { projectId, ...meta });
-    return changed;
+    return outcome;
   }
   const staging = await createStagingRepo(config.paths, projectId);
   try {
     writeRepoMeta(staging, meta);
-    const changed = await ingestBundleFile(staging, file);
+    if (file) await ingestBundleFile(staging, file, { objectsOnly: true });
+    const outcome = await applyRefStates(staging, states);
     await repairHead(staging, await listRefs(staging));
     // A rename, unless a first push made the repository meanwhile.
     const installed = await installStagedRepo(config.paths, projectId, staging);
     recordProjectMeta(config, { projectId, ...meta });
     await repairHead(installed, await listRefs(installed));
-    return changed;
+    return outcome;
   } finally {
     await Deno.remove(staging, { recursive: true }).catch(() => {});
   }
@@ -301,18 +391,23 @@ export function bundleRoute(config: AgentConfig): SwarmRoute {
           `${config.hostname} holds no bare repository for ${projectId}.`,
         );
       }
-      const bundle = await createBundle(repo);
-      if (!bundle) {
+      const current = readRefStates(repo).current;
+      const bundle = current ? await createBundle(repo) : null;
+      if (!bundle || !current) {
         throw new HttpError(
           404,
-          `the repository of ${projectId} has no refs yet.`,
+          `the repository of ${projectId} has no signed refs yet.`,
         );
       }
       return {
         status: 200,
         body: bundle.bytes,
-        // The scope recorded here, so the fetching envoy records the same.
-        headers: { [SCOPE_HEADER]: scopeOf(config, projectId) },
+        headers: {
+          // The scope recorded here, so the fetching envoy records the same.
+          [SCOPE_HEADER]: scopeOf(config, projectId),
+          // The refs the bundle's objects are for, as their pusher signed them.
+          [REFS_HEADER]: encodeStatesHeader([current]),
+        },
       };
     },
   };

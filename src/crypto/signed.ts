@@ -31,6 +31,8 @@ export const SIGN_CONTEXTS = {
   gitbackEnvelopeLeave: "vigo-swarm/v1/gitback-envelope-leave",
   /** Gitback: delegation. */
   gitbackDelegation: "vigo-swarm/v1/gitback-delegation",
+  /** Gitback: a project's signed ref state after a push. */
+  gitbackRefs: "vigo-swarm/v1/gitback-refs",
 } as const;
 
 /** One of the context strings listed in {@linkcode SIGN_CONTEXTS}. */

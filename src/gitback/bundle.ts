@@ -103,7 +103,14 @@ export async function createBundle(
   try {
     const args = ["-C", repo, "bundle", "create", "--quiet", file, "--all"];
     if (usable.length > 0) args.push("--not", ...usable);
-    await git(args);
+    try {
+      await git(args);
+    } catch (error) {
+      // Every ref points at objects the peer holds (a tag or a branch at
+      // an existing commit): the signed ref state alone tells it.
+      if (/empty bundle/i.test((error as Error).message)) return null;
+      throw error;
+    }
     return { bytes: await Deno.readFile(file), thin: usable.length > 0 };
   } finally {
     await Deno.remove(file).catch(() => {});
@@ -303,7 +310,7 @@ async function gitWithInput(
 export async function ingestBundle(
   repo: string,
   bytes: Uint8Array,
-  options: { tempDir?: string } = {},
+  options: { tempDir?: string; objectsOnly?: boolean } = {},
 ): Promise<number> {
   assertCompletePack(bytes);
   let file: string;
@@ -327,7 +334,9 @@ export async function ingestBundle(
         (error as Error).message,
       );
     }
-    return await ingestBundleFile(repo, file);
+    return await ingestBundleFile(repo, file, {
+      objectsOnly: options.objectsOnly,
+    });
   } finally {
     await Deno.remove(file).catch(() => {});
   }
@@ -348,7 +357,8 @@ export async function ingestBundle(
  *    installed;
  * 4. every new tip is connected (`git rev-list --objects`);
  * 5. the `refs/…` refs of the bundle are set in one transaction
- *    (`git update-ref --stdin`).
+ *    (`git update-ref --stdin`), unless `objectsOnly`: replicas take refs
+ *    only from signed ref states (ref_apply.ts), never from a bundle.
  *
  * Returns how many refs changed. Failures are as for {@link ingestBundle};
  * an fsck refusal tells the peer only that the objects failed git's
@@ -357,6 +367,7 @@ export async function ingestBundle(
 export async function ingestBundleFile(
   repo: string,
   path: string,
+  options: { objectsOnly?: boolean } = {},
 ): Promise<number> {
   const known: Array<[string, string]> = [
     [path, "<bundle>"],
@@ -489,7 +500,7 @@ export async function ingestBundleFile(
     await migrateObjects(quarantine, `${repo}/objects`).catch((error) =>
       refuse("the bundle could not be stored", error)
     );
-    if (updates.length === 0) return 0;
+    if (updates.length === 0 || options.objectsOnly) return 0;
     const update = await gitWithInput(
       ["-C", repo, "update-ref", "--stdin"],
       updates.map(([ref, id]) => `update ${ref} ${id}\n`).join(""),

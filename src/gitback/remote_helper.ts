@@ -14,6 +14,7 @@ import { toHex } from "../crypto/hex.ts";
 import { SessionClient, SessionError } from "../puddle/session/client.ts";
 import { parseProjectUrl } from "./project_id.ts";
 import { readTokens } from "./project.ts";
+import { type RefStateBody, refStateBytes } from "./ref_state.ts";
 import {
   challengePayload,
   type ConnectRequest,
@@ -48,7 +49,7 @@ async function readLine(conn: Deno.UnixConn, carry: LineCarry) {
 async function connectService(
   url: string,
   service: GitService,
-): Promise<{ conn: Deno.UnixConn; carry: Uint8Array }> {
+): Promise<{ conn: Deno.UnixConn; carry: Uint8Array; ticket?: string }> {
   const target = parseProjectUrl(url);
   if (!("id" in target) || !target.id) {
     throw new HelperFailure(
@@ -114,7 +115,68 @@ async function connectService(
       String(verdict.error ?? "the agent refused the connection."),
     );
   }
-  return { conn, carry: carry.bytes };
+  return {
+    conn,
+    carry: carry.bytes,
+    ticket: typeof verdict.ticket === "string" ? verdict.ticket : undefined,
+  };
+}
+
+/**
+ * After a push: asks the agent for the ref state the push produced and
+ * signs it through the session helper, so replicas apply it. The state
+ * must be for this project and name this user's key as its signer.
+ */
+async function signPushedState(
+  url: string,
+  ticket: string,
+): Promise<void> {
+  const target = parseProjectUrl(url);
+  const paths = userPaths();
+  const conn = await Deno.connect({
+    transport: "unix",
+    path: `${systemPaths().varRun}/gitback.sock`,
+  });
+  try {
+    const carry = { bytes: new Uint8Array(0) };
+    await writeHandshakeLine(conn, { op: "sign-refs", ticket });
+    const offer = JSON.parse(await readLine(conn, carry));
+    if (offer.ok === false) throw new HelperFailure(String(offer.error));
+    if (offer.body === null) return;
+    const body = offer.body as RefStateBody;
+    const session = await SessionClient.connect(paths.sessionSocket);
+    let signature: Uint8Array;
+    try {
+      const own = await session.request({ op: "PUBKEY" });
+      if (
+        !("id" in target) || body?.project_id !== target.id ||
+        !own.ok || !("pubkey" in own) || body.signer !== own.pubkey
+      ) {
+        throw new HelperFailure(
+          "the agent offered a ref state for another project or key; not signed.",
+        );
+      }
+      signature = await session.sign(
+        "vigo-swarm/v1/gitback-refs",
+        refStateBytes(body),
+      );
+    } finally {
+      session.close();
+    }
+    await writeHandshakeLine(conn, { signature: toHex(signature) });
+    const verdict = JSON.parse(await readLine(conn, carry));
+    if (verdict.ok !== true) {
+      throw new HelperFailure(
+        String(verdict.error ?? "the agent refused the signed ref state."),
+      );
+    }
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
 }
 
 async function writeAll(
@@ -189,12 +251,13 @@ export async function runRemoteHelper(args: string[]): Promise<number> {
         command,
       );
       if (match) {
-        const { conn, carry } = await connectService(
+        const { conn, carry, ticket } = await connectService(
           url,
           match[1] as GitService,
         );
         await Deno.stdout.write(encoder.encode("\n"));
         await bridge(conn, carry, lines.takeBuffered());
+        if (ticket) await signPushedState(url, ticket);
         return 0;
       }
       console.error(`error: git-remote-gitback does not support '${command}'`);

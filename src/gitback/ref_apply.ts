@@ -1,0 +1,286 @@
+/**
+ * Applying signed ref states to a bare repository: the one place where a
+ * replica's refs move. A state is applied only when it verified (see
+ * ref_state.ts), its changes are allowed for its signer's role, and every
+ * object it names is present and connected.
+ *
+ * Convergence rule: of two states, the one with the higher `seq` wins, and
+ * at equal `seq` the one with the smaller id. The winner's refs become the
+ * repository's refs exactly (creations, moves and deletions alike). When a
+ * state loses to a state that does not follow it (two envoys accepted
+ * conflicting pushes), the loser's tips that the winner does not contain
+ * are kept as `refs/gitback/lost/<first 16 hex of the loser's id>/<ref
+ * without refs/>`, so no commit is dropped silently.
+ *
+ * @module
+ */
+
+import { git, listRefs } from "./repo.ts";
+import {
+  LOST_PREFIX,
+  readRefStates,
+  type RefState,
+  supersedes,
+  type VerifiedRefState,
+  writeRefStates,
+} from "./ref_state.ts";
+import { refUpdates, refusedUpdates } from "./ref_rules.ts";
+
+/** Where conflict losers' tips are kept. */
+export const LOST_REFS = `${LOST_PREFIX}lost/`;
+
+/** A state was refused; `message` may be told to the peer that sent it. */
+export class RefStateRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RefStateRefused";
+  }
+}
+
+/** A state names objects the repository lacks: send them (a full bundle). */
+export class RefStateIncomplete extends RefStateRefused {
+  constructor(message: string) {
+    super(message);
+    this.name = "RefStateIncomplete";
+  }
+}
+
+/** What applying states did. */
+export interface ApplyOutcome {
+  /** Refs created, moved or deleted (lost refs included). */
+  changed: number;
+  /** Lost refs created. */
+  lost: string[];
+  /** The state now current. */
+  current: RefState | null;
+}
+
+function refsOf(state: RefState): Map<string, string> {
+  return new Map(Object.entries(state.body.refs));
+}
+
+/** The name under which `state`'s tip of `ref` is kept when it lost. */
+export function lostRefName(state: RefState, ref: string): string {
+  return `${LOST_REFS}${state.id.slice(0, 16)}/${ref.slice("refs/".length)}`;
+}
+
+/** Objects `tips` needs that are not in `repo`; empty when complete. */
+async function missingObjects(repo: string, tips: string[]): Promise<boolean> {
+  if (tips.length === 0) return false;
+  const child = new Deno.Command("git", {
+    args: [
+      "-C",
+      repo,
+      "rev-list",
+      "--objects",
+      "--quiet",
+      "--stdin",
+      "--not",
+      "--all",
+    ],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(
+    new TextEncoder().encode(tips.map((t) => `${t}\n`).join("")),
+  );
+  await writer.close();
+  return !(await child.status).success;
+}
+
+/** The tips of `refs` not reachable from `from`. */
+async function unreachable(
+  repo: string,
+  refs: Map<string, string>,
+  from: Map<string, string>,
+): Promise<Array<[string, string]>> {
+  const bases = [...new Set(from.values())];
+  const out: Array<[string, string]> = [];
+  for (const [ref, tip] of refs) {
+    if (bases.includes(tip)) continue;
+    const args = ["-C", repo, "rev-list", "--max-count=1", tip];
+    if (bases.length > 0) args.push("--not", ...bases);
+    const first = await git(args).catch(() => "");
+    if (first.trim() !== "") out.push([ref, tip]);
+  }
+  return out;
+}
+
+/**
+ * Sets `repo`'s refs to `target` in one transaction, lost refs left alone;
+ * returns how many refs changed.
+ */
+export async function setRefs(
+  repo: string,
+  target: Map<string, string>,
+): Promise<number> {
+  const now = await listRefs(repo);
+  const lines: string[] = [];
+  for (const [ref, id] of now) {
+    if (ref.startsWith(LOST_PREFIX)) continue;
+    if (!target.has(ref)) lines.push(`delete ${ref} ${id}`);
+  }
+  for (const [ref, id] of target) {
+    if (now.get(ref) !== id) {
+      lines.push(
+        now.has(ref)
+          ? `update ${ref} ${id} ${now.get(ref)}`
+          : `create ${ref} ${id}`,
+      );
+    }
+  }
+  if (lines.length === 0) return 0;
+  const child = new Deno.Command("git", {
+    args: ["-C", repo, "update-ref", "--stdin"],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  // Deletions first, so a ref may become a directory of refs (a/b after a).
+  lines.sort((a, b) =>
+    Number(!a.startsWith("delete")) - Number(!b.startsWith("delete"))
+  );
+  await writer.write(new TextEncoder().encode(lines.join("\n") + "\n"));
+  await writer.close();
+  const out = await child.output();
+  if (!out.success) {
+    throw new Error(
+      `git update-ref failed: ${new TextDecoder().decode(out.stderr).trim()}`,
+    );
+  }
+  return lines.length;
+}
+
+/** Creates lost refs for `tips` of `loser`; returns their names. */
+async function keepLost(
+  repo: string,
+  loser: RefState,
+  tips: Array<[string, string]>,
+): Promise<string[]> {
+  if (tips.length === 0) return [];
+  const now = await listRefs(repo);
+  const names: string[] = [];
+  const lines: string[] = [];
+  for (const [ref, tip] of tips) {
+    const name = lostRefName(loser, ref);
+    names.push(name);
+    if (now.get(name) !== tip) lines.push(`update ${name} ${tip}`);
+  }
+  if (lines.length > 0) {
+    const child = new Deno.Command("git", {
+      args: ["-C", repo, "update-ref", "--stdin"],
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(lines.join("\n") + "\n"));
+    await writer.close();
+    await child.status;
+  }
+  return names;
+}
+
+/**
+ * Applies `states` (already verified, in any order) to `repo`, whose new
+ * objects are already in place. Throws {@link RefStateRefused} for a state
+ * its signer's role does not allow or that is older than the current state
+ * without being a known fork, and {@link RefStateIncomplete} when objects
+ * are missing; states before the refused one stay applied.
+ */
+export async function applyRefStates(
+  repo: string,
+  states: VerifiedRefState[],
+): Promise<ApplyOutcome> {
+  const ordered = [...states].sort((a, b) =>
+    a.body.seq - b.body.seq || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  );
+  let changed = 0;
+  const lost: string[] = [];
+  for (const state of ordered) {
+    const stored = readRefStates(repo);
+    const known = [stored.current, ...stored.recent].filter(
+      (s): s is RefState => s !== null,
+    );
+    if (known.some((s) => s.id === state.id)) continue;
+    const current = stored.current;
+    const parent = known.find((s) => s.id === state.body.parent) ?? null;
+    const wins = current === null || supersedes(state, current);
+    if (!wins && current && state.body.seq < current.body.seq && !parent) {
+      throw new RefStateRefused(
+        `the ref state ${state.body.seq} is older than this envoy's ${current.body.seq} and follows no state it knows; older states are not replayed.`,
+      );
+    }
+    const refs = refsOf(state);
+    if (await missingObjects(repo, [...new Set(refs.values())])) {
+      throw new RefStateIncomplete(
+        `this envoy lacks objects that ref state ${state.body.seq} names.`,
+      );
+    }
+    // Old values: the state it follows when known, else what is here now.
+    const base = parent
+      ? refsOf(parent)
+      : state.body.parent === null
+      ? new Map<string, string>()
+      : current
+      ? refsOf(current)
+      : withoutLost(await listRefs(repo));
+    const refused = await refusedUpdates(
+      repo,
+      refUpdates(base, refs),
+      state.chain.role,
+    );
+    if (refused.length > 0) {
+      throw new RefStateRefused(
+        `ref state ${state.body.seq} signed by a ${state.chain.role} makes changes only an admin may make: ${
+          refused.slice(0, 3).join("; ")
+        }`,
+      );
+    }
+    if (wins) {
+      const held = current
+        ? refsOf(current)
+        : withoutLost(await listRefs(repo));
+      changed += await setRefs(repo, refs);
+      // A state that follows the current one replaces it on purpose; any
+      // other winner (a conflict, or a gap) keeps what it drops.
+      if (!current || state.body.parent !== current.id) {
+        const dropped = await unreachable(repo, held, refs);
+        if (dropped.length > 0 && current) {
+          const names = await keepLost(repo, current, dropped);
+          lost.push(...names);
+          changed += names.length;
+        } else if (dropped.length > 0) {
+          const names = await keepLost(repo, state, dropped);
+          lost.push(...names);
+          changed += names.length;
+        }
+      }
+      writeRefStates(repo, {
+        current: state,
+        recent: current ? [...stored.recent, current] : stored.recent,
+      });
+    } else {
+      const dropped = await unreachable(repo, refs, refsOf(current!));
+      const names = await keepLost(repo, state, dropped);
+      lost.push(...names);
+      changed += names.length;
+      writeRefStates(repo, { current, recent: [...stored.recent, state] });
+    }
+  }
+  return { changed, lost, current: readRefStates(repo).current };
+}
+
+function withoutLost(refs: Map<string, string>): Map<string, string> {
+  return new Map([...refs].filter(([ref]) => !ref.startsWith(LOST_PREFIX)));
+}
+
+/** The lost refs of `repo`: name → tip. */
+export async function lostRefs(repo: string): Promise<Map<string, string>> {
+  return new Map(
+    [...await listRefs(repo)].filter(([ref]) => ref.startsWith(LOST_REFS)),
+  );
+}
