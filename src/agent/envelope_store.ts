@@ -187,7 +187,8 @@ export async function acceptEnvelope(
     });
   }
   const verified = await verifyLeave(envelope, { projectId });
-  if (leaveRetainedUntil(verified.issuedAt) <= now) return false;
+  const until = leaveRetainedUntil(verified.tokenExpires);
+  if (until !== null && until <= now) return false;
   return storeEnvelope(config, projectId, kind, verified.id, envelope, {
     key: verified.subject,
     founder: verified.subject === verified.founder,

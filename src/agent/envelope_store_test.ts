@@ -189,7 +189,7 @@ Deno.test("stored REVOKEs are capped per signer and per project, never for the f
   });
 });
 
-Deno.test("reaping keeps a revocation while its token could verify, then 90 days, and never takes one back", async () => {
+Deno.test("reaping keeps a revocation or a LEAVE while its token could verify, then 90 days, and never takes one back", async () => {
   await withStore(async (config) => {
     const founder = seedSigner(generateSeed());
     const { id, root } = await project(founder);
@@ -206,8 +206,12 @@ Deno.test("reaping keeps a revocation while its token could verify, then 90 days
       seedSigner(generateSeed()),
       "member",
     );
+    // Two members leave: one whose token expires with `expiring`, one
+    // whose token never expires.
     const leaver = seedSigner(generateSeed());
-    const leaverChain = [root, await child(founder, [root], leaver, "member")];
+    const leaverToken = await child(founder, [root], leaver, "member", T + 100);
+    const stayer = seedSigner(generateSeed());
+    const stayerToken = await child(founder, [root], stayer, "member");
     const revokeExpiring = await mintRevocation(founder, {
       projectId: id,
       chain: [root, expiring],
@@ -218,7 +222,12 @@ Deno.test("reaping keeps a revocation while its token could verify, then 90 days
     });
     const leave = await mintLeave(leaver, {
       projectId: id,
-      chain: leaverChain,
+      chain: [root, leaverToken],
+      now: T,
+    });
+    const leaveForever = await mintLeave(stayer, {
+      projectId: id,
+      chain: [root, stayerToken],
       now: T,
     });
     for (
@@ -226,26 +235,36 @@ Deno.test("reaping keeps a revocation while its token could verify, then 90 days
         ["revokes", revokeExpiring],
         ["revokes", revokeForever],
         ["leaves", leave],
+        ["leaves", leaveForever],
       ] as const
     ) {
       assert.equal(await acceptEnvelope(config, id, kind, envelope, T), true);
     }
     const expiringId = decodeToken(expiring).id;
     const foreverId = decodeToken(forever).id;
+    const leaverId = decodeToken(leaverToken).id;
+    const stayerId = decodeToken(stayerToken).id;
     const until = T + 100 + CLOCK_SKEW_S + RETENTION_S;
 
-    // Long after the token expired, but within retention: everything kept.
-    assert.equal(reapEnvelopes(config.paths, id, until - 1), 1); // the leave
+    // Long after the tokens expired, but within retention: everything kept,
+    // the LEAVEs too (90 days after they were issued is long past).
+    assert.equal(reapEnvelopes(config.paths, id, until - 1), 0);
     assert.deepEqual(
       revokedTokenIds(config.paths, id),
-      new Set([expiringId, foreverId]),
+      new Set([expiringId, foreverId, leaverId, stayerId]),
     );
-    // Retention over: the expiring token's revocation goes; the one of the
-    // token with no expiry stays, however late.
-    assert.equal(reapEnvelopes(config.paths, id, until), 1);
-    assert.deepEqual(revokedTokenIds(config.paths, id), new Set([foreverId]));
+    // Retention over: what names the expiring tokens goes; what names the
+    // tokens with no expiry stays, however late.
+    assert.equal(reapEnvelopes(config.paths, id, until), 2);
+    assert.deepEqual(
+      revokedTokenIds(config.paths, id),
+      new Set([foreverId, stayerId]),
+    );
     assert.equal(reapEnvelopes(config.paths, id, T + 100 * 365 * 86_400), 0);
-    assert.deepEqual(revokedTokenIds(config.paths, id), new Set([foreverId]));
+    assert.deepEqual(
+      revokedTokenIds(config.paths, id),
+      new Set([foreverId, stayerId]),
+    );
 
     // A peer that has not reaped yet offers them again: not taken back.
     assert.equal(
@@ -256,7 +275,7 @@ Deno.test("reaping keeps a revocation while its token could verify, then 90 days
       await acceptEnvelope(config, id, "leaves", leave, until),
       false,
     );
-    assert.deepEqual(storedCount(config.paths, id), { revokes: 1, leaves: 0 });
+    assert.deepEqual(storedCount(config.paths, id), { revokes: 1, leaves: 1 });
   });
 });
 

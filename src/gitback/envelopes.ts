@@ -10,7 +10,9 @@
  *
  * Both are judged without the clock or the revocation list (so every envoy
  * reaches the same verdict whenever an envelope reaches it); only retention
- * ({@link retainedUntil}) depends on time.
+ * ({@link revocationRetainedUntil}, {@link leaveRetainedUntil}) depends on
+ * time. A stored LEAVE acts as a revocation of the token it leaves (see
+ * revocations.ts), so both kinds are kept by the same rule.
  *
  * @module
  */
@@ -349,6 +351,8 @@ export interface VerifiedLeave {
   tokenId: string;
   founder: string;
   issuedAt: number;
+  /** The left token's `expires` (Unix s), or null when it never expires. */
+  tokenExpires: number | null;
 }
 
 /**
@@ -423,6 +427,7 @@ export async function verifyLeave(
     tokenId: b.token_id,
     founder: decodeToken(b.chain[0]).body.issuer,
     issuedAt: b.issued_at,
+    tokenExpires: leaf.body.expires,
   };
 }
 
@@ -441,9 +446,16 @@ export function revocationRetainedUntil(
     : tokenExpires + CLOCK_SKEW_S + RETENTION_S;
 }
 
-/** Until when (Unix s) an envoy keeps a LEAVE issued at `issuedAt`: 90 days. */
-export function leaveRetainedUntil(issuedAt: number): number {
-  return issuedAt + RETENTION_S;
+/**
+ * Until when (Unix s) an envoy keeps a LEAVE of a token whose `expires` is
+ * `tokenExpires`. A stored LEAVE refuses the left token like a revocation,
+ * so it follows the revocation rule ({@link revocationRetainedUntil}):
+ * reaping it earlier would let the token verify again.
+ */
+export function leaveRetainedUntil(
+  tokenExpires: number | null,
+): number | null {
+  return revocationRetainedUntil(tokenExpires);
 }
 
 /** What an envoy needs to know about an envelope it stored earlier. */
@@ -452,6 +464,8 @@ export interface StoredEnvelopeInfo {
   signer: string;
   /** The project's founder, from the chain's root. */
   founder: string;
+  /** The token it revokes or leaves: the last token of its chain. */
+  tokenId: string;
   /** Unix seconds after which it is reaped; null: never. */
   retainedUntil: number | null;
 }
@@ -471,20 +485,22 @@ export function storedEnvelopeInfo(
     throw new TokenError("malformed", "the stored envelope has no chain.");
   }
   const founder = decodeToken(chain[0]).body.issuer;
+  const target = decodeToken(chain[chain.length - 1]);
   if (kind === "revokes") {
     if (body.kind !== "revoke" || typeof body.signer !== "string") {
       throw new TokenError("malformed", "the stored file is not a REVOKE.");
     }
-    const target = decodeToken(chain[chain.length - 1]);
     return {
       signer: body.signer,
       founder,
+      tokenId: target.id,
       retainedUntil: revocationRetainedUntil(target.body.expires),
     };
   }
   if (
     body.kind !== "leave" || body.v !== LEAVE_VERSION ||
-    typeof body.subject !== "string" || typeof body.issued_at !== "number"
+    typeof body.subject !== "string" || typeof body.issued_at !== "number" ||
+    body.token_id !== target.id
   ) {
     throw new TokenError(
       "malformed",
@@ -494,7 +510,8 @@ export function storedEnvelopeInfo(
   return {
     signer: body.subject,
     founder,
-    retainedUntil: leaveRetainedUntil(body.issued_at),
+    tokenId: target.id,
+    retainedUntil: leaveRetainedUntil(target.body.expires),
   };
 }
 

@@ -317,7 +317,7 @@ Deno.test("a reason is limited in code points, not UTF-16 units", async () => {
   );
 });
 
-Deno.test("a revocation is kept while the revoked token or a descendant could verify, then 90 days", async () => {
+Deno.test("a revocation or a LEAVE is kept while the token it names or a descendant could verify, then 90 days", async () => {
   const T = 1_800_000_000;
   const id = await projectId(founder.publicKey, "notes");
   const root = await mintBootstrapToken(founder, "notes", { now: T - 1000 });
@@ -385,15 +385,31 @@ Deno.test("a revocation is kept while the revoked token or a descendant could ve
     storedEnvelopeInfo(revokeForever, "revokes").retainedUntil,
     null,
   );
-  // Leaves are kept 90 days after they were issued.
+  // A stored LEAVE refuses the left token like a revocation, so it is kept
+  // by the same rule: while the left token could verify, then 90 days…
   const leave = await mintLeave(member, {
     projectId: id,
     chain: [root, mid, leaf],
     now: T,
   });
-  assert.equal(leaveRetainedUntil(T), T + RETENTION_S);
-  assert.equal(
-    storedEnvelopeInfo(leave, "leaves").retainedUntil,
-    T + RETENTION_S,
-  );
+  const left = await verifyLeave(leave, { projectId: id });
+  assert.equal(left.tokenExpires, T + 100);
+  assert.equal(leaveRetainedUntil(left.tokenExpires), until);
+  assert.deepEqual(storedEnvelopeInfo(leave, "leaves"), {
+    signer: formatPublicKey(member.publicKey),
+    founder: formatPublicKey(founder.publicKey),
+    tokenId: decodeToken(leaf).id,
+    retainedUntil: until,
+  });
+  // …and for ever when the left token never expires, however long ago it
+  // was issued.
+  const leaveForever = await mintLeave(sibling, {
+    projectId: id,
+    chain: [root, forever],
+    now: T - 10 * RETENTION_S,
+  });
+  const leftForever = await verifyLeave(leaveForever, { projectId: id });
+  assert.equal(leftForever.tokenExpires, null);
+  assert.equal(leaveRetainedUntil(leftForever.tokenExpires), null);
+  assert.equal(storedEnvelopeInfo(leaveForever, "leaves").retainedUntil, null);
 });

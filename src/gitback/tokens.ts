@@ -469,7 +469,7 @@ export async function verifyChain(
     if (options.revoked?.has(link.id)) {
       throw new TokenError(
         "revoked",
-        `token ${link.id} in this chain was revoked.`,
+        `token ${link.id} in this chain was revoked (or its holder left the project).`,
       );
     }
   }
