@@ -14,7 +14,9 @@ import {
   startAgent,
   stopAgent,
 } from "../scripts/fleet.ts";
-import { withGitback } from "./support/cli.ts";
+import { vigo, withGitback } from "./support/cli.ts";
+import { readRefStates } from "../src/gitback/ref_state.ts";
+import { lostRefName } from "../src/gitback/ref_apply.ts";
 import { foundProject } from "./support/fleet_steps.ts";
 import { runCommand } from "../src/platform/process.ts";
 import { waitUntil } from "./support/wait.ts";
@@ -42,10 +44,24 @@ async function converged(
 ): Promise<string> {
   const expected = await refsOn(origin, projectId);
   for (const replica of replicas) {
-    await waitUntil(
-      `${replica.name}'s refs to equal ${origin.name}'s:\n${expected}`,
-      async () => await refsOn(replica, projectId) === expected,
-    );
+    try {
+      await waitUntil(
+        `${replica.name}'s refs to equal ${origin.name}'s:\n${expected}`,
+        async () => await refsOn(replica, projectId) === expected,
+      );
+    } catch (error) {
+      const log = [origin, replica].map((e) =>
+        Deno.readTextFileSync(e.log).split("\n").filter((l) =>
+          / WARN | ERROR |fan-out|delivery|push/.test(l)
+        ).slice(-10).join("\n")
+      ).join("\n--\n");
+      throw new Error(
+        `${(error as Error).message}\n${replica.name} has:\n${await refsOn(
+          replica,
+          projectId,
+        )}\nits log ends:\n${log}`,
+      );
+    }
   }
   return expected;
 }
@@ -142,6 +158,170 @@ Deno.test({
           assert.doesNotMatch(refs, /refs\/tags\/v2/);
         },
       );
+    } finally {
+      if (fleet) await fleetDown(`${dir}/fleet`);
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+/**
+ * Waits until all `envoys` list the same refs, and those match `shape`;
+ * returns them. For states no single envoy is the source of.
+ */
+async function agreeing(
+  envoys: Envoy[],
+  projectId: string,
+  shape: RegExp,
+): Promise<string> {
+  let seen: string[] = [];
+  try {
+    await waitUntil(`${envoys.map((e) => e.name)} to agree`, async () => {
+      seen = await Promise.all(envoys.map((e) => refsOn(e, projectId)));
+      return seen.every((refs) => refs === seen[0]) && shape.test(seen[0]);
+    });
+  } catch (error) {
+    throw new Error(
+      `${(error as Error).message}; they have:\n${seen.join("--\n")}`,
+    );
+  }
+  return seen[0];
+}
+
+Deno.test({
+  name:
+    "ref convergence: conflicting pushes on two envoys converge by one rule and the losing tip is kept and shown",
+  ignore: Deno.uid() !== 0,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "vigo-conflict-" });
+    let fleet: Fleet | undefined;
+    try {
+      fleet = await fleetUp(`${dir}/fleet`, { envoys: 3 });
+      const [a, b, c] = fleet.envoys;
+      // P1 founds on envoy-a; P2, a member, works on envoy-b.
+      const projectId = await foundProject(a, dir, "shared", PASS);
+      const workA = `${dir}/shared/work`;
+      for (const args of [["init"], ["unlock"]]) {
+        const input = args[0] === "init" ? "p2\np2\n" : "p2\n";
+        const out = await vigo(b.env, ["swarm", "puddle", ...args], input);
+        assert.equal(out.code, 0, out.stderr);
+      }
+      const p2 = (await vigo(b.env, ["swarm", "puddle", "pubkey"])).stdout
+        .trim();
+      const invite = await vigo(a.env, [
+        "swarm",
+        "gitback",
+        "project",
+        "invite",
+        "shared",
+        "--puddle",
+        p2,
+        "--role",
+        "member",
+      ]);
+      assert.equal(invite.code, 0, invite.stderr);
+      Deno.writeTextFileSync(`${dir}/invite.json`, invite.stdout);
+      const join = await vigo(b.env, [
+        "swarm",
+        "gitback",
+        "project",
+        "join",
+        projectId,
+        "--invitation",
+        `${dir}/invite.json`,
+      ]);
+      assert.equal(join.code, 0, join.stderr);
+      Deno.mkdirSync(`${dir}/tools-a`);
+      Deno.mkdirSync(`${dir}/tools-b`);
+      const envA = withGitback(`${dir}/tools-a`)(a.env);
+      const envB = withGitback(`${dir}/tools-b`)(b.env);
+      const workB = `${dir}/clone-b`;
+      const gitIn =
+        (env: Record<string, string>, cwd: string) =>
+        async (...args: string[]) => {
+          const out = await runCommand("git", {
+            args,
+            env,
+            clearEnv: true,
+            cwd,
+          });
+          assert.equal(out.code, 0, `git ${args.join(" ")}: ${out.stderr}`);
+          return out.stdout.trim();
+        };
+      await converged(a, [b, c], projectId);
+      await gitIn(envB, dir)(
+        "clone",
+        "--quiet",
+        `gitback://${projectId}/shared`,
+        workB,
+      );
+      const gitA = gitIn(envA, workA);
+      const gitB = gitIn(envB, workB);
+
+      // Each envoy accepts a push the other cannot see: envoy-b is down
+      // during P1's push on envoy-a, envoy-a is down during P2's on envoy-b.
+      await stopAgent(fleet, b);
+      await gitA("commit", "--quiet", "--allow-empty", "-m", "P1's work");
+      await gitA("push", "--quiet", "swarm", "main");
+      const tipA = await gitA("rev-parse", "HEAD");
+      await stopAgent(fleet, a);
+      await startAgent(fleet, b);
+      await gitB("commit", "--quiet", "--allow-empty", "-m", "P2's work");
+      await gitB("push", "--quiet", "origin", "main");
+      const tipB = await gitB("rev-parse", "HEAD");
+      await startAgent(fleet, a);
+
+      // Every envoy ends with the same refs: one tip on main by the rule,
+      // the other kept under refs/gitback/lost/.
+      const refs = await agreeing(
+        [a, b, c],
+        projectId,
+        /refs\/gitback\/lost\//,
+      );
+      const main = /^([0-9a-f]{40}) commit refs\/heads\/main$/m.exec(refs)![1];
+      const lost =
+        /^([0-9a-f]{40}) commit (refs\/gitback\/lost\/[0-9a-f]{16}\/heads\/main)$/m
+          .exec(refs);
+      assert.ok(lost, `no lost tip in:\n${refs}`);
+      assert.deepEqual(
+        new Set([main, lost[1]]),
+        new Set([tipA, tipB]),
+        "both tips are kept",
+      );
+      // The winner is the state with the smaller id at equal seq.
+      const stored = readRefStates(
+        `${a.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`,
+      );
+      const winner = stored.current!;
+      const loser = stored.recent.find((s) =>
+        s.body.seq === winner.body.seq && s.id !== winner.id
+      );
+      assert.ok(loser, "envoy-a keeps the losing state");
+      assert.ok(winner.id < loser.id);
+      assert.equal(winner.body.refs["refs/heads/main"], main);
+      assert.equal(lost[2], lostRefName(loser, "refs/heads/main"));
+
+      // `project status` shows the kept tip to both users.
+      for (const [envoy, handle] of [[a, "shared"], [b, "shared"]] as const) {
+        const status = await vigo(envoy.env, [
+          "swarm",
+          "gitback",
+          "project",
+          "status",
+          handle,
+        ]);
+        assert.equal(status.code, 0, status.stderr);
+        assert.match(status.stdout, /lost tips: +1 /);
+        assert.match(status.stdout, new RegExp(`${lost[1]}  ${lost[2]}`));
+      }
+      // The next push builds on the winner everywhere; the lost tip stays.
+      await gitB("pull", "--quiet", "--no-rebase", "origin", "main");
+      await gitB("commit", "--quiet", "--allow-empty", "-m", "after");
+      await gitB("push", "--quiet", "origin", "main");
+      const after = await converged(b, [a, c], projectId);
+      assert.match(after, new RegExp(`${lost[1]} commit ${lost[2]}`));
     } finally {
       if (fleet) await fleetDown(`${dir}/fleet`);
       Deno.removeSync(dir, { recursive: true });

@@ -504,7 +504,6 @@ export async function fanOut(
   only?: string[],
 ): Promise<PeerResult[]> {
   const repo = bareRepoPath(config.paths, projectId);
-  const tips = [...new Set((await listRefs(repo)).values())];
   const targets = (only ?? peersOf(config, projectId, index, log)).filter(
     (peer) => {
       if (isHostName(peer)) return true;
@@ -515,6 +514,10 @@ export async function fanOut(
       return false;
     },
   );
+  // Recorded before the first await, so before the push that called us
+  // returns: an agent stopped meanwhile still owes every peer this state.
+  for (const peer of targets) markPending(config, projectId, peer, chain);
+  const tips = [...new Set((await listRefs(repo)).values())];
   const results: PeerResult[] = await Promise.all(
     targets.map((peer) =>
       sendTo(config, projectId, chain, peer, repo, tips).catch((error) => ({

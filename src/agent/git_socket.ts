@@ -555,11 +555,13 @@ async function servePush(
           recordProjectMeta(config, { projectId, ...pusher.meta });
         }
         await repairHead(installed, await listRefs(installed));
+        // Fan-out records what it owes each peer before the pusher hears
+        // back (fanout.ts), so a stop right after the push loses nothing.
+        options.onPush?.(projectId, request.chain, before, after);
         pending.finish({
           ok: true,
           seq: readRefStates(installed).current?.body.seq ?? 0,
         });
-        options.onPush?.(projectId, request.chain, before, after);
       } finally {
         if (!keep) {
           await Deno.remove(target, { recursive: true }).catch(() => {});

@@ -36,6 +36,7 @@ import {
 } from "../gitback/project.ts";
 import { sessionSigner } from "../gitback/session_signer.ts";
 import { bareRepoPath, git } from "../gitback/repo.ts";
+import { askAgentStatus } from "../gitback/envoy_status.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
 
@@ -718,6 +719,25 @@ async function status(args: string[]): Promise<number> {
     console.log(
       `  TOMBSTONED:  since ${project.tombstoned_at}; drop it with \`vigo swarm gitback project leave ${project.handle}\``,
     );
+  }
+  const here = (await askAgentStatus(
+    `${systemPaths().varRun}/gitback.sock`,
+  ))?.projects.find((p) => p.project_id === project.project_id);
+  if (here?.bare_repo) {
+    console.log(
+      `  envoy refs:  ${here.refs}${
+        here.signed_seq === null ? "" : `, signed state ${here.signed_seq}`
+      }`,
+    );
+    const lost = Object.entries(here.lost ?? {});
+    if (lost.length > 0) {
+      console.log(
+        `  lost tips:   ${lost.length} (lost a conflict with another push; kept, not dropped)`,
+      );
+      for (const [ref, tip] of lost) {
+        console.log(`               ${tip}  ${ref}`);
+      }
+    }
   }
   console.log(`  state:       ${dir}/`);
   const pending = ["leave.pending", "revoke.pending"].filter((n) =>

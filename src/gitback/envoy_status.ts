@@ -15,6 +15,8 @@ import {
   listRefs,
   projectsDir,
 } from "./repo.ts";
+import { readRefStates } from "./ref_state.ts";
+import { LOST_REFS } from "./ref_apply.ts";
 
 /** One project as seen from this envoy. */
 export interface EnvoyProject {
@@ -24,6 +26,10 @@ export interface EnvoyProject {
   bare_repo: boolean;
   refs: number;
   bytes: number;
+  /** Sequence number of the signed ref state the repository is at. */
+  signed_seq: number | null;
+  /** Tips kept after conflicting pushes (ref_apply.ts): name → object id. */
+  lost: Record<string, string>;
 }
 
 /** What `status` prints. */
@@ -63,6 +69,8 @@ export async function collectEnvoyStatus(
       bare_repo: false,
       refs: 0,
       bytes: 0,
+      signed_seq: null,
+      lost: {},
     });
   }
   const listed = new Set(byId.keys());
@@ -78,6 +86,8 @@ export async function collectEnvoyStatus(
           bare_repo: false,
           refs: 0,
           bytes: 0,
+          signed_seq: null,
+          lost: {},
         });
       }
     }
@@ -89,7 +99,12 @@ export async function collectEnvoyStatus(
     const repo = bareRepoPath(paths, project.project_id);
     if (!exists(repo)) continue;
     try {
-      project.refs = (await listRefs(repo)).size;
+      const refs = await listRefs(repo);
+      project.refs = refs.size;
+      project.signed_seq = readRefStates(repo).current?.body.seq ?? null;
+      project.lost = Object.fromEntries(
+        [...refs].filter(([ref]) => ref.startsWith(LOST_REFS)),
+      );
       project.bytes = diskUsage(repo);
       project.bare_repo = true;
       bareBytes += project.bytes;
@@ -132,4 +147,58 @@ function countKind(
     // No envelopes.
   }
   return count;
+}
+
+/**
+ * Asks the agent listening on `socketPath` for its status
+ * (`{"op":"status"}`); null when no agent answers within 10 s.
+ */
+export async function askAgentStatus(
+  socketPath: string,
+): Promise<EnvoyStatus | null> {
+  let conn: Deno.UnixConn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path: socketPath });
+  } catch {
+    return null;
+  }
+  // An agent that does not answer in time is treated as absent.
+  const timer = setTimeout(() => {
+    try {
+      conn.close();
+    } catch {
+      // Already closed.
+    }
+  }, 10_000);
+  try {
+    await conn.write(new TextEncoder().encode('{"op":"status"}\n'));
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const buffer = new Uint8Array(64 * 1024);
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      chunks.push(buffer.slice(0, n));
+      size += n;
+      if (size > 16 * 1024 * 1024) return null;
+      if (buffer.subarray(0, n).includes(0x0a)) break;
+    }
+    const bytes = new Uint8Array(size);
+    let at = 0;
+    for (const chunk of chunks) {
+      bytes.set(chunk, at);
+      at += chunk.length;
+    }
+    const reply = JSON.parse(new TextDecoder().decode(bytes).split("\n")[0]);
+    return reply.ok ? reply.status as EnvoyStatus : null;
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
 }
