@@ -144,24 +144,34 @@ async function signPushedState(
     if (offer.ok === false) throw new HelperFailure(String(offer.error));
     if (offer.body === null) return;
     const body = offer.body as RefStateBody;
-    const session = await SessionClient.connect(paths.sessionSocket);
     let signature: Uint8Array;
     try {
-      const own = await session.request({ op: "PUBKEY" });
-      if (
-        !("id" in target) || body?.project_id !== target.id ||
-        !own.ok || !("pubkey" in own) || body.signer !== own.pubkey
-      ) {
-        throw new HelperFailure(
-          "the agent offered a ref state for another project or key; not signed.",
+      const session = await SessionClient.connect(paths.sessionSocket);
+      try {
+        const own = await session.request({ op: "PUBKEY" });
+        if (
+          !("id" in target) || body?.project_id !== target.id ||
+          !own.ok || !("pubkey" in own) || body.signer !== own.pubkey
+        ) {
+          throw new HelperFailure(
+            "the agent offered a ref state for another project or key; not signed.",
+          );
+        }
+        signature = await session.sign(
+          "vigo-swarm/v1/gitback-refs",
+          refStateBytes(body),
         );
+      } finally {
+        session.close();
       }
-      signature = await session.sign(
-        "vigo-swarm/v1/gitback-refs",
-        refStateBytes(body),
+    } catch (error) {
+      // git has already printed the refs as pushed: say that they are not.
+      const why = error instanceof SessionError && error.locked
+        ? "the puddle is locked"
+        : (error as Error).message.replace(/\.$/, "");
+      throw new HelperFailure(
+        `the new ref state was not signed (${why}), so the envoy undoes this push; run \`vigo swarm puddle unlock\` if needed and push again.`,
       );
-    } finally {
-      session.close();
     }
     await writeHandshakeLine(conn, { signature: toHex(signature) });
     const verdict = JSON.parse(await readLine(conn, carry));
