@@ -567,7 +567,7 @@ Deno.test({
       );
 
       await t.step(
-        "purge needs --yes, then wipes the local state",
+        "purge needs --yes, then wipes the local state but the record of what it dropped",
         async () => {
           const dry = await vigo(a.env, ["swarm", "gitback", "purge"]);
           assert.equal(dry.code, 0);
@@ -575,10 +575,26 @@ Deno.test({
           Deno.statSync(`${a.home}/.vigo-gitback`);
           const wet = await vigo(a.env, ["swarm", "gitback", "purge", "--yes"]);
           assert.equal(wet.code, 0, wet.stderr);
-          assert.throws(() => Deno.statSync(`${a.home}/.vigo-gitback`));
+          // Only left.json stays (and its lock), naming the purged project
+          // so that no adoption brings it back here.
+          assert.deepEqual(
+            [...Deno.readDirSync(`${a.home}/.vigo-gitback`)].map((e) => e.name)
+              .sort(),
+            [".left.lock", "left.json"],
+          );
+          assert.deepEqual(
+            Object.keys(
+              JSON.parse(
+                Deno.readTextFileSync(`${a.home}/.vigo-gitback/left.json`),
+              ).projects,
+            ),
+            [projectId],
+          );
           assert.throws(() =>
             Deno.statSync(`${a.root}/var/lib/vigo/swarm/gitback/projects`)
           );
+          const again = await vigo(a.env, ["swarm", "gitback", "purge"]);
+          assert.match(again.stdout, /nothing to remove/);
         },
       );
     } finally {

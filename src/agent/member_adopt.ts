@@ -11,7 +11,9 @@
  * by an envoy where that member proved to hold the key, so an admin cannot
  * push membership onto someone. A peer that had no chain for a user is
  * asked again only after a few catch-up periods, so users who are not
- * members cost little.
+ * members cost little. A project the user dropped here (`left.json`) is not
+ * adopted again until they join it again, and a chain through a revoked or
+ * left token is neither handed out nor taken.
  *
  * @module
  */
@@ -19,6 +21,7 @@
 import { runSelfAs } from "../platform/run_as.ts";
 import { parsePublicKey } from "../crypto/ed25519.ts";
 import { decodeToken, verifyChain } from "../gitback/tokens.ts";
+import { revokedTokenIds } from "../gitback/revocations.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { heldRecord, type PeerIndex } from "./announce.ts";
@@ -27,7 +30,11 @@ import { ADOPT_VERB } from "../gitback/adopt.ts";
 import { HttpError, type SwarmRoute } from "./swarm_server.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
 import { type ManagedHome, managedHomes } from "./user_homes.ts";
-import { holdsProjectDir, readUserProject } from "./user_state.ts";
+import {
+  holdsProjectDir,
+  readUserProject,
+  userLeftProjects,
+} from "./user_state.ts";
 import { boundKeyOf } from "./puddle_bindings.ts";
 import { scopeOf } from "./fanout.ts";
 import {
@@ -55,14 +62,18 @@ function chainsFor(
   subject: string,
 ): unknown[][] {
   const found: unknown[][] = [];
+  let revoked: Set<string> | undefined;
   for (const home of managedHomes(config)) {
     if (boundKeyOf(config.paths, home.uid) !== subject) continue;
     const chain = readUserProject(home, projectId, { chain: true })?.chain;
     if (!chain) continue;
     try {
-      if (decodeToken(chain[chain.length - 1]).body.subject === subject) {
-        found.push(chain);
-      }
+      const links = chain.map(decodeToken);
+      if (links[links.length - 1].body.subject !== subject) continue;
+      // A chain through a revoked or left token is dead: not handed out.
+      revoked ??= revokedTokenIds(config.paths, projectId);
+      if (links.some((link) => revoked!.has(link.id))) continue;
+      found.push(chain);
     } catch {
       // Not a chain.
     }
@@ -133,8 +144,13 @@ export async function adoptMemberships(
     // Only a key this user proved to hold, never identity.pub alone.
     const pubkey = boundKeyOf(config.paths, uid);
     if (!pubkey) continue;
+    // Projects the user dropped here stay dropped until they join again;
+    // an unreadable record stops adoption for them altogether.
+    const left = userLeftProjects(managed);
+    if (!left) continue;
     const byProject = new Map<string, Wanted>();
     for (const { host, projectId, scope } of announced) {
+      if (left.has(projectId)) continue;
       const asked = `${uid}:${projectId}:${host}`;
       const missedAt = misses.get(asked);
       if (missedAt !== undefined && Date.now() - missedAt < retryMs) continue;
@@ -189,11 +205,13 @@ export async function adoptMemberships(
           { chains?: unknown[][]; scope?: unknown }
         >();
         heldScope = answer.scope;
+        const revoked = revokedTokenIds(config.paths, projectId);
         for (const candidate of answer.chains ?? []) {
           try {
             await verifyChain(candidate, {
               projectId,
               presenter: parsePublicKey(pubkey),
+              revoked,
             });
             chain = candidate;
             break;

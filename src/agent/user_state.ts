@@ -9,6 +9,7 @@
  */
 
 import { OwnedDir, withOwnedDir } from "../platform/user_files.ts";
+import { LEFT_FILE, MAX_LEFT_BYTES, parseLeft } from "../gitback/left.ts";
 import type { ManagedHome } from "./user_homes.ts";
 
 const PROJECT_ID = /^[0-9a-f]{64}$/;
@@ -131,5 +132,28 @@ export function holdsProjectDir(home: ManagedHome, projectId: string): boolean {
     );
   } catch {
     return false;
+  }
+}
+
+/**
+ * The projects a user dropped on this envoy (`~/.vigo-gitback/left.json`,
+ * see gitback/left.ts), which nothing adopts for them again until they
+ * join again. Null when the record is there but cannot be read as theirs:
+ * then nothing is adopted for them at all.
+ */
+export function userLeftProjects(home: ManagedHome): Set<string> | null {
+  try {
+    return withOwnedDir(
+      home.home,
+      home.uid,
+      GITBACK_DIR,
+      (dir) =>
+        dir.has(LEFT_FILE)
+          ? new Set(parseLeft(dir.readJson(LEFT_FILE, MAX_LEFT_BYTES)).keys())
+          : new Set<string>(),
+      new Set<string>(),
+    );
+  } catch {
+    return null;
   }
 }

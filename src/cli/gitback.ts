@@ -16,6 +16,7 @@ import { diskUsage, projectsDir } from "../gitback/repo.ts";
 import { listProjects, ProjectError } from "../gitback/project.ts";
 import { readPublicKey } from "../puddle/identity.ts";
 import { ADOPT_VERB, adoptMembership } from "../gitback/adopt.ts";
+import { LEFT_FILE, LEFT_LOCK, recordLeft } from "../gitback/left.ts";
 import { loadAgentConfig } from "../agent/config.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -26,7 +27,8 @@ const USAGE = `vigo swarm gitback <verb>
 
 verbs:
   status                 envoy-wide posture (asks the agent; partial without it)
-  purge --yes            wipe your ~/.vigo-gitback (as root: also the bare repos)
+  purge --yes            wipe your ~/.vigo-gitback (as root: also the bare repos);
+                         left.json keeps the ids, so nothing adopts them again
   gc-orphans [--yes]     (root) bare repos no local user holds any more
   project <verb> …       found, invite, join, list, leave, revoke (\`project help\`)`;
 
@@ -145,34 +147,64 @@ async function status(args: string[]): Promise<number> {
   return 0;
 }
 
-function purge(args: string[]): number {
+/** The entries of `dir`, or none when it does not exist. */
+function entriesOf(dir: string): Deno.DirEntry[] {
+  try {
+    return [...Deno.readDirSync(dir)];
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+}
+
+async function purge(args: string[]): Promise<number> {
   const { values } = parseVerbArgs(
     args,
     { yes: { type: "boolean" } },
     "vigo swarm gitback purge --yes",
   );
-  const targets = [userPaths().gitbackDir];
-  if (Deno.uid() === 0) targets.push(projectsDir(systemPaths()));
-  const present = targets.filter(exists);
-  const pendingNote = present.some((dir) => {
-    try {
-      return [...Deno.readDirSync(dir)].some((p) =>
-        exists(`${dir}/${p.name}/leave.pending`) ||
-        exists(`${dir}/${p.name}/revoke.pending`)
-      );
-    } catch {
-      return false;
-    }
-  });
+  const gitbackDir = userPaths().gitbackDir;
+  // The record of dropped projects stays (see gitback/left.ts): it is what
+  // keeps adoption from bringing purged projects back.
+  const kept = new Set([LEFT_FILE, LEFT_LOCK]);
+  const userEntries = entriesOf(gitbackDir).filter((e) => !kept.has(e.name));
+  const projectIds = userEntries
+    .filter((e) => e.isDirectory && /^[0-9a-f]{64}$/.test(e.name))
+    .map((e) => e.name);
+  const bareDir = Deno.uid() === 0 ? projectsDir(systemPaths()) : null;
+  const present = [
+    ...(userEntries.length > 0 ? [gitbackDir] : []),
+    ...(bareDir !== null && exists(bareDir) ? [bareDir] : []),
+  ];
+  const pendingNote = projectIds.some((id) =>
+    exists(`${gitbackDir}/${id}/leave.pending`) ||
+    exists(`${gitbackDir}/${id}/revoke.pending`)
+  );
   if (!values.yes) {
     console.log(present.length ? "would remove:" : "nothing to remove.");
     for (const dir of present) console.log(`  ${dir}`);
     if (present.length) console.log("re-run with --yes to remove them.");
     return 0;
   }
-  for (const dir of present) {
-    Deno.removeSync(dir, { recursive: true });
-    console.log(`removed ${dir}`);
+  // Recorded first: whatever happens next, nothing adopts them here again
+  // until the user joins (or founds) them again.
+  await recordLeft(gitbackDir, projectIds);
+  if (userEntries.length > 0) {
+    for (const entry of userEntries) {
+      Deno.removeSync(`${gitbackDir}/${entry.name}`, { recursive: true });
+    }
+    if (entriesOf(gitbackDir).every((e) => e.name === LEFT_LOCK)) {
+      Deno.removeSync(gitbackDir, { recursive: true });
+      console.log(`removed ${gitbackDir}`);
+    } else {
+      console.log(
+        `removed ${gitbackDir}/* but ${LEFT_FILE}, which lists the projects dropped here so that nothing adopts them again until you join them again`,
+      );
+    }
+  }
+  if (bareDir !== null && exists(bareDir)) {
+    Deno.removeSync(bareDir, { recursive: true });
+    console.log(`removed ${bareDir}`);
   }
   if (pendingNote) {
     console.log(
@@ -303,7 +335,7 @@ export async function runGitback(args: string[]): Promise<number> {
       case "status":
         return await status(rest);
       case "purge":
-        return purge(rest);
+        return await purge(rest);
       case "gc-orphans":
         return gcOrphans(rest);
       case "project":

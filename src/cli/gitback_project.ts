@@ -35,6 +35,7 @@ import {
   writeProjectState,
 } from "../gitback/project.ts";
 import { sessionSigner } from "../gitback/session_signer.ts";
+import { clearLeft, recordLeft } from "../gitback/left.ts";
 import { bareRepoPath, git } from "../gitback/repo.ts";
 import { askAgentStatus } from "../gitback/envoy_status.ts";
 import { parseVerbArgs } from "./args.ts";
@@ -176,6 +177,8 @@ async function init(args: string[]): Promise<number> {
       created_at: new Date().toISOString(),
       tombstoned_at: null,
     }, { version: 1, chain: [token] });
+    // Founding it again here undoes an earlier leave or purge.
+    await clearLeft(paths.gitbackDir, id);
     const url = formatProjectUrl(id, handle);
     console.log(`✓ Founded project ${handle}`);
     console.log(`  URL:     ${url}`);
@@ -511,6 +514,8 @@ async function join(args: string[]): Promise<number> {
     created_at: new Date().toISOString(),
     tombstoned_at: null,
   }, { version: 1, chain: invitation.chain });
+  // Joining again undoes an earlier leave or purge on this envoy.
+  await clearLeft(paths.gitbackDir, projectId);
   const url = formatProjectUrl(projectId, verified.handle);
   console.log(`✓ Joined project ${verified.handle} as ${verified.role}`);
   console.log(`  URL:   ${url}`);
@@ -569,12 +574,19 @@ async function leave(args: string[]): Promise<number> {
   }
   const paths = userPaths();
   const project = resolveProject(paths.gitbackDir, positionals[0]);
-  await confirm(
-    `Leave project ${project.handle} (${SHORT(project.project_id)})?`,
-    values.yes === true,
-  );
   const { chain } = readTokens(paths.gitbackDir, project.project_id);
   const leaf = decodeToken(chain[chain.length - 1]);
+  // A LEAVE revokes the leaver's token everywhere; the founder's is the
+  // root of every member's chain.
+  const founding = leaf.body.parent === null;
+  await confirm(
+    founding
+      ? `You founded ${project.handle}: leaving revokes its root token, and with it every member's chain, on every envoy. Leave project ${project.handle} (${
+        SHORT(project.project_id)
+      })?`
+      : `Leave project ${project.handle} (${SHORT(project.project_id)})?`,
+    values.yes === true,
+  );
   const signer = await sessionSigner(paths.sessionSocket);
   let envelope: unknown;
   try {
@@ -587,6 +599,10 @@ async function leave(args: string[]): Promise<number> {
     signer.close();
   }
   const dir = projectDir(paths.gitbackDir, project.project_id);
+  // Recorded before anything is removed: no adoption (unlock, the agent's)
+  // brings the project back here, whether or not the agent swept the
+  // LEAVE yet, until the user joins again.
+  await recordLeft(paths.gitbackDir, [project.project_id]);
   appendPending(dir, "leave.pending", envelope);
   for (const name of ["project.json", "tokens.json", "issued.json"]) {
     removeIfExists(`${dir}/${name}`);
@@ -594,6 +610,14 @@ async function leave(args: string[]): Promise<number> {
   console.log(
     `✓ Left project ${project.handle}; the signed LEAVE waits in ${dir}/leave.pending for the agent's sweep.`,
   );
+  console.log(
+    `  Every envoy refuses token ${leaf.id} once the LEAVE reaches it, and this envoy adopts ${project.handle} again only after you join it again.`,
+  );
+  if (founding) {
+    console.log(
+      `  It was the project's root token: every member's chain of ${project.handle} stops verifying with it.`,
+    );
+  }
   if (values.purge) {
     const repo = bareRepoPath(systemPaths(), project.project_id);
     if (exists(repo)) {

@@ -3,6 +3,8 @@
  * freshly paired envoy gets its repositories (through DR catch-up) without
  * manual steps. Founded projects are adopted at `puddle unlock`; memberships
  * by the agent, from a chain a peer holds (see agent/member_adopt.ts).
+ * Neither adopts a project the user dropped here (`left.json`, see left.ts)
+ * until they join it again.
  *
  * @module
  */
@@ -10,7 +12,8 @@
 import { formatPublicKey } from "../crypto/ed25519.ts";
 import { exists } from "../platform/fs.ts";
 import { projectId as computeProjectId } from "./project_id.ts";
-import { projectDir, writeProjectState } from "./project.ts";
+import { readLeft } from "./left.ts";
+import { projectDir, ProjectError, writeProjectState } from "./project.ts";
 import { mintBootstrapToken, type Signer, verifyChain } from "./tokens.ts";
 
 /** Hidden CLI verb by which the agent writes an adopted membership as the user. */
@@ -49,7 +52,7 @@ function writeAdopted(
 /**
  * Adopts a project this key is a member of, from a chain a peer held: the
  * chain must verify for `projectId` with `me` as presenter. Does nothing when
- * the project is already here.
+ * the project is already here; refuses one the user dropped here.
  */
 export async function adoptMembership(
   gitbackDir: string,
@@ -58,6 +61,12 @@ export async function adoptMembership(
   input: { chain?: unknown; scope?: unknown } | null,
 ): Promise<void> {
   if (exists(`${projectDir(gitbackDir, projectId)}/project.json`)) return;
+  if (readLeft(gitbackDir).has(projectId)) {
+    throw new ProjectError(
+      `you left project ${projectId} on this envoy; it is not adopted again.`,
+      "join it again with a new invitation (`vigo swarm gitback project join`) to hold it here.",
+    );
+  }
   const verified = await verifyChain(input?.chain, {
     projectId,
     presenter: me,
@@ -131,7 +140,9 @@ export function readAnnounced(path: string): AnnouncedProject[] {
 /**
  * Adopts every project in the agent's cache of confirmed announcements
  * whose id this signer's key and the confirmed handle reproduce, and that
- * has no local state yet. Returns the handles adopted.
+ * has no local state yet, unless the user dropped it here (`left.json`;
+ * founding it again with `project init` clears that). Returns the handles
+ * adopted.
  */
 export async function adoptFoundedProjects(
   gitbackDir: string,
@@ -139,8 +150,11 @@ export async function adoptFoundedProjects(
   signer: Signer,
 ): Promise<string[]> {
   const adopted: string[] = [];
-  for (const entry of readAnnounced(announcedPath)) {
+  const announced = readAnnounced(announcedPath);
+  const left = announced.length > 0 ? readLeft(gitbackDir) : new Set();
+  for (const entry of announced) {
     const handle = entry.handle;
+    if (left.has(entry.project_id)) continue;
     if (exists(`${projectDir(gitbackDir, entry.project_id)}/project.json`)) {
       continue;
     }

@@ -1,9 +1,19 @@
 import assert from "node:assert/strict";
 import { formatPublicKey, generateSeed } from "../crypto/ed25519.ts";
-import { adoptFoundedProjects, readAnnounced } from "./adopt.ts";
-import { readProject, readTokens } from "./project.ts";
+import {
+  adoptFoundedProjects,
+  adoptMembership,
+  readAnnounced,
+} from "./adopt.ts";
+import { clearLeft, recordLeft } from "./left.ts";
+import { ProjectError, readProject, readTokens } from "./project.ts";
 import { projectId } from "./project_id.ts";
-import { seedSigner, verifyChain } from "./tokens.ts";
+import {
+  mintBootstrapToken,
+  mintChildToken,
+  seedSigner,
+  verifyChain,
+} from "./tokens.ts";
 
 Deno.test("unlock adopts only announced projects this key founded", async () => {
   const dir = Deno.makeTempDirSync();
@@ -114,6 +124,72 @@ Deno.test("the announced cache is read in exactly its format: snake_case, every 
     assert.deepEqual(await adoptFoundedProjects(gitbackDir, path, me), [
       "work",
     ]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("neither unlock nor the agent's adoption brings back a project the user dropped here, until they join again", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const me = seedSigner(generateSeed());
+    const founder = seedSigner(generateSeed());
+    const mine = await projectId(me.publicKey, "work");
+    const theirs = await projectId(founder.publicKey, "shared");
+    const root = await mintBootstrapToken(founder, "shared");
+    const chain = [
+      root,
+      await mintChildToken(founder, [root], {
+        subject: me.publicKey,
+        role: "member",
+      }),
+    ];
+    const announced = `${dir}/announced.json`;
+    Deno.writeTextFileSync(
+      announced,
+      JSON.stringify([{
+        project_id: mine,
+        handle: "work",
+        scope: "swarm-wide",
+        host: "envoy-b",
+        confirmed_at: new Date().toISOString(),
+      }]),
+    );
+    const gitbackDir = `${dir}/gitback`;
+    await recordLeft(gitbackDir, [mine, theirs]);
+
+    assert.deepEqual(await adoptFoundedProjects(gitbackDir, announced, me), []);
+    await assert.rejects(
+      adoptMembership(gitbackDir, theirs, me.publicKey, {
+        chain,
+        scope: "swarm-wide",
+      }),
+      (error: Error) =>
+        error instanceof ProjectError && /you left project/.test(error.message),
+    );
+    assert.deepEqual(
+      [...Deno.readDirSync(gitbackDir)].map((e) => e.name).sort(),
+      [".left.lock", "left.json"],
+    );
+
+    // Joining (or founding) again clears the record: adoption works again.
+    await clearLeft(gitbackDir, mine);
+    await clearLeft(gitbackDir, theirs);
+    assert.deepEqual(await adoptFoundedProjects(gitbackDir, announced, me), [
+      "work",
+    ]);
+    await adoptMembership(gitbackDir, theirs, me.publicKey, {
+      chain,
+      scope: "swarm-wide",
+    });
+    assert.equal(readProject(gitbackDir, theirs).handle, "shared");
+
+    // An unreadable record stops adoption rather than guessing.
+    Deno.writeTextFileSync(`${gitbackDir}/left.json`, "{not json");
+    await assert.rejects(
+      adoptFoundedProjects(gitbackDir, announced, me),
+      /not valid JSON/,
+    );
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
