@@ -45,7 +45,7 @@ import { waitForLine, waitUntil } from "./support/wait.ts";
 
 /** Envelopes the sweep takes from one pending file. */
 const PER_FILE = 256;
-/** Now, in Unix seconds: LEAVEs older than 90 days are not kept. */
+/** Now, in Unix seconds: the LEAVEs here are issued around it. */
 const NOW = Math.floor(Date.now() / 1000);
 
 function vmRssKib(pid: number): number {
