@@ -99,7 +99,7 @@ while read -r old new ref; do
     refs/gitback/*)
       echo "refused $ref: refs/gitback/ is kept by the envoys" >&2
       status=1; continue ;;
-    refs/*[!A-Za-z0-9._/+@-]*|refs/*..*|refs/*/.*|refs/*//*|*/|*.lock|*.lock/*|refs/)
+    refs/*[!A-Za-z0-9._/+@-]*|refs/*..*|*/.*|*//*|*/|*.lock|*.lock/*)
       echo "refused $ref: this ref name is not allowed" >&2
       status=1; continue ;;
     refs/*) ;;
