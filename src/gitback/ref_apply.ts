@@ -208,6 +208,14 @@ export async function applyRefStates(
     if (known.some((s) => s.id === state.id)) continue;
     const current = stored.current;
     const parent = known.find((s) => s.id === state.body.parent) ?? null;
+    // Judged against its parent, a state must also rank just after it: a
+    // far higher seq over an old parent would win over every state since
+    // while only the changes from that parent are checked.
+    if (parent && state.body.seq !== parent.body.seq + 1) {
+      throw new RefStateRefused(
+        `ref state ${state.body.seq} follows state ${parent.body.seq}; a state's seq is one more than its parent's.`,
+      );
+    }
     const wins = current === null || supersedes(state, current);
     if (!wins && current && state.body.seq < current.body.seq && !parent) {
       throw new RefStateRefused(

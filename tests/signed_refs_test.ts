@@ -1,0 +1,742 @@
+/**
+ * Signed ref states on a real fleet, attacked by an enrolled envoy: the
+ * test speaks HTTPS to the push route of envoys B and C with envoy A's real
+ * fleet certificate, and holds keys and token chains of its own making (a
+ * founder, who is admin, and a member). Replicas move refs only to a state
+ * its signer's chain allows, exactly to that state, and two conflicting
+ * states converge to the same refs on every replica, whatever the order.
+ *
+ * Before signed states existed, a delivery needed only a chain that
+ * verified for the project: the bundle's refs were then force-written into
+ * the replica (never deleted), whoever pushed, and an empty body was a 400.
+ * Each hostile case below sends a bundle whose refs carry the hostile
+ * change, so under that rule the delivery was answered 200 and the refs
+ * moved; the comment on each case says which assertion that breaks.
+ */
+
+import assert from "node:assert/strict";
+import {
+  type Envoy,
+  type Fleet,
+  fleetDown,
+  fleetUp,
+} from "../scripts/fleet.ts";
+import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { CHAIN_HEADER, REFS_HEADER } from "../src/agent/fanout.ts";
+import { canonicalBytes } from "../src/crypto/canonical.ts";
+import { formatPublicKey } from "../src/crypto/ed25519.ts";
+import { decodeBase64, encodeBase64 } from "../src/platform/encoding.ts";
+import { runCommand } from "../src/platform/process.ts";
+import { projectId as computeProjectId } from "../src/gitback/project_id.ts";
+import {
+  decodeRefState,
+  nextRefStateBody,
+  readRefStates,
+  type RefState,
+  type RefStateWire,
+  signRefState,
+} from "../src/gitback/ref_state.ts";
+import {
+  mintBootstrapToken,
+  mintChildToken,
+  seedSigner,
+  type Signer,
+} from "../src/gitback/tokens.ts";
+
+const GIT_ENV = {
+  PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+  HOME: "/nonexistent",
+  GIT_CONFIG_NOSYSTEM: "1",
+  GIT_AUTHOR_NAME: "T",
+  GIT_AUTHOR_EMAIL: "t@example.invalid",
+  GIT_COMMITTER_NAME: "T",
+  GIT_COMMITTER_EMAIL: "t@example.invalid",
+};
+
+async function git(args: string[], stdin?: string): Promise<string> {
+  const out = await runCommand("git", {
+    args,
+    env: GIT_ENV,
+    clearEnv: true,
+    stdin,
+  });
+  assert.equal(out.code, 0, `git ${args.join(" ")}: ${out.stderr}`);
+  return out.stdout.trim();
+}
+
+function tlsOf(envoy: Envoy) {
+  const etc = `${envoy.root}/etc/vigo`;
+  return {
+    caPem: Deno.readTextFileSync(`${etc}/ca.crt`),
+    certPem: Deno.readTextFileSync(`${etc}/tls.crt`),
+    keyPem: Deno.readTextFileSync(`${etc}/tls.key`),
+  };
+}
+
+const repoOf = (envoy: Envoy, projectId: string) =>
+  `${envoy.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`;
+
+/** `git for-each-ref` of `envoy`'s replica, or null when it has none. */
+async function refsOn(envoy: Envoy, projectId: string): Promise<string | null> {
+  const out = await runCommand("git", {
+    args: [
+      "-C",
+      repoOf(envoy, projectId),
+      "for-each-ref",
+      "--format=%(objectname) %(refname)",
+    ],
+    env: GIT_ENV,
+    clearEnv: true,
+  });
+  return out.code === 0 ? out.stdout.trim() : null;
+}
+
+/** What {@link refsOn} prints for exactly `refs`. */
+function listing(refs: Record<string, string>): string {
+  return Object.keys(refs).sort().map((ref) => `${refs[ref]} ${ref}`).join(
+    "\n",
+  );
+}
+
+const random32 = () => crypto.getRandomValues(new Uint8Array(32));
+
+/** A fresh project: its founder (admin) and a member, with their chains. */
+async function freshProject(
+  founder: Signer,
+  member: Signer,
+  handle: string,
+) {
+  const root = await mintBootstrapToken(founder, handle);
+  const leaf = await mintChildToken(founder, [root], {
+    subject: member.publicKey,
+    role: "member",
+  });
+  return {
+    id: await computeProjectId(founder.publicKey, handle),
+    admin: [root] as unknown[],
+    member: [root, leaf] as unknown[],
+  };
+}
+
+Deno.test({
+  name:
+    "signed refs: replicas move refs only as signed states allow, and conflicts converge",
+  ignore: Deno.uid() !== 0,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async (t) => {
+    const dir = Deno.makeTempDirSync({ prefix: "vigo-signed-refs-" });
+    let fleet: Fleet | undefined;
+    try {
+      fleet = await fleetUp(`${dir}/fleet`, { envoys: 3 });
+      const [a, b, c] = fleet.envoys;
+      // The hostile envoy: A's real certificate, enrolled in the fleet.
+      const tls = tlsOf(a);
+
+      const founder = seedSigner(random32());
+      const member = seedSigner(random32());
+      // A key that holds no chain of its own.
+      const outsider = seedSigner(random32());
+
+      // A work repository for commits, tags and bundles.
+      const work = `${dir}/work`;
+      await git(["init", "--quiet", "--bare", work]);
+      const commit = async (message: string, parent: string | null) => {
+        const blob = await git(
+          ["-C", work, "hash-object", "-w", "--stdin"],
+          `${message}\n`,
+        );
+        const tree = await git(
+          ["-C", work, "mktree"],
+          `100644 blob ${blob}\tfile\n`,
+        );
+        return await git([
+          "-C",
+          work,
+          "commit-tree",
+          tree,
+          ...(parent ? ["-p", parent] : []),
+          "-m",
+          message,
+        ]);
+      };
+      const tag = async (name: string, target: string) => {
+        await git(["-C", work, "tag", "-a", "-m", name, name, target]);
+        return await git(["-C", work, "rev-parse", `refs/tags/${name}`]);
+      };
+      /**
+       * A bundle whose refs are exactly `refs` (the work repository's refs
+       * are set to them first): what a peer that meant those refs sends.
+       */
+      let bundles = 0;
+      const bundleOf = async (refs: Record<string, string>) => {
+        for (const [ref, id] of Object.entries(refs)) {
+          await git(["-C", work, "update-ref", ref, id]);
+        }
+        const file = `${dir}/${++bundles}.bundle`;
+        await git([
+          "-C",
+          work,
+          "bundle",
+          "create",
+          "--quiet",
+          file,
+          ...Object.keys(refs),
+        ]);
+        return Deno.readFileSync(file);
+      };
+      const sign = async (
+        signer: Signer,
+        chain: unknown[],
+        projectId: string,
+        parent: RefState | null,
+        refs: Record<string, string>,
+      ): Promise<RefState> =>
+        decodeRefState(
+          await signRefState(
+            signer,
+            nextRefStateBody({
+              projectId,
+              parent,
+              refs: new Map(Object.entries(refs)),
+              signer: signer.publicKey,
+            }),
+            chain,
+          ),
+        );
+      /**
+       * Delivers `body` with `states` (none: no refs header) to `envoy`'s
+       * push route, presenting `chain` as the delivering envoy's chain.
+       */
+      const deliver = (
+        envoy: Envoy,
+        projectId: string,
+        chain: unknown[],
+        states: RefStateWire[] | null,
+        body: Uint8Array,
+      ) => {
+        const json = (value: unknown) =>
+          encodeBase64(new TextEncoder().encode(JSON.stringify(value)));
+        const headers: Record<string, string> = { [CHAIN_HEADER]: json(chain) };
+        if (states) headers[REFS_HEADER] = json(states);
+        return swarmRequest(
+          tls,
+          `https://${envoy.address}:1531/swarm/gitback/push/${projectId}`,
+          { method: "POST", body, headers },
+        );
+      };
+      const NONE = new Uint8Array(0);
+
+      // m0 ← m1 ← m2 ← m3, and s1 beside m1: main at m1 or m2 moving to
+      // s1 is not a fast-forward.
+      const m0 = await commit("m0", null);
+      const m1 = await commit("m1", m0);
+      const m2 = await commit("m2", m1);
+      const m3 = await commit("m3", m2);
+      const s1 = await commit("s1 (beside m1)", m0);
+      const v1a = await tag("v1a", m1);
+      const v1b = await tag("v1b", m2);
+      const MAIN = "refs/heads/main";
+      const FEATURE = "refs/heads/feature";
+      const V1 = "refs/tags/v1";
+
+      const P = await freshProject(founder, member, "signed");
+      const onB = () => refsOn(b, P.id);
+      const expectB = async (
+        refs: Record<string, string>,
+        current: RefState,
+        what: string,
+      ) => {
+        assert.equal(await onB(), listing(refs), what);
+        assert.equal(readRefStates(repoOf(b, P.id)).current?.id, current.id);
+      };
+      /** Asserts a delivery's status and that B's refs and state did not move. */
+      const unchanged = async (
+        status: number,
+        states: RefStateWire[] | null,
+        body: Uint8Array,
+        what: string,
+        chain = P.member,
+      ) => {
+        const before = await onB();
+        const current = readRefStates(repoOf(b, P.id)).current?.id;
+        const response = await deliver(b, P.id, chain, states, body);
+        assert.equal(
+          response.status,
+          status,
+          `${what}: ${new TextDecoder().decode(response.body)}`,
+        );
+        assert.equal(await onB(), before, what);
+        assert.equal(readRefStates(repoOf(b, P.id)).current?.id, current, what);
+      };
+
+      // The states B holds, in order.
+      let S1!: RefState;
+      let S2!: RefState;
+      let S3!: RefState;
+      let S4!: RefState;
+      // The project of the conflict.
+      const Q = await freshProject(founder, member, "conflict");
+
+      await t.step(
+        "an admin's first state sets main and a tag, exactly",
+        async () => {
+          S1 = await sign(founder, P.admin, P.id, null, {
+            [MAIN]: m1,
+            [FEATURE]: m1,
+            [V1]: v1a,
+          });
+          // The bundle carries more refs than the state: only the state counts.
+          const body = await bundleOf({
+            [MAIN]: m1,
+            [FEATURE]: m1,
+            [V1]: v1a,
+            "refs/heads/extra": m2,
+          });
+          assert.equal(await onB(), null);
+          const response = await deliver(b, P.id, P.member, [S1.wire], body);
+          assert.equal(
+            response.status,
+            200,
+            new TextDecoder().decode(response.body),
+          );
+          await expectB(S1.body.refs, S1, "first state");
+          assert.equal(await refsOn(c, P.id), null, "nothing reached C");
+        },
+      );
+
+      await t.step("a chain without states moves nothing (401)", async () => {
+        // Before: the chain was enough and main moved to m2 (200).
+        await unchanged(
+          401,
+          null,
+          await bundleOf({ [MAIN]: m2 }),
+          "chain only",
+        );
+        await unchanged(
+          401,
+          null,
+          await bundleOf({ [MAIN]: m2 }),
+          "admin chain only",
+          P.admin,
+        );
+      });
+
+      await t.step(
+        "a state altered after signing is refused (403)",
+        async () => {
+          // The member's honest fast-forward, delivered intact further below.
+          S2 = await sign(member, P.member, P.id, S1, {
+            [MAIN]: m2,
+            [FEATURE]: m1,
+            [V1]: v1a,
+          });
+          const forged = { ...S2.body, refs: { ...S2.body.refs, [MAIN]: s1 } };
+          const altered = {
+            ...S2.wire,
+            body: encodeBase64(canonicalBytes(forged)),
+          };
+          assert.deepEqual(decodeRefState(altered).body.refs[MAIN], s1);
+          // Before: main was forced to s1 (200).
+          await unchanged(
+            403,
+            [altered],
+            await bundleOf({ [MAIN]: s1 }),
+            "main moved",
+          );
+          // Altered to delete feature instead (a state an admin would need).
+          const { [FEATURE]: _, ...withoutFeature } = S2.body.refs;
+          await unchanged(
+            403,
+            [{
+              ...S2.wire,
+              body: encodeBase64(
+                canonicalBytes({ ...S2.body, refs: withoutFeature }),
+              ),
+            }],
+            await bundleOf({ [MAIN]: m2, [V1]: v1a }),
+            "feature deleted",
+          );
+          // An altered state beside a valid one spoils the whole delivery.
+          await unchanged(
+            403,
+            [S2.wire, altered],
+            await bundleOf({ [MAIN]: s1 }),
+            "valid and altered together",
+          );
+        },
+      );
+
+      await t.step(
+        "a key holding only someone else's chain is refused (403)",
+        async () => {
+          // Signed in its own name, with the member's chain: not its chain.
+          // Before: main was forced to s1 (200).
+          const own = await sign(outsider, P.member, P.id, S1, {
+            [MAIN]: s1,
+            [FEATURE]: m1,
+            [V1]: v1a,
+          });
+          await unchanged(
+            403,
+            [own.wire],
+            await bundleOf({ [MAIN]: s1 }),
+            "own name",
+          );
+          // Signed in its own name, with the founder's (admin) chain.
+          const asAdmin = await sign(outsider, P.admin, P.id, S1, {
+            [MAIN]: s1,
+          });
+          await unchanged(
+            403,
+            [asAdmin.wire],
+            await bundleOf({ [MAIN]: s1 }),
+            "with the admin chain",
+          );
+          // Signed by the outsider in the member's name.
+          const body = nextRefStateBody({
+            projectId: P.id,
+            parent: S1,
+            refs: new Map([[MAIN, s1], [FEATURE, m1], [V1, v1a]]),
+            signer: member.publicKey,
+          });
+          assert.equal(body.signer, formatPublicKey(member.publicKey));
+          const impostor = await signRefState(
+            { publicKey: member.publicKey, sign: outsider.sign },
+            body,
+            P.member,
+          );
+          await unchanged(
+            403,
+            [impostor],
+            await bundleOf({ [MAIN]: s1 }),
+            "in the member's name",
+          );
+        },
+      );
+
+      await t.step(
+        "a member may not delete, force or move a tag (403)",
+        async () => {
+          // Before: each was 200 (a bundle could not delete, but nothing
+          // checked the role either; the force and the tag move took effect).
+          const deletion = await sign(member, P.member, P.id, S1, {
+            [MAIN]: m1,
+            [V1]: v1a,
+          });
+          await unchanged(
+            403,
+            [deletion.wire],
+            await bundleOf({ [MAIN]: m1, [V1]: v1a }),
+            "member deletion",
+          );
+          const tagDeletion = await sign(member, P.member, P.id, S1, {
+            [MAIN]: m1,
+            [FEATURE]: m1,
+          });
+          await unchanged(
+            403,
+            [tagDeletion.wire],
+            await bundleOf({ [MAIN]: m1, [FEATURE]: m1 }),
+            "member tag deletion",
+          );
+          const force = await sign(member, P.member, P.id, S1, {
+            [MAIN]: s1,
+            [FEATURE]: m1,
+            [V1]: v1a,
+          });
+          await unchanged(
+            403,
+            [force.wire],
+            await bundleOf({ [MAIN]: s1 }),
+            "member non-fast-forward",
+          );
+          const tagMove = await sign(member, P.member, P.id, S1, {
+            [MAIN]: m1,
+            [FEATURE]: m1,
+            [V1]: v1b,
+          });
+          await unchanged(
+            403,
+            [tagMove.wire],
+            await bundleOf({ [V1]: v1b }),
+            "member tag move",
+          );
+        },
+      );
+
+      await t.step("a member's fast-forward is taken (200)", async () => {
+        const response = await deliver(
+          b,
+          P.id,
+          P.member,
+          [S2.wire],
+          await bundleOf({ [MAIN]: m2 }),
+        );
+        assert.equal(
+          response.status,
+          200,
+          new TextDecoder().decode(response.body),
+        );
+        await expectB(S2.body.refs, S2, "fast-forward");
+      });
+
+      await t.step(
+        "an admin may force, delete and move a tag (200)",
+        async () => {
+          S3 = await sign(founder, P.admin, P.id, S2, {
+            [MAIN]: s1,
+            [V1]: v1b,
+          });
+          const response = await deliver(
+            b,
+            P.id,
+            P.member,
+            [S3.wire],
+            await bundleOf({ [MAIN]: s1, [V1]: v1b }),
+          );
+          assert.equal(
+            response.status,
+            200,
+            new TextDecoder().decode(response.body),
+          );
+          // Exactly the state: feature is gone, and what the admin dropped on
+          // purpose is not kept as a lost ref.
+          await expectB(S3.body.refs, S3, "admin force and deletion");
+        },
+      );
+
+      await t.step("older states are never replayed", async () => {
+        // States B held before: known, so a no-op. Before: main went back
+        // to m1 (and then m2).
+        await unchanged(
+          200,
+          [S1.wire],
+          await bundleOf({ [MAIN]: m1 }),
+          "S1 again",
+        );
+        await unchanged(
+          200,
+          [S2.wire],
+          await bundleOf({ [MAIN]: m2 }),
+          "S2 again",
+        );
+        // Older than B's current state and following a state B never saw
+        // (signed by the admin, valid in every other way): refused.
+        // Before: main was forced to m3 (200).
+        const T1 = await sign(founder, P.admin, P.id, null, { [MAIN]: m3 });
+        const T2 = await sign(founder, P.admin, P.id, T1, {
+          [MAIN]: m3,
+          [V1]: v1a,
+        });
+        assert.ok(T2.body.seq < S3.body.seq);
+        await unchanged(403, [T2.wire], await bundleOf({ [MAIN]: m3 }), "T2");
+        await unchanged(
+          403,
+          [T1.wire, T2.wire],
+          await bundleOf({ [MAIN]: m3 }),
+          "T1 and T2",
+        );
+      });
+
+      await t.step(
+        "the current state again changes nothing (200)",
+        async () => {
+          // Before: an empty body was a 400.
+          const before = await onB();
+          const response = await deliver(b, P.id, P.member, [S3.wire], NONE);
+          assert.equal(
+            response.status,
+            200,
+            new TextDecoder().decode(response.body),
+          );
+          assert.equal(
+            response.json<{ refs_changed: number }>().refs_changed,
+            0,
+          );
+          assert.equal(await onB(), before);
+          await expectB(S3.body.refs, S3, "current again");
+        },
+      );
+
+      await t.step(
+        "a state naming objects B lacks, without them, is a 409",
+        async () => {
+          const m9 = await commit("m9", s1);
+          S4 = await sign(founder, P.admin, P.id, S3, {
+            [MAIN]: m9,
+            [V1]: v1b,
+          });
+          // Before: an empty body was a 400.
+          await unchanged(409, [S4.wire], NONE, "missing objects");
+          // With the objects, it is taken.
+          const response = await deliver(
+            b,
+            P.id,
+            P.member,
+            [S4.wire],
+            await bundleOf({ [MAIN]: m9 }),
+          );
+          assert.equal(
+            response.status,
+            200,
+            new TextDecoder().decode(response.body),
+          );
+          await expectB(S4.body.refs, S4, "with the objects");
+        },
+      );
+
+      await t.step(
+        "a member's state may not jump ahead of an old parent (403)",
+        async () => {
+          // The member signs S1's refs again, as if following S1 but with a
+          // seq above B's current state: judged against S1 it changes
+          // nothing, yet winning it would undo the admin's force, deletion
+          // and tag move since. Before: main went back to m1 (200).
+          const jump = async (parent: string) => {
+            const body = nextRefStateBody({
+              projectId: P.id,
+              parent: S1,
+              refs: new Map(Object.entries(S1.body.refs)),
+              signer: member.publicKey,
+            });
+            return await signRefState(
+              member,
+              { ...body, parent, seq: S4.body.seq + 1 },
+              P.member,
+            );
+          };
+          await unchanged(
+            403,
+            [await jump(S1.id)],
+            await bundleOf({ [MAIN]: m1, [FEATURE]: m1, [V1]: v1a }),
+            "over a known parent",
+          );
+          // Following a state B never saw: judged against B's current refs.
+          await unchanged(
+            403,
+            [await jump("ab".repeat(32))],
+            await bundleOf({ [MAIN]: m1, [FEATURE]: m1, [V1]: v1a }),
+            "over an unknown parent",
+          );
+          // The member's next fast-forward is taken.
+          const m10 = await commit("m10", S4.body.refs[MAIN]);
+          const S5 = await sign(member, P.member, P.id, S4, {
+            ...S4.body.refs,
+            [MAIN]: m10,
+          });
+          const response = await deliver(
+            b,
+            P.id,
+            P.member,
+            [S5.wire],
+            await bundleOf({ [MAIN]: m10 }),
+          );
+          assert.equal(
+            response.status,
+            200,
+            new TextDecoder().decode(response.body),
+          );
+          await expectB(S5.body.refs, S5, "member after the jumps");
+        },
+      );
+
+      await t.step(
+        "two states at the same seq converge on B and C, whatever the order",
+        async () => {
+          const k1 = await commit("k1", null);
+          const k2 = await commit("k2 (the member's)", k1);
+          const j2 = await commit("j2 (the admin's)", k1);
+          const K1 = await sign(founder, Q.admin, Q.id, null, { [MAIN]: k1 });
+          // Two pushes on two envoys, both following K1, both fast-forwards.
+          const byMember = await sign(member, Q.member, Q.id, K1, {
+            [MAIN]: k2,
+          });
+          const byAdmin = await sign(founder, Q.admin, Q.id, K1, {
+            [MAIN]: j2,
+          });
+          assert.equal(byMember.body.seq, byAdmin.body.seq);
+          const [winner, loser] = byMember.id < byAdmin.id
+            ? [byMember, byAdmin]
+            : [byAdmin, byMember];
+          const send = async (envoy: Envoy, state: RefState) => {
+            const response = await deliver(
+              envoy,
+              Q.id,
+              Q.member,
+              [state.wire],
+              await bundleOf({ [MAIN]: state.body.refs[MAIN] }),
+            );
+            assert.equal(
+              response.status,
+              200,
+              `${envoy.name}: ${new TextDecoder().decode(response.body)}`,
+            );
+          };
+          for (const envoy of [b, c]) await send(envoy, K1);
+          // Before: the last bundle's main won, so B ended at the admin's
+          // tip and C at the member's, and no lost ref existed at all.
+          await send(b, byMember);
+          await send(b, byAdmin);
+          await send(c, byAdmin);
+          await send(c, byMember);
+          const lost = `refs/gitback/lost/${loser.id.slice(0, 16)}/heads/main`;
+          const expected = listing({
+            [MAIN]: winner.body.refs[MAIN],
+            [lost]: loser.body.refs[MAIN],
+          });
+          assert.equal(await refsOn(b, Q.id), expected, "B");
+          assert.equal(await refsOn(c, Q.id), expected, "C");
+          for (const envoy of [b, c]) {
+            const stored = readRefStates(repoOf(envoy, Q.id));
+            assert.equal(stored.current?.id, winner.id, envoy.name);
+            assert.ok(stored.recent.some((s) => s.id === loser.id));
+          }
+          // The loser delivered again changes nothing.
+          await send(b, loser);
+          assert.equal(await refsOn(b, Q.id), expected, "B, loser again");
+
+          // A later state following the winner applies on both; the lost
+          // tip stays.
+          const k3 = await commit("k3", winner.body.refs[MAIN]);
+          const next = await sign(member, Q.member, Q.id, winner, {
+            [MAIN]: k3,
+          });
+          assert.equal(next.body.seq, 3);
+          await send(b, next);
+          await send(c, next);
+          const after = listing({
+            [MAIN]: k3,
+            [lost]: loser.body.refs[MAIN],
+          });
+          assert.equal(await refsOn(b, Q.id), after, "B after");
+          assert.equal(await refsOn(c, Q.id), after, "C after");
+          for (const envoy of [b, c]) {
+            assert.equal(
+              readRefStates(repoOf(envoy, Q.id)).current?.id,
+              next.id,
+              envoy.name,
+            );
+          }
+        },
+      );
+
+      await t.step("the repositories are whole", async () => {
+        for (
+          const repo of [repoOf(b, P.id), repoOf(b, Q.id), repoOf(c, Q.id)]
+        ) {
+          await git(["-C", repo, "fsck", "--no-progress"]);
+        }
+        // Decoding what B recorded gives back the states it was sent.
+        const stored = readRefStates(repoOf(b, P.id));
+        assert.deepEqual(
+          decodeBase64(stored.current!.wire.body),
+          canonicalBytes(stored.current!.body),
+        );
+      });
+    } finally {
+      if (fleet) await fleetDown(`${dir}/fleet`);
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
