@@ -15,7 +15,7 @@ import {
   stopAgent,
 } from "../scripts/fleet.ts";
 import { vigo, withGitback } from "./support/cli.ts";
-import { readRefStates } from "../src/gitback/ref_state.ts";
+import { readRefStates, roleOf } from "../src/gitback/ref_state.ts";
 import { lostRefName } from "../src/gitback/ref_apply.ts";
 import { foundProject } from "./support/fleet_steps.ts";
 import { runCommand } from "../src/platform/process.ts";
@@ -290,7 +290,8 @@ Deno.test({
         new Set([tipA, tipB]),
         "both tips are kept",
       );
-      // The winner is the state with the smaller id at equal seq.
+      // At equal seq an admin's state wins over a member's (then the
+      // smaller id): P1 founded the project, P2 is a member.
       const stored = readRefStates(
         `${a.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`,
       );
@@ -299,7 +300,9 @@ Deno.test({
         s.body.seq === winner.body.seq && s.id !== winner.id
       );
       assert.ok(loser, "envoy-a keeps the losing state");
-      assert.ok(winner.id < loser.id);
+      assert.equal(roleOf(winner), "admin");
+      assert.equal(roleOf(loser), "member");
+      assert.equal(main, tipA);
       assert.equal(winner.body.refs["refs/heads/main"], main);
       assert.equal(lost[2], lostRefName(loser, "refs/heads/main"));
 

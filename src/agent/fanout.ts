@@ -14,6 +14,7 @@ import { bareRepoPath, gitbackBase, listRefs } from "../gitback/repo.ts";
 import {
   readRefStates,
   type RefState,
+  roleOf,
   type StoredRefStates,
 } from "../gitback/ref_state.ts";
 import type { AgentConfig } from "./config.ts";
@@ -153,8 +154,11 @@ function writeAck(
 }
 
 /**
- * The states to send `peer`: every kept state it has not acknowledged
- * (losers of a conflict at its sequence included), the current one last.
+ * The states to send `peer`, oldest first: every kept state it has not
+ * acknowledged (losers of a conflict at its sequence included), from the
+ * last admin state among them on (an admin's state may follow one the
+ * peer does not know; a member's must follow one it does), the current one
+ * last.
  */
 function statesFor(
   config: AgentConfig,
@@ -163,14 +167,17 @@ function statesFor(
   stored: StoredRefStates,
 ): RefState[] {
   const acked = readAckedState(config, projectId, peer);
-  const all = [...stored.recent, stored.current!];
-  const unacked = acked
+  const all = [...stored.recent, stored.current!].sort((a, b) =>
+    a.body.seq - b.body.seq || (a.id < b.id ? -1 : 1)
+  );
+  let unacked = acked
     ? all.filter((s) => s.body.seq >= acked.seq && s.id !== acked.id)
     : all;
-  const list = unacked.includes(stored.current!)
+  const lastAdmin = unacked.findLastIndex((s) => roleOf(s) === "admin");
+  if (lastAdmin > 0) unacked = unacked.slice(lastAdmin);
+  return unacked.includes(stored.current!)
     ? unacked
     : [...unacked, stored.current!];
-  return list.slice(-MAX_STATES_PER_DELIVERY);
 }
 
 /**
@@ -432,66 +439,76 @@ async function sendTo(
       error: "this envoy holds no signed ref state for the project yet",
     };
   }
-  const headers = {
-    [CHAIN_HEADER]: encodeBase64(
-      new TextEncoder().encode(JSON.stringify(chain)),
-    ),
-    [SCOPE_HEADER]: scopeOf(config, projectId),
-    [REFS_HEADER]: encodeStatesHeader(
-      statesFor(config, projectId, peer, stored),
-    ),
-  };
+  const states = statesFor(config, projectId, peer, stored);
+  const batches: RefState[][] = [];
+  for (let i = 0; i < states.length; i += MAX_STATES_PER_DELIVERY) {
+    batches.push(states.slice(i, i + MAX_STATES_PER_DELIVERY));
+  }
   let known = readAck(config, projectId, peer);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const bundle = await createBundle(repo, known);
-    if (
-      known.length === 0 && !bundle
-    ) {
-      return { peer, ok: false, bytes: 0, thin: false, error: "no refs" };
-    }
-    const response = await swarmRequest(tls, url, {
-      method: "POST",
-      body: bundle?.bytes ?? new Uint8Array(0),
-      headers,
-      timeoutMs: 120_000,
-    });
-    if (response.status === 200) {
-      writeAck(config, projectId, peer, tips, stored.current);
-      const reply = response.json<{ refs_changed?: number }>();
+  let sent = { bytes: 0, thin: true, refsChanged: 0 };
+  // The objects go with the first batch: every state sent follows the last
+  // admin state, so all they name is reachable from the current refs.
+  for (const [i, batch] of batches.entries()) {
+    const headers = {
+      [CHAIN_HEADER]: encodeBase64(
+        new TextEncoder().encode(JSON.stringify(chain)),
+      ),
+      [SCOPE_HEADER]: scopeOf(config, projectId),
+      [REFS_HEADER]: encodeStatesHeader(batch),
+    };
+    let delivered = false;
+    for (let attempt = 0; attempt < 2 && !delivered; attempt++) {
+      const bundle = i === 0 ? await createBundle(repo, known) : null;
+      if (i === 0 && known.length === 0 && !bundle) {
+        return { peer, ok: false, bytes: 0, thin: false, error: "no refs" };
+      }
+      const response = await swarmRequest(tls, url, {
+        method: "POST",
+        body: bundle?.bytes ?? new Uint8Array(0),
+        headers,
+        timeoutMs: 120_000,
+      });
+      if (response.status === 200) {
+        writeAck(config, projectId, peer, tips, batch[batch.length - 1]);
+        const reply = response.json<{ refs_changed?: number }>();
+        sent = {
+          bytes: sent.bytes + (bundle?.bytes.length ?? 0),
+          thin: i === 0 ? bundle?.thin ?? true : sent.thin,
+          refsChanged: sent.refsChanged + (reply.refs_changed ?? 0),
+        };
+        delivered = true;
+        continue;
+      }
+      // The peer lacks what we assumed it had: fall back to a full bundle.
+      if (response.status === 409 && i === 0 && known.length > 0) {
+        known = [];
+        continue;
+      }
+      let error = `HTTP ${response.status}`;
+      try {
+        error = response.json<{ error?: string }>().error ?? error;
+      } catch {
+        // Keep the status.
+      }
       return {
         peer,
-        ok: true,
+        ok: false,
         bytes: bundle?.bytes.length ?? 0,
         thin: bundle?.thin ?? true,
-        refsChanged: reply.refs_changed,
+        error,
       };
     }
-    // The peer lacks what we assumed it had: fall back to a full bundle.
-    if (response.status === 409 && known.length > 0) {
-      known = [];
-      continue;
+    if (!delivered) {
+      return {
+        peer,
+        ok: false,
+        bytes: 0,
+        thin: false,
+        error: "full bundle refused",
+      };
     }
-    let error = `HTTP ${response.status}`;
-    try {
-      error = response.json<{ error?: string }>().error ?? error;
-    } catch {
-      // Keep the status.
-    }
-    return {
-      peer,
-      ok: false,
-      bytes: bundle?.bytes.length ?? 0,
-      thin: bundle?.thin ?? true,
-      error,
-    };
   }
-  return {
-    peer,
-    ok: false,
-    bytes: 0,
-    thin: false,
-    error: "full bundle refused",
-  };
+  return { peer, ok: true, ...sent };
 }
 
 /** Sends `projectId`'s new state to every peer; logs and returns results. */

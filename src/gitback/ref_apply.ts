@@ -216,6 +216,18 @@ export async function applyRefStates(
         `ref state ${state.body.seq} follows state ${parent.body.seq}; a state's seq is one more than its parent's.`,
       );
     }
+    // Only an admin's state may follow a state this envoy does not know: a
+    // member's would be judged against a parent it could make up, and its
+    // seq could jump arbitrarily far ahead. Senders send every state since
+    // the last admin state the receiver lacks (fanout.ts).
+    if (
+      !parent && current !== null && state.body.parent !== null &&
+      state.chain.role !== "admin"
+    ) {
+      throw new RefStateRefused(
+        `ref state ${state.body.seq} follows a state this envoy does not know, and only an admin's state may; send the states between.`,
+      );
+    }
     const wins = current === null || supersedes(state, current);
     if (!wins && current && state.body.seq < current.body.seq && !parent) {
       throw new RefStateRefused(
@@ -229,13 +241,15 @@ export async function applyRefStates(
       );
     }
     // Old values: the state it follows when known, else what is here now.
+    // A repository with no state yet (or an older one, from before signed
+    // states) is judged by the refs it has, whatever parent is named.
     const base = parent
       ? refsOf(parent)
+      : current === null
+      ? withoutLost(await listRefs(repo))
       : state.body.parent === null
       ? new Map<string, string>()
-      : current
-      ? refsOf(current)
-      : withoutLost(await listRefs(repo));
+      : refsOf(current);
     const refused = await refusedUpdates(
       repo,
       refUpdates(base, refs),

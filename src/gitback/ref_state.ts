@@ -21,6 +21,7 @@ import { verifyWithContext } from "../crypto/signed.ts";
 import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
 import { writeTextAtomic } from "../platform/fs.ts";
 import {
+  decodeToken,
   type Signer,
   TokenError,
   type VerifiedChain,
@@ -34,7 +35,7 @@ export const MAX_REFS = 4096;
 /** Largest encoded state (body, signature and chain). */
 export const MAX_REF_STATE_BYTES = 512 * 1024;
 /** States an envoy keeps per project besides the current one. */
-export const MAX_RECENT_STATES = 32;
+export const MAX_RECENT_STATES = 64;
 /**
  * Refs under this prefix belong to the envoys, not to pushers: tips that
  * lost a conflict are kept there. No state lists them; no push may set them.
@@ -147,9 +148,16 @@ function checkBody(value: unknown): RefStateBody {
   if (names.length > MAX_REFS) {
     malformed(`lists ${names.length} refs (at most ${MAX_REFS})`);
   }
+  const all = new Set(names);
   for (const name of names) {
     if (!isStateRefName(name)) {
       malformed("lists a ref name that is not allowed");
+    }
+    // git cannot hold refs/x and refs/x/y at once.
+    for (let i = name.indexOf("/"); i > 0; i = name.indexOf("/", i + 1)) {
+      if (all.has(name.slice(0, i))) {
+        malformed("lists a ref inside another ref's name");
+      }
     }
     if (
       typeof refs[name] !== "string" || !OBJECT_ID.test(refs[name] as string)
@@ -289,10 +297,28 @@ export function refStateWire(
   };
 }
 
-/** True when `a` wins over `b`: higher seq, then the smaller id. */
+/**
+ * True when `a` wins over `b`: the higher seq; at equal seq an admin's state
+ * over a member's, then the smaller id.
+ */
 export function supersedes(a: RefState, b: RefState): boolean {
   if (a.body.seq !== b.body.seq) return a.body.seq > b.body.seq;
+  const ranks = [a, b].map((s) => roleOf(s) === "admin" ? 1 : 0);
+  if (ranks[0] !== ranks[1]) return ranks[0] > ranks[1];
   return a.id < b.id;
+}
+
+/**
+ * The role of the state's signer: its chain's last token. Only states that
+ * verified are kept, so the chain here is one that verified.
+ */
+export function roleOf(state: RefState): "admin" | "member" {
+  try {
+    return decodeToken(state.wire.chain[state.wire.chain.length - 1]).body
+      .role;
+  } catch {
+    return "member";
+  }
 }
 
 /** The states an envoy keeps for a project, inside its bare repository. */
