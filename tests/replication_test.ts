@@ -21,6 +21,7 @@ import { encodeBase64 } from "../src/platform/encoding.ts";
 import { runCommand } from "../src/platform/process.ts";
 import { exists } from "../src/platform/fs.ts";
 import { waitUntil } from "./support/wait.ts";
+import { memberHeaderOn } from "./support/member_binding.ts";
 
 const PASS = "replication passphrase";
 
@@ -395,6 +396,7 @@ Deno.test({
           };
           const header = {
             ...chainOnly,
+            "x-vigo-member": memberHeaderOn(a),
             "x-vigo-refs": encodeBase64(
               new TextEncoder().encode(JSON.stringify([signed])),
             ),
@@ -422,7 +424,13 @@ Deno.test({
               ],
               ["corrupt", corrupt, header, 400],
               ["no chain", bundle, {}, 401],
-              ["no signed ref state", bundle, chainOnly, 401],
+              [
+                "no signed ref state",
+                bundle,
+                { ...chainOnly, "x-vigo-member": header["x-vigo-member"] },
+                401,
+              ],
+              ["no member binding", bundle, chainOnly, 403],
               ["chain for another project", bundle, header, 403],
             ];
           for (const [what, body, headers, status] of cases) {
@@ -449,7 +457,9 @@ Deno.test({
             `POST /swarm/gitback/push/${projectId} HTTP/1.1\r\nHost: ${b.address}\r\n` +
               `Content-Length: 2000000000\r\nx-vigo-chain: ${
                 header["x-vigo-chain"]
-              }\r\nx-vigo-refs: ${header["x-vigo-refs"]}\r\n\r\n`,
+              }\r\nx-vigo-refs: ${header["x-vigo-refs"]}\r\nx-vigo-member: ${
+                header["x-vigo-member"]
+              }\r\n\r\n`,
           ));
           const reply = new Uint8Array(512);
           const n = await conn.read(reply);

@@ -40,7 +40,8 @@ import {
 } from "./fanout.ts";
 import { verifyStatesHeader } from "./push_route.ts";
 import { applyRefStates } from "../gitback/ref_apply.ts";
-import { adoptMemberships } from "./member_adopt.ts";
+import { adoptMemberships, NO_SUBJECT } from "./member_adopt.ts";
+import { MEMBER_HEADER, memberHeaderFor } from "./member_proof.ts";
 import {
   boundedAll,
   PEER_CONCURRENCY,
@@ -58,6 +59,8 @@ interface Missing {
   handle: string;
   scope: string;
   chain: unknown[];
+  /** The user's binding to this envoy, which holders ask for. */
+  memberHeader: string;
 }
 
 /**
@@ -74,11 +77,21 @@ function missingProjects(config: AgentConfig): Missing[] {
       if (!project?.chain || throughRevoked(config, projectId, project.chain)) {
         continue;
       }
+      // Holders serve only an envoy where the chain's subject unlocked.
+      let memberHeader: string | null = null;
+      try {
+        const leaf = decodeToken(project.chain[project.chain.length - 1]);
+        memberHeader = memberHeaderFor(config, leaf.body.subject, home.uid);
+      } catch {
+        // Not a chain: nothing to ask with.
+      }
+      if (!memberHeader) continue;
       missing.push({
         projectId,
         handle: project.handle,
         scope: project.scope,
         chain: project.chain,
+        memberHeader,
       });
     }
   }
@@ -107,7 +120,6 @@ const CONFIRMED_FOR_TICKS = 10;
 /** Catch-up periods a host's "not held here" is kept. */
 const REFUTED_FOR_TICKS = 2;
 /** The subject asked for when only `held` matters: it names no key. */
-const NO_SUBJECT = "0".repeat(64);
 
 interface Confirmation {
   held: { handle: string; scope: "swarm-wide" | "members-only" } | null;
@@ -237,6 +249,7 @@ async function pullMissing(
                 [CHAIN_HEADER]: encodeBase64(
                   new TextEncoder().encode(JSON.stringify(project.chain)),
                 ),
+                [MEMBER_HEADER]: project.memberHeader,
               },
               headersTimeoutMs: PEER_DEADLINE_MS,
               timeoutMs: 120_000,

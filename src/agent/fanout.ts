@@ -19,7 +19,17 @@ import {
 } from "../gitback/ref_state.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
-import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
+import {
+  readSwarmTls,
+  swarmRequest,
+  type SwarmTls,
+  swarmUrl,
+} from "./swarm_client.ts";
+import { MEMBER_HEADER, memberHeaderFor } from "./member_proof.ts";
+import { decodeToken, verifyChain } from "../gitback/tokens.ts";
+import { revokedTokenIds } from "../gitback/revocations.ts";
+import { verifyMemberBinding } from "../gitback/member_binding.ts";
+import { PEER_DEADLINE_MS } from "./peer_work.ts";
 import { type PeerIndex, readProjectMeta } from "./announce.ts";
 import { describeUntrusted, hostDigest, isHostName } from "./host_name.ts";
 import { managedHomes } from "./user_homes.ts";
@@ -419,6 +429,58 @@ export async function retryPendingFanOut(
   }
 }
 
+/**
+ * True when `peer` lists a member of `projectId` whose chain verifies and
+ * whose binding names `peer` (the members route, push_route.ts).
+ */
+async function peerHasMember(
+  tls: SwarmTls,
+  pushUrl: string,
+  projectId: string,
+  peer: string,
+  chain: unknown[],
+  memberHeader: string,
+  config: AgentConfig,
+): Promise<boolean> {
+  const url = pushUrl.replace(
+    `/swarm/gitback/push/${projectId}`,
+    `/swarm/gitback/members/${projectId}`,
+  );
+  const response = await swarmRequest(tls, url, {
+    headers: {
+      [CHAIN_HEADER]: encodeBase64(
+        new TextEncoder().encode(JSON.stringify(chain)),
+      ),
+      [MEMBER_HEADER]: memberHeader,
+    },
+    timeoutMs: PEER_DEADLINE_MS,
+    maxResponseBytes: 1024 * 1024,
+    peer,
+  });
+  if (response.status !== 200) return false;
+  let members: unknown;
+  try {
+    members = response.json<{ members?: unknown }>().members;
+  } catch {
+    return false;
+  }
+  if (!Array.isArray(members)) return false;
+  const revoked = revokedTokenIds(config.paths, projectId);
+  for (const member of members.slice(0, 16)) {
+    try {
+      const verified = await verifyChain(member?.chain, { projectId, revoked });
+      verifyMemberBinding(member?.binding, {
+        member: verified.leaf.body.subject,
+        envoy: peer,
+      });
+      return true;
+    } catch {
+      // Not a member living there.
+    }
+  }
+  return false;
+}
+
 async function sendTo(
   config: AgentConfig,
   projectId: string,
@@ -439,6 +501,48 @@ async function sendTo(
       error: "this envoy holds no signed ref state for the project yet",
     };
   }
+  // The pusher's binding to this envoy: receivers take no chain without it.
+  let memberHeader: string | null = null;
+  try {
+    memberHeader = memberHeaderFor(
+      config,
+      decodeToken(chain[chain.length - 1]).body.subject,
+    );
+  } catch {
+    // Not a chain.
+  }
+  if (!memberHeader) {
+    return {
+      peer,
+      ok: false,
+      bytes: 0,
+      thin: false,
+      error:
+        "the pusher has no binding to this envoy; it is made when they unlock here",
+    };
+  }
+  // Nothing of a members-only project goes to an envoy where no member
+  // proved to live.
+  if (
+    scopeOf(config, projectId) === "members-only" &&
+    !(await peerHasMember(
+      tls,
+      url,
+      projectId,
+      peer,
+      chain,
+      memberHeader,
+      config,
+    ))
+  ) {
+    return {
+      peer,
+      ok: false,
+      bytes: 0,
+      thin: false,
+      error: "no member of this members-only project has proven to live there",
+    };
+  }
   const states = statesFor(config, projectId, peer, stored);
   const batches: RefState[][] = [];
   for (let i = 0; i < states.length; i += MAX_STATES_PER_DELIVERY) {
@@ -455,6 +559,7 @@ async function sendTo(
       ),
       [SCOPE_HEADER]: scopeOf(config, projectId),
       [REFS_HEADER]: encodeStatesHeader(batch),
+      [MEMBER_HEADER]: memberHeader,
     };
     let delivered = false;
     for (let attempt = 0; attempt < 2 && !delivered; attempt++) {

@@ -37,6 +37,12 @@ import { applyRefStates, setRefs } from "../gitback/ref_apply.ts";
 import { installRoleHook } from "../gitback/ref_rules.ts";
 import { withProjectLock } from "./project_lock.ts";
 import {
+  memberBindingBody,
+  type MemberBindingWire,
+  memberBindingWire,
+  verifyMemberBinding,
+} from "../gitback/member_binding.ts";
+import {
   bareRepoPath,
   createStagingRepo,
   gitbackBase,
@@ -273,7 +279,27 @@ async function answerProof(
     log.warn("puddle proof signature failure", { user });
     throw new Refusal("the proof was not signed by the key it names.");
   }
-  recordBinding(config.paths, { uid, user, pubkey: canonical });
+  // Then the statement peers ask for: this key lives on this envoy.
+  const bind = memberBindingBody({ member: canonical, envoy: config.hostname });
+  send(socket, { bind });
+  const signed = await reader.line();
+  if (signed === null) return;
+  let statement: MemberBindingWire;
+  try {
+    statement = memberBindingWire(
+      bind,
+      fromHex(String(JSON.parse(signed).signature)),
+    );
+    verifyMemberBinding(statement, {
+      member: canonical,
+      envoy: config.hostname,
+    });
+  } catch (error) {
+    throw new Refusal(
+      `the binding statement was refused: ${(error as Error).message}`,
+    );
+  }
+  recordBinding(config.paths, { uid, user, pubkey: canonical, statement });
   log.info("puddle key proven", { user, pubkey: canonical });
   send(socket, { ok: true });
   socket.end();

@@ -36,6 +36,14 @@ import {
   userLeftProjects,
 } from "./user_state.ts";
 import { boundKeyOf } from "./puddle_bindings.ts";
+import {
+  MEMBER_HEADER,
+  memberHeaderFor,
+  requireMemberBinding,
+} from "./member_proof.ts";
+
+/** The subject that asks only whether a project is held (catchup.ts). */
+export const NO_SUBJECT = "0".repeat(64);
 import { scopeOf } from "./fanout.ts";
 import {
   boundedAll,
@@ -96,6 +104,15 @@ export function chainsRoute(config: AgentConfig): SwarmRoute {
       const { project, subject } = ctx.params;
       if (!/^[0-9a-f]{64}$/.test(project) || !/^[0-9a-f]{64}$/.test(subject)) {
         throw new HttpError(400, "project and subject must be 64 hex digits.");
+      }
+      // Chains go only to an envoy where their subject lives (unlocked
+      // there); the all-zero subject asks only whether a project is held.
+      if (subject !== NO_SUBJECT) {
+        requireMemberBinding(
+          ctx.headers[MEMBER_HEADER],
+          `ed25519:${subject}`,
+          ctx.peer.subject,
+        );
       }
       return {
         status: 200,
@@ -176,6 +193,9 @@ export async function adoptMemberships(
   await boundedAll(wanted, PEER_CONCURRENCY, async (want) => {
     const { managed, pubkey, projectId } = want;
     const { user, uid, home } = managed;
+    // Peers hand chains only to an envoy where their subject unlocked.
+    const memberHeader = memberHeaderFor(config, pubkey, uid);
+    if (!memberHeader) return;
     for (const { host, scope } of want.hosts) {
       if (!backoff.ready(host)) continue;
       if (budget <= 0) return;
@@ -193,7 +213,11 @@ export async function adoptMemberships(
               pubkey.slice("ed25519:".length)
             }`,
           ),
-          { timeoutMs: PEER_DEADLINE_MS, peer: host },
+          {
+            timeoutMs: PEER_DEADLINE_MS,
+            peer: host,
+            headers: memberHeader ? { [MEMBER_HEADER]: memberHeader } : {},
+          },
         );
         if (response.status >= 500) {
           backoff.failed(host);

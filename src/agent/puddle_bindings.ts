@@ -12,6 +12,7 @@
 import type { SystemPaths } from "../platform/paths.ts";
 import { writeTextAtomic } from "../platform/fs.ts";
 import { parsePublicKey } from "../crypto/ed25519.ts";
+import type { MemberBindingWire } from "../gitback/member_binding.ts";
 
 /** One binding. */
 export interface PuddleBinding {
@@ -21,6 +22,11 @@ export interface PuddleBinding {
   pubkey: string;
   /** When the challenge was answered (ISO 8601). */
   proven_at: string;
+  /**
+   * The user's signed statement binding their key to this envoy
+   * (gitback/member_binding.ts), made at unlock; absent until then.
+   */
+  statement?: MemberBindingWire;
 }
 
 function bindingsDir(paths: SystemPaths): string {
@@ -35,7 +41,11 @@ function bindingPath(paths: SystemPaths, uid: number): string {
   return `${bindingsDir(paths)}/${uid}.json`;
 }
 
-/** Records that `uid` proved possession of `pubkey` just now. */
+/**
+ * Records that `uid` proved possession of `pubkey` just now, with the
+ * user's binding statement when one was made; a statement recorded earlier
+ * for the same key is kept.
+ */
 export function recordBinding(
   paths: SystemPaths,
   binding: Omit<PuddleBinding, "proven_at">,
@@ -43,11 +53,44 @@ export function recordBinding(
   parsePublicKey(binding.pubkey);
   const path = bindingPath(paths, binding.uid);
   Deno.mkdirSync(bindingsDir(paths), { recursive: true, mode: 0o700 });
+  const earlier = readRecord(paths, binding.uid);
+  const statement = binding.statement ??
+    (earlier?.pubkey === binding.pubkey ? earlier.statement : undefined);
   const record: PuddleBinding = {
-    ...binding,
+    uid: binding.uid,
+    user: binding.user,
+    pubkey: binding.pubkey,
     proven_at: new Date().toISOString(),
+    ...(statement ? { statement } : {}),
   };
   writeTextAtomic(path, JSON.stringify(record) + "\n", 0o600);
+}
+
+function readRecord(paths: SystemPaths, uid: number): PuddleBinding | null {
+  try {
+    const record = JSON.parse(
+      Deno.readTextFileSync(bindingPath(paths, uid)),
+    ) as PuddleBinding;
+    if (record.uid !== uid || typeof record.pubkey !== "string") return null;
+    parsePublicKey(record.pubkey);
+    return record;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The binding statement `uid` made for their proven key, or null: what this
+ * envoy presents to peers on that user's behalf.
+ */
+export function bindingStatementOf(
+  paths: SystemPaths,
+  uid: number,
+): { pubkey: string; statement: MemberBindingWire } | null {
+  const record = readRecord(paths, uid);
+  return record?.statement
+    ? { pubkey: record.pubkey, statement: record.statement }
+    : null;
 }
 
 /** The key `uid` last proved to hold, or null when it never did. */
@@ -62,4 +105,29 @@ export function boundKeyOf(paths: SystemPaths, uid: number): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The freshest binding statement any local user made here for `pubkey`
+ * (several uids may have proven the same key), or null.
+ */
+export function statementForKey(
+  paths: SystemPaths,
+  pubkey: string,
+): MemberBindingWire | null {
+  let best: PuddleBinding | null = null;
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(bindingsDir(paths))];
+  } catch {
+    return null;
+  }
+  for (const entry of entries) {
+    const match = /^(\d{1,10})\.json$/.exec(entry.name);
+    if (!entry.isFile || !match) continue;
+    const record = readRecord(paths, Number(match[1]));
+    if (record?.pubkey !== pubkey || !record.statement) continue;
+    if (!best || record.proven_at > best.proven_at) best = record;
+  }
+  return best?.statement ?? null;
 }

@@ -17,7 +17,7 @@ import { exists } from "../platform/fs.ts";
 import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
 import { managedHomes } from "./user_homes.ts";
 import { readUserProject } from "./user_state.ts";
-import { boundKeyOf } from "./puddle_bindings.ts";
+import { bindingStatementOf, boundKeyOf } from "./puddle_bindings.ts";
 import { type VerifiedChain, verifyChain } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import {
@@ -60,6 +60,7 @@ import {
   RefStateRefused,
 } from "../gitback/ref_apply.ts";
 import { withProjectLock } from "./project_lock.ts";
+import { MEMBER_HEADER, requireMemberBinding } from "./member_proof.ts";
 import { recordProjectMeta } from "./announce.ts";
 import { createBundle } from "../gitback/bundle.ts";
 
@@ -237,6 +238,11 @@ export function pushRoute(
         ctx.headers[CHAIN_HEADER],
         projectId,
       );
+      requireMemberBinding(
+        ctx.headers[MEMBER_HEADER],
+        verified.leaf.body.subject,
+        ctx.peer.subject,
+      );
       const states = await verifyStatesHeader(
         config,
         ctx.headers[REFS_HEADER],
@@ -368,6 +374,61 @@ export async function ingestDelivery(
   }
 }
 
+/** Most members one answer of the members route lists. */
+export const MAX_MEMBERS_LISTED = 16;
+
+/**
+ * `GET /swarm/gitback/members/<project_id>`: the local members of a
+ * project, each as `{chain, binding}` (their chain and their binding to
+ * this envoy), so a sender can tell, before it sends anything of a
+ * members-only project, that a member lives here. The asker presents a
+ * chain and its member's binding to the asking envoy, as for a push.
+ */
+export function membersRoute(config: AgentConfig): SwarmRoute {
+  return {
+    method: "GET",
+    pattern: "/swarm/gitback/members/:project",
+    maxBodyBytes: 0,
+    handler: async (ctx) => {
+      const projectId = ctx.params.project;
+      if (!/^[0-9a-f]{64}$/.test(projectId)) {
+        throw new HttpError(400, "the project id must be 64 hex digits.");
+      }
+      const verified = await verifyChainHeader(
+        config,
+        ctx.headers[CHAIN_HEADER],
+        projectId,
+      );
+      requireMemberBinding(
+        ctx.headers[MEMBER_HEADER],
+        verified.leaf.body.subject,
+        ctx.peer.subject,
+      );
+      const revoked = revokedTokenIds(config.paths, projectId);
+      const members: { chain: unknown[]; binding: unknown }[] = [];
+      for (const managed of managedHomes(config)) {
+        if (members.length >= MAX_MEMBERS_LISTED) break;
+        const bound = bindingStatementOf(config.paths, managed.uid);
+        if (!bound) continue;
+        const chain = readUserProject(managed, projectId, { chain: true })
+          ?.chain;
+        if (!chain) continue;
+        try {
+          await verifyChain(chain, {
+            projectId,
+            presenter: parsePublicKey(bound.pubkey),
+            revoked,
+          });
+          members.push({ chain, binding: bound.statement });
+        } catch {
+          // Not a member by this chain.
+        }
+      }
+      return { status: 200, json: { members } };
+    },
+  };
+}
+
 /**
  * `GET /swarm/gitback/bundle/<project_id>`: a full bundle of a held project,
  * for DR catch-up. The caller presents a chain for the project, exactly as
@@ -383,7 +444,16 @@ export function bundleRoute(config: AgentConfig): SwarmRoute {
       if (!/^[0-9a-f]{64}$/.test(projectId)) {
         throw new HttpError(400, "the project id must be 64 hex digits.");
       }
-      await verifyChainHeader(config, ctx.headers[CHAIN_HEADER], projectId);
+      const verified = await verifyChainHeader(
+        config,
+        ctx.headers[CHAIN_HEADER],
+        projectId,
+      );
+      requireMemberBinding(
+        ctx.headers[MEMBER_HEADER],
+        verified.leaf.body.subject,
+        ctx.peer.subject,
+      );
       const repo = bareRepoPath(config.paths, projectId);
       if (!exists(repo)) {
         throw new HttpError(

@@ -8,7 +8,7 @@ import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { SwarmRoute } from "./swarm_server.ts";
 import { pairClaimRoute } from "./pair_claim.ts";
-import { bundleRoute, pushRoute } from "./push_route.ts";
+import { bundleRoute, membersRoute, pushRoute } from "./push_route.ts";
 import { gossipRoutes } from "./gossip.ts";
 import { chainsRoute } from "./member_adopt.ts";
 
@@ -26,6 +26,7 @@ export function swarmRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
     pairClaimRoute(config, log),
     pushRoute(config, log),
     bundleRoute(config),
+    membersRoute(config),
     ...gossipRoutes(config, log),
     chainsRoute(config),
   ];

@@ -21,6 +21,8 @@ export const SIGN_CONTEXTS = {
   puddleSessionProbe: "vigo-swarm/v1/puddle-session-probe",
   /** Puddle: agent challenge. */
   puddleAgentChallenge: "vigo-swarm/v1/puddle-agent-challenge",
+  /** Puddle: a member's binding to the envoy they live on. */
+  puddleEnvoyBinding: "vigo-swarm/v1/puddle-envoy-binding",
   /** Puddle: name claim. */
   puddleNameClaim: "vigo-swarm/v1/puddle-name-claim",
   /** Gitback: capability token. */

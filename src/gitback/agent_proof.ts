@@ -11,6 +11,10 @@ import { toHex } from "../crypto/hex.ts";
 import { formatPublicKey } from "../crypto/ed25519.ts";
 import { SessionClient } from "../puddle/session/client.ts";
 import {
+  type MemberBindingBody,
+  memberBindingBytes,
+} from "./member_binding.ts";
+import {
   type LineCarry,
   PROOF_TIMEOUT_MS,
   proofPayload,
@@ -64,7 +68,21 @@ export async function proveToAgent(
       }),
     );
     await writeHandshakeLine(conn, { pubkey, signature: toHex(signature) });
-    const verdict = JSON.parse(await readLine(conn, carry));
+    let verdict = JSON.parse(await readLine(conn, carry));
+    if (verdict.bind) {
+      // The agent asks for the statement that this key lives on it, which it
+      // presents to peers for this user; it must name this key.
+      const bind = verdict.bind as MemberBindingBody;
+      if (bind.member !== pubkey || bind.kind !== "member-envoy-binding") {
+        throw new Error("the agent asked to bind another key; refused.");
+      }
+      const bound = await session.sign(
+        "vigo-swarm/v1/puddle-envoy-binding",
+        memberBindingBytes(bind),
+      );
+      await writeHandshakeLine(conn, { signature: toHex(bound) });
+      verdict = JSON.parse(await readLine(conn, carry));
+    }
     if (verdict.ok !== true) {
       throw new Error(String(verdict.error ?? "the agent refused the proof."));
     }

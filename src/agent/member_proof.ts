@@ -1,0 +1,68 @@
+/**
+ * Proof that a member lives on the envoy asking: routes that take a token
+ * chain also take, in `X-Vigo-Member`, the chain subject's binding to the
+ * requesting envoy (gitback/member_binding.ts), made at that member's
+ * unlock there. A chain copied to another envoy therefore proves nothing.
+ *
+ * @module
+ */
+
+import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
+import { verifyMemberBinding } from "../gitback/member_binding.ts";
+import type { AgentConfig } from "./config.ts";
+import { bindingStatementOf, statementForKey } from "./puddle_bindings.ts";
+import { HttpError } from "./swarm_server.ts";
+
+/** Header carrying the member's binding (base64 of its JSON wire form). */
+export const MEMBER_HEADER = "x-vigo-member";
+
+/**
+ * The {@link MEMBER_HEADER} value for `pubkey` from this envoy: the binding
+ * a local user (`uid`, when given) who proved that key made here. Null when
+ * none did.
+ */
+export function memberHeaderFor(
+  config: AgentConfig,
+  pubkey: string,
+  uid?: number,
+): string | null {
+  const statement = uid === undefined
+    ? statementForKey(config.paths, pubkey)
+    : bindingStatementOf(config.paths, uid)?.pubkey === pubkey
+    ? bindingStatementOf(config.paths, uid)!.statement
+    : null;
+  return statement
+    ? encodeBase64(new TextEncoder().encode(JSON.stringify(statement)))
+    : null;
+}
+
+/**
+ * Checks that `header` binds `member` to `peer` (the requesting envoy's
+ * certificate name); 403 when it does not.
+ */
+export function requireMemberBinding(
+  header: string | undefined,
+  member: string,
+  peer: string,
+): void {
+  if (!header || header.length > 4096) {
+    throw new HttpError(
+      403,
+      `a chain proves nothing without its member's binding to ${peer} (${MEMBER_HEADER}); the member unlocks their puddle there to make one.`,
+    );
+  }
+  let wire: unknown;
+  try {
+    wire = JSON.parse(new TextDecoder().decode(decodeBase64(header)));
+  } catch {
+    throw new HttpError(400, `the ${MEMBER_HEADER} header is not base64 JSON.`);
+  }
+  try {
+    verifyMemberBinding(wire, { member, envoy: peer });
+  } catch (error) {
+    throw new HttpError(
+      403,
+      `the member binding does not hold: ${(error as Error).message}`,
+    );
+  }
+}
