@@ -22,7 +22,15 @@ import {
   fleetUp,
 } from "../scripts/fleet.ts";
 import { swarmRequest } from "../src/agent/swarm_client.ts";
-import { CHAIN_HEADER, REFS_HEADER } from "../src/agent/fanout.ts";
+import {
+  CHAIN_HEADER,
+  fanOut,
+  readAckedState,
+  REFS_HEADER,
+} from "../src/agent/fanout.ts";
+import { loadAgentConfig } from "../src/agent/config.ts";
+import { SIGN_CONTEXTS } from "../src/crypto/signed.ts";
+import { bareRepoPath, writeRepoMeta } from "../src/gitback/repo.ts";
 import { canonicalBytes } from "../src/crypto/canonical.ts";
 import { formatPublicKey } from "../src/crypto/ed25519.ts";
 import { decodeBase64, encodeBase64 } from "../src/platform/encoding.ts";
@@ -33,8 +41,12 @@ import {
   nextRefStateBody,
   readRefStates,
   type RefState,
+  refStateBytes,
+  refStatesPath,
   type RefStateWire,
+  refStateWire,
   signRefState,
+  writeRefStates,
 } from "../src/gitback/ref_state.ts";
 import {
   mintBootstrapToken,
@@ -649,16 +661,33 @@ Deno.test({
           const j2 = await commit("j2 (the admin's)", k1);
           const K1 = await sign(founder, Q.admin, Q.id, null, { [MAIN]: k1 });
           // Two pushes on two envoys, both following K1, both fast-forwards.
-          const byMember = await sign(member, Q.member, Q.id, K1, {
-            [MAIN]: k2,
-          });
           const byAdmin = await sign(founder, Q.admin, Q.id, K1, {
             [MAIN]: j2,
           });
+          // The member's id is the smaller (signed again until it is): by
+          // ids alone the member's state would win.
+          let byMember!: RefState;
+          for (let at = 1_800_000_000;; at++) {
+            byMember = decodeRefState(
+              await signRefState(
+                member,
+                {
+                  ...nextRefStateBody({
+                    projectId: Q.id,
+                    parent: K1,
+                    refs: new Map([[MAIN, k2]]),
+                    signer: member.publicKey,
+                  }),
+                  at,
+                },
+                Q.member,
+              ),
+            );
+            if (byMember.id < byAdmin.id) break;
+          }
           assert.equal(byMember.body.seq, byAdmin.body.seq);
-          const [winner, loser] = byMember.id < byAdmin.id
-            ? [byMember, byAdmin]
-            : [byAdmin, byMember];
+          // At equal seq the admin's state wins, whatever the ids.
+          const [winner, loser] = [byAdmin, byMember];
           const send = async (envoy: Envoy, state: RefState) => {
             const response = await deliver(
               envoy,
@@ -676,6 +705,8 @@ Deno.test({
           for (const envoy of [b, c]) await send(envoy, K1);
           // Before: the last bundle's main won, so B ended at the admin's
           // tip and C at the member's, and no lost ref existed at all.
+          // Before admins ranked first at equal seq: both ended at the
+          // member's tip, with the admin's kept as a lost ref.
           await send(b, byMember);
           await send(b, byAdmin);
           await send(c, byAdmin);
@@ -721,9 +752,390 @@ Deno.test({
         },
       );
 
+      /**
+       * Delivers to `envoy` and asserts the status; unless it is 200, also
+       * that the envoy's refs and current state did not move.
+       */
+      const expectDelivery = async (
+        envoy: Envoy,
+        project: { id: string; member: unknown[] },
+        status: number,
+        states: RefStateWire[],
+        body: Uint8Array,
+        what: string,
+      ) => {
+        const projectId = project.id;
+        const before = await refsOn(envoy, projectId);
+        const current = before === null
+          ? undefined
+          : readRefStates(repoOf(envoy, projectId)).current?.id;
+        const response = await deliver(
+          envoy,
+          projectId,
+          project.member,
+          states,
+          body,
+        );
+        const text = new TextDecoder().decode(response.body);
+        assert.equal(response.status, status, `${what}: ${text}`);
+        if (status !== 200) {
+          assert.equal(await refsOn(envoy, projectId), before, what);
+          if (before !== null) {
+            assert.equal(
+              readRefStates(repoOf(envoy, projectId)).current?.id,
+              current,
+              what,
+            );
+          }
+        }
+        return text;
+      };
+      /** A state of `signer` for `projectId` over a parent nobody knows. */
+      const overGap = async (
+        signer: Signer,
+        chain: unknown[],
+        projectId: string,
+        seq: number,
+        refs: Record<string, string>,
+      ) =>
+        decodeRefState(
+          await signRefState(
+            signer,
+            {
+              ...nextRefStateBody({
+                projectId,
+                parent: null,
+                refs: new Map(Object.entries(refs)),
+                signer: signer.publicKey,
+              }),
+              seq,
+              parent: "ab".repeat(32),
+            },
+            chain,
+          ),
+        );
+      // Every project made below, for the last step.
+      const more: Array<[Envoy, string]> = [];
+
+      await t.step(
+        "a member's state must follow a state the receiver knows (403); an admin's need not",
+        async () => {
+          const G = await freshProject(founder, member, "gaps");
+          more.push([b, G.id]);
+          const g1 = await commit("g1", null);
+          const g2 = await commit("g2", g1);
+          const g3 = await commit("g3", g2);
+          const g4 = await commit("g4", g3);
+          const G1 = await sign(founder, G.admin, G.id, null, { [MAIN]: g1 });
+          await expectDelivery(
+            b,
+            G,
+            200,
+            [G1.wire],
+            await bundleOf({ [MAIN]: g1 }),
+            "G1",
+          );
+          // A fast-forward, as a member may make, over a parent B never
+          // saw. Before: judged against B's refs, it was taken (200).
+          const ff = await overGap(member, G.member, G.id, 2, { [MAIN]: g2 });
+          let text = await expectDelivery(
+            b,
+            G,
+            403,
+            [ff.wire],
+            await bundleOf({ [MAIN]: g2 }),
+            "a member over a gap",
+          );
+          assert.match(text, /does not know/);
+          // The freeze: so far ahead that no later state could ever rank
+          // above it, the admin's included. Before: taken (200), and every
+          // state after it refused as older.
+          for (const seq of [Number.MAX_SAFE_INTEGER, 1_000_000]) {
+            const freeze = await overGap(member, G.member, G.id, seq, {
+              [MAIN]: g2,
+            });
+            text = await expectDelivery(
+              b,
+              G,
+              403,
+              [freeze.wire],
+              await bundleOf({ [MAIN]: g2 }),
+              `a member at seq ${seq}`,
+            );
+            assert.match(text, /does not know/);
+          }
+          // An admin's state may follow a state B does not know.
+          const A5 = await overGap(founder, G.admin, G.id, 5, { [MAIN]: g3 });
+          await expectDelivery(
+            b,
+            G,
+            200,
+            [A5.wire],
+            await bundleOf({ [MAIN]: g3 }),
+            "an admin over a gap",
+          );
+          assert.equal(await refsOn(b, G.id), listing({ [MAIN]: g3 }));
+          assert.equal(readRefStates(repoOf(b, G.id)).current?.id, A5.id);
+          // And the member's next state follows it as usual.
+          const M6 = await sign(member, G.member, G.id, A5, { [MAIN]: g4 });
+          assert.equal(M6.body.seq, 6);
+          await expectDelivery(
+            b,
+            G,
+            200,
+            [M6.wire],
+            await bundleOf({ [MAIN]: g4 }),
+            "the member after the admin",
+          );
+          assert.equal(await refsOn(b, G.id), listing({ [MAIN]: g4 }));
+          assert.equal(readRefStates(repoOf(b, G.id)).current?.id, M6.id);
+        },
+      );
+
+      await t.step(
+        "a replica with refs but no signed state judges a member's first state by its refs (403)",
+        async () => {
+          const H = await freshProject(founder, member, "unsigned");
+          more.push([b, H.id]);
+          const h1 = await commit("h1", null);
+          const h2 = await commit("h2", h1);
+          const h3 = await commit("h3", h2);
+          const H1 = await sign(founder, H.admin, H.id, null, {
+            [MAIN]: h2,
+            [FEATURE]: h1,
+          });
+          await expectDelivery(
+            b,
+            H,
+            200,
+            [H1.wire],
+            await bundleOf({ [MAIN]: h2, [FEATURE]: h1 }),
+            "H1",
+          );
+          // As a repository from before signed states: refs, no record.
+          Deno.removeSync(refStatesPath(repoOf(b, H.id)));
+          const held = listing({ [MAIN]: h2, [FEATURE]: h1 });
+          // A member's first state (seq 1, no parent) that rewinds main or
+          // deletes feature. Before: judged as all creations, taken (200).
+          for (
+            const [what, refs] of [
+              ["main rewound", { [MAIN]: h1, [FEATURE]: h1 }],
+              ["feature deleted", { [MAIN]: h2 }],
+            ] as const
+          ) {
+            const first = await sign(member, H.member, H.id, null, refs);
+            assert.equal(first.body.seq, 1);
+            await expectDelivery(b, H, 403, [first.wire], NONE, what);
+            assert.equal(await refsOn(b, H.id), held, what);
+            assert.equal(readRefStates(repoOf(b, H.id)).current, null, what);
+          }
+          // Creations and fast-forwards only: taken, exactly.
+          const ok = await sign(member, H.member, H.id, null, {
+            [MAIN]: h3,
+            [FEATURE]: h1,
+            "refs/heads/new": h1,
+          });
+          await expectDelivery(
+            b,
+            H,
+            200,
+            [ok.wire],
+            await bundleOf({ [MAIN]: h3 }),
+            "fast-forward and creation",
+          );
+          assert.equal(await refsOn(b, H.id), listing(ok.body.refs));
+          assert.equal(readRefStates(repoOf(b, H.id)).current?.id, ok.id);
+        },
+      );
+
+      await t.step(
+        "a state listing refs/heads/a and refs/heads/a/b is refused (403, not 500)",
+        async () => {
+          const N = await freshProject(founder, member, "nested");
+          more.push([b, N.id]);
+          const n1 = await commit("n1", null);
+          const N1 = await sign(founder, N.admin, N.id, null, { [MAIN]: n1 });
+          await expectDelivery(
+            b,
+            N,
+            200,
+            [N1.wire],
+            await bundleOf({ [MAIN]: n1 }),
+            "N1",
+          );
+          // Signed by the admin over its own encoder: signRefState would
+          // not sign it. Before: decoded, then git could not set both refs
+          // and the push route answered 500.
+          const body = nextRefStateBody({
+            projectId: N.id,
+            parent: N1,
+            refs: new Map([
+              [MAIN, n1],
+              ["refs/heads/a", n1],
+              ["refs/heads/a/b", n1],
+            ]),
+            signer: founder.publicKey,
+          });
+          const nested = refStateWire(
+            body,
+            await founder.sign(
+              SIGN_CONTEXTS.gitbackRefs,
+              refStateBytes(body),
+            ),
+            N.admin,
+          );
+          for (const bundle of [NONE, await bundleOf({ [MAIN]: n1 })]) {
+            const text = await expectDelivery(
+              b,
+              N,
+              403,
+              [nested],
+              bundle,
+              "nested refs",
+            );
+            assert.match(text, /inside another ref/);
+          }
+          // On C, which holds no repository for it yet, nothing is made.
+          await expectDelivery(
+            c,
+            N,
+            403,
+            [N1.wire, nested],
+            await bundleOf({ [MAIN]: n1 }),
+            "nested refs on C",
+          );
+          assert.equal(await refsOn(c, N.id), null);
+        },
+      );
+
+      await t.step(
+        "a sender sends the states a peer lacks from the last admin state on",
+        async () => {
+          const R = await freshProject(founder, member, "senders");
+          more.push([b, R.id]);
+          const r: string[] = [];
+          for (let i = 0; i <= 6; i++) {
+            r.push(await commit(`r${i}`, r[i - 1] ?? null));
+          }
+          // R1 (admin) sets main and feature; R2 (member) moves main on;
+          // R3 (admin) deletes feature; R4 and R5 (member) move main on.
+          const states: RefState[] = [];
+          for (let seq = 1; seq <= 5; seq++) {
+            const admin = seq === 1 || seq === 3;
+            states.push(
+              await sign(
+                admin ? founder : member,
+                admin ? R.admin : R.member,
+                R.id,
+                states[seq - 2] ?? null,
+                seq < 3
+                  ? { [MAIN]: r[seq], [FEATURE]: r[1] }
+                  : { [MAIN]: r[seq] },
+              ),
+            );
+          }
+          const [R1, R2, R3, R4, R5] = states;
+          // B holds R1 only.
+          await expectDelivery(
+            b,
+            R,
+            200,
+            [R1.wire],
+            await bundleOf({ [MAIN]: r[1], [FEATURE]: r[1] }),
+            "R1",
+          );
+          // The sender: envoy A's configuration and certificate, with state
+          // of its own under another directory, holding the project at R5.
+          const paths = {
+            root: `${dir}/sender`,
+            etc: `${a.root}/etc/vigo`,
+            varLib: `${dir}/sender/var/lib/vigo`,
+            varRun: `${dir}/sender/var/run/vigo`,
+          };
+          const config = {
+            ...loadAgentConfig({
+              root: a.root,
+              etc: `${a.root}/etc/vigo`,
+              varLib: `${a.root}/var/lib/vigo`,
+              varRun: `${a.root}/var/run/vigo`,
+            }),
+            paths,
+          };
+          const repo = bareRepoPath(paths, R.id);
+          await Deno.mkdir(repo, { recursive: true });
+          await git(["init", "--quiet", "--bare", repo]);
+          writeRepoMeta(repo, { handle: "senders", scope: "swarm-wide" });
+          /** The sender's refs and states: `current` and all before it. */
+          const hold = async (current: RefState, recent: RefState[]) => {
+            const tip = current.body.refs[MAIN];
+            await git(["-C", work, "update-ref", "refs/heads/sender", tip]);
+            await git([
+              "-C",
+              repo,
+              "fetch",
+              "--quiet",
+              work,
+              `+refs/heads/sender:${MAIN}`,
+            ]);
+            writeRefStates(repo, { current, recent });
+          };
+          await hold(R5, [R1, R2, R3, R4]);
+          const problems: string[] = [];
+          const note = (message: string, fields?: unknown) =>
+            void problems.push(`${message} ${JSON.stringify(fields)}`);
+          const log = { info: () => {}, warn: note, error: note };
+          const send = async () => {
+            const [result] = await fanOut(
+              config,
+              log,
+              R.id,
+              R.member,
+              undefined,
+              [b.name],
+            );
+            assert.ok(result.ok, `${result.error} ${problems.join("\n")}`);
+            return result;
+          };
+          // R3 on: an admin's state may follow one B does not know, so R2
+          // is not needed. Before: every state B had not acknowledged went,
+          // R1 and R2 included.
+          assert.equal((await send()).thin, false);
+          assert.equal(await refsOn(b, R.id), listing({ [MAIN]: r[5] }));
+          let stored = readRefStates(repoOf(b, R.id));
+          assert.equal(stored.current?.id, R5.id);
+          assert.deepEqual(
+            stored.recent.map((s) => s.body.seq),
+            [1, 3, 4],
+          );
+          assert.deepEqual(stored.recent.map((s) => s.id), [
+            R1.id,
+            R3.id,
+            R4.id,
+          ]);
+          assert.deepEqual(readAckedState(config, R.id, b.name), {
+            id: R5.id,
+            seq: 5,
+          });
+          // The next state goes alone, with a thin bundle.
+          const R6 = await sign(member, R.member, R.id, R5, { [MAIN]: r[6] });
+          await hold(R6, states);
+          assert.equal((await send()).thin, true);
+          assert.equal(await refsOn(b, R.id), listing({ [MAIN]: r[6] }));
+          stored = readRefStates(repoOf(b, R.id));
+          assert.equal(stored.current?.id, R6.id);
+          assert.deepEqual(stored.recent.map((s) => s.body.seq), [1, 3, 4, 5]);
+          assert.deepEqual(problems, []);
+        },
+      );
+
       await t.step("the repositories are whole", async () => {
         for (
-          const repo of [repoOf(b, P.id), repoOf(b, Q.id), repoOf(c, Q.id)]
+          const repo of [
+            repoOf(b, P.id),
+            repoOf(b, Q.id),
+            repoOf(c, Q.id),
+            ...more.map(([envoy, id]) => repoOf(envoy, id)),
+          ]
         ) {
           await git(["-C", repo, "fsck", "--no-progress"]);
         }

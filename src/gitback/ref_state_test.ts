@@ -484,6 +484,108 @@ Deno.test("ref state: higher seq wins, then the smaller id", () => {
   assert.ok(!supersedes(state(3, low), state(3, low)));
 });
 
+Deno.test("ref state: at equal seq an admin's state wins over a member's, whatever the ids", async () => {
+  const parent = "ab".repeat(32);
+  const signed = async (signer: "admin" | "member", seq: number, at: number) =>
+    decodeRefState(
+      await signRefState(
+        signer === "admin" ? founder : member,
+        body({
+          seq,
+          parent: seq > 1 ? parent : null,
+          signer: formatPublicKey(
+            (signer === "admin" ? founder : member).publicKey,
+          ),
+          at,
+        }),
+        signer === "admin" ? P.adminChain : P.memberChain,
+      ),
+    );
+  // Two admin states at seq 3.
+  const admins = [await signed("admin", 3, 1), await signed("admin", 3, 2)];
+  // One member state whose id is below both admins', one above both.
+  let below: RefState | undefined;
+  let above: RefState | undefined;
+  for (let at = 1; !below || !above; at++) {
+    const m = await signed("member", 3, at);
+    if (admins.every((a) => m.id < a.id)) below ??= m;
+    if (admins.every((a) => m.id > a.id)) above ??= m;
+  }
+  const members = [below, above];
+  for (const a of admins) {
+    for (const m of members) {
+      assert.ok(supersedes(a, m), `admin ${a.id} over member ${m.id}`);
+      assert.ok(!supersedes(m, a), `member ${m.id} under admin ${a.id}`);
+    }
+  }
+  // Between states of one role the smaller id still decides.
+  const [a0, a1] = admins[0].id < admins[1].id ? admins : [...admins].reverse();
+  assert.ok(supersedes(a0, a1) && !supersedes(a1, a0));
+  assert.ok(supersedes(below, above) && !supersedes(above, below));
+  // And a higher seq wins whoever signed either.
+  const memberAt4 = await signed("member", 4, 1);
+  const adminAt2 = await signed("admin", 2, 1);
+  for (const a of admins) {
+    assert.ok(supersedes(memberAt4, a) && !supersedes(a, memberAt4));
+  }
+  for (const m of members) {
+    assert.ok(supersedes(m, adminAt2) && !supersedes(adminAt2, m));
+  }
+});
+
+Deno.test("ref state: a ref inside another listed ref's name is refused", async () => {
+  // git cannot hold refs/heads/a and refs/heads/a/b at once.
+  const nested: Array<Record<string, string>> = [
+    { "refs/heads/a": C1, "refs/heads/a/b": C2 },
+    { "refs/heads/a/b": C1, "refs/heads/a": C1 },
+    { "refs/heads/main": C1, "refs/heads/a": C1, "refs/heads/a/b/c": C2 },
+    { "refs/tags/v1": C1, "refs/tags/v1/fix": C1 },
+    { "refs/heads": C1, "refs/heads/main": C1 },
+  ];
+  for (const refs of nested) {
+    const what = Object.keys(refs).join(" + ");
+    const wire = forge(body({ refs }), memberSeed);
+    assert.throws(
+      () => decodeRefState(wire),
+      isCode("malformed", /inside another ref/),
+      what,
+    );
+    await assert.rejects(verify(wire), isCode("malformed"), what);
+    // Signed by the admin, just the same.
+    await assert.rejects(
+      verify(
+        forge(
+          body({ refs, signer: formatPublicKey(founder.publicKey) }),
+          founderSeed,
+          P.adminChain,
+        ),
+      ),
+      isCode("malformed"),
+      what,
+    );
+    await assert.rejects(
+      signRefState(member, body({ refs }), P.memberChain),
+      isCode("malformed"),
+      what,
+    );
+  }
+  // Names that only share a prefix are not nested.
+  await verify(
+    forge(
+      body({
+        refs: {
+          "refs/heads/a": C1,
+          "refs/heads/ab": C1,
+          "refs/heads/a-b/c": C2,
+          "refs/heads/b/a": C2,
+          "refs/tags/a": C1,
+        },
+      }),
+      memberSeed,
+    ),
+  );
+});
+
 Deno.test("ref state: the record inside a repository", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "vigo-ref-state-" });
   try {
