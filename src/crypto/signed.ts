@@ -35,6 +35,8 @@ export const SIGN_CONTEXTS = {
   gitbackDelegation: "vigo-swarm/v1/gitback-delegation",
   /** Gitback: a project's signed ref state after a push. */
   gitbackRefs: "vigo-swarm/v1/gitback-refs",
+  /** Gitback: a founder's statement of a project's scope. */
+  gitbackScope: "vigo-swarm/v1/gitback-scope",
 } as const;
 
 /** One of the context strings listed in {@linkcode SIGN_CONTEXTS}. */

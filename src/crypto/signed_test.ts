@@ -21,11 +21,14 @@ Deno.test("SIGN_CONTEXTS lists the expected, distinct, NUL-free strings", () => 
   assert.deepEqual(ALL, [
     "vigo-swarm/v1/puddle-session-probe",
     "vigo-swarm/v1/puddle-agent-challenge",
+    "vigo-swarm/v1/puddle-envoy-binding",
     "vigo-swarm/v1/puddle-name-claim",
     "vigo-swarm/v1/gitback-token",
     "vigo-swarm/v1/gitback-envelope-revoke",
     "vigo-swarm/v1/gitback-envelope-leave",
     "vigo-swarm/v1/gitback-delegation",
+    "vigo-swarm/v1/gitback-refs",
+    "vigo-swarm/v1/gitback-scope",
   ]);
   assert.equal(new Set(ALL).size, ALL.length);
   for (const context of ALL) {
