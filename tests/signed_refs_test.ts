@@ -29,6 +29,9 @@ import {
   REFS_HEADER,
 } from "../src/agent/fanout.ts";
 import { loadAgentConfig } from "../src/agent/config.ts";
+import { MEMBER_HEADER } from "../src/agent/member_proof.ts";
+import { recordBinding } from "../src/agent/puddle_bindings.ts";
+import { signedMemberHeader } from "./support/member_binding.ts";
 import { SIGN_CONTEXTS } from "../src/crypto/signed.ts";
 import { bareRepoPath, writeRepoMeta } from "../src/gitback/repo.ts";
 import { canonicalBytes } from "../src/crypto/canonical.ts";
@@ -49,6 +52,7 @@ import {
   writeRefStates,
 } from "../src/gitback/ref_state.ts";
 import {
+  decodeToken,
   mintBootstrapToken,
   mintChildToken,
   seedSigner,
@@ -145,8 +149,10 @@ Deno.test({
       // The hostile envoy: A's real certificate, enrolled in the fleet.
       const tls = tlsOf(a);
 
-      const founder = seedSigner(random32());
-      const member = seedSigner(random32());
+      const founderSeed = random32();
+      const founder = seedSigner(founderSeed);
+      const memberSeed = random32();
+      const member = seedSigner(memberSeed);
       // A key that holds no chain of its own.
       const outsider = seedSigner(random32());
 
@@ -218,7 +224,8 @@ Deno.test({
         );
       /**
        * Delivers `body` with `states` (none: no refs header) to `envoy`'s
-       * push route, presenting `chain` as the delivering envoy's chain.
+       * push route, presenting `chain` as the delivering envoy's chain, with
+       * its member's binding to A (the member unlocked on A).
        */
       const deliver = (
         envoy: Envoy,
@@ -229,7 +236,16 @@ Deno.test({
       ) => {
         const json = (value: unknown) =>
           encodeBase64(new TextEncoder().encode(JSON.stringify(value)));
-        const headers: Record<string, string> = { [CHAIN_HEADER]: json(chain) };
+        const leaf = decodeToken(chain[chain.length - 1]).body.subject;
+        const headers: Record<string, string> = {
+          [CHAIN_HEADER]: json(chain),
+          [MEMBER_HEADER]: signedMemberHeader(
+            leaf === formatPublicKey(founder.publicKey)
+              ? founderSeed
+              : memberSeed,
+            a.name,
+          ),
+        };
         if (states) headers[REFS_HEADER] = json(states);
         return swarmRequest(
           tls,
@@ -1080,6 +1096,17 @@ Deno.test({
             writeRefStates(repo, { current, recent });
           };
           await hold(R5, [R1, R2, R3, R4]);
+          // The member unlocked on the sender: its binding to A is recorded.
+          recordBinding(paths, {
+            uid: 0,
+            user: "root",
+            pubkey: formatPublicKey(member.publicKey),
+            statement: JSON.parse(
+              new TextDecoder().decode(
+                decodeBase64(signedMemberHeader(memberSeed, a.name)),
+              ),
+            ),
+          });
           const problems: string[] = [];
           const note = (message: string, fields?: unknown) =>
             void problems.push(`${message} ${JSON.stringify(fields)}`);
