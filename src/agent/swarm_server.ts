@@ -15,6 +15,13 @@ import type { TLSSocket } from "node:tls";
 import type { Logger } from "./log.ts";
 
 /** Who called, from the verified client certificate. */
+
+/**
+ * Largest request head (request line and headers) taken: room for a
+ * delivery's signed ref states (push_route.ts caps them at 2 MiB).
+ */
+export const MAX_HEADER_BYTES = 2560 * 1024;
+
 export interface PeerIdentity {
   /** The certificate's subject CN (the envoy's host name). */
   subject: string;
@@ -527,6 +534,8 @@ export async function startSwarmServer(
     rejectUnauthorized: true,
     minVersion: "TLSv1.2",
     handshakeTimeout: idleMs,
+    // Deliveries carry signed ref states in a header (push_route.ts).
+    maxHeaderSize: MAX_HEADER_BYTES,
   }, (req, res) => {
     handle(req, res).catch((error) => {
       log.error("swarm request failed", { error: (error as Error).message });

@@ -228,7 +228,9 @@ export async function applyRefStates(
         `ref state ${state.body.seq} follows a state this envoy does not know, and only an admin's state may; send the states between.`,
       );
     }
-    const wins = current === null || supersedes(state, current);
+    const admin = state.chain.role === "admin";
+    const wins = current === null || supersedes(state, current) ||
+      (stored.anchored === false && admin);
     if (!wins && current && state.body.seq < current.body.seq && !parent) {
       throw new RefStateRefused(
         `the ref state ${state.body.seq} is older than this envoy's ${current.body.seq} and follows no state it knows; older states are not replayed.`,
@@ -284,13 +286,22 @@ export async function applyRefStates(
       writeRefStates(repo, {
         current: state,
         recent: current ? [...stored.recent, current] : stored.recent,
+        // Anchored: an admin's state, a first state, or one following a
+        // known state (inheriting the current one's standing).
+        anchored: admin || state.body.parent === null ||
+          (parent !== null &&
+            (parent.id !== current?.id || stored.anchored !== false)),
       });
     } else {
       const dropped = await unreachable(repo, refs, refsOf(current!));
       const names = await keepLost(repo, state, dropped);
       lost.push(...names);
       changed += names.length;
-      writeRefStates(repo, { current, recent: [...stored.recent, state] });
+      writeRefStates(repo, {
+        current,
+        anchored: stored.anchored,
+        recent: [...stored.recent, state],
+      });
     }
   }
   return { changed, lost, current: readRefStates(repo).current };

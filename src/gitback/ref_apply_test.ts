@@ -402,3 +402,36 @@ Deno.test("apply: a repository with refs and no signed state judges the first st
     });
   });
 });
+
+Deno.test("apply: a member's huge seq on a fresh replica does not freeze it; the next admin state wins", async () => {
+  await withRepo(async (repo, { c }) => {
+    // A fresh replica takes its first state whatever parent it names…
+    const freeze = await state(member, null, { [MAIN]: c[1] }, {
+      seq: Number.MAX_SAFE_INTEGER,
+      parent: UNKNOWN_PARENT,
+    });
+    await applyRefStates(repo, [freeze]);
+    assert.equal(readRefStates(repo).current?.id, freeze.id);
+    assert.equal(readRefStates(repo).anchored, false);
+    // …but a member's state so taken outranks no admin's state.
+    const admin = await state(founder, null, { [MAIN]: c[2] }, {
+      seq: 5,
+      parent: UNKNOWN_PARENT,
+    });
+    await applyRefStates(repo, [admin]);
+    const stored = readRefStates(repo);
+    assert.equal(stored.current?.id, admin.id);
+    assert.equal(stored.anchored, true);
+    assert.equal((await refsOf(repo))[MAIN], c[2]);
+    // And the project goes on from there.
+    const next = await state(member, admin, { [MAIN]: c[3] });
+    await applyRefStates(repo, [next]);
+    assert.equal(readRefStates(repo).current?.id, next.id);
+    // Once anchored, an unknown-parent member state is refused again.
+    const again = await state(member, null, { [MAIN]: c[4] }, {
+      seq: Number.MAX_SAFE_INTEGER,
+      parent: UNKNOWN_PARENT,
+    });
+    await refused(repo, [again], /does not know/, "anchored again");
+  });
+});

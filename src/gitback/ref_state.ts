@@ -324,6 +324,13 @@ export function roleOf(state: RefState): "admin" | "member" {
 /** The states an envoy keeps for a project, inside its bare repository. */
 export interface StoredRefStates {
   current: RefState | null;
+  /**
+   * False while the current state is a member's that followed a state this
+   * envoy did not know (a fresh replica's first state): any admin state
+   * then wins over it, whatever its seq, so a member cannot freeze a fresh
+   * replica with a huge seq. Absent means true.
+   */
+  anchored?: boolean;
   /** Earlier and losing states, newest last, at most {@link MAX_RECENT_STATES}. */
   recent: RefState[];
 }
@@ -358,6 +365,7 @@ export function readRefStates(repo: string): StoredRefStates {
     };
     return {
       current: value?.current ? decode(value.current) : null,
+      anchored: value?.anchored !== false,
       recent: Array.isArray(value?.recent)
         ? value.recent.map(decode).filter((s: RefState | null) => s !== null)
         : [],
@@ -377,6 +385,7 @@ export function writeRefStates(repo: string, states: StoredRefStates): void {
     refStatesPath(repo),
     JSON.stringify({
       current: states.current?.wire ?? null,
+      ...(states.anchored === false ? { anchored: false } : {}),
       recent: recent.map((s) => s.wire),
     }) + "\n",
     0o600,
