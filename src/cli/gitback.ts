@@ -297,7 +297,8 @@ function gcOrphans(args: string[]): number {
 /**
  * Hidden verb run by the agent as the user: writes the state of a project
  * this user's puddle is a member of, from a chain on standard input that
- * must verify for the project with this user's key as its last subject.
+ * must verify for the project with this user's key as its last subject,
+ * and the founder's scope statement, kept when it verifies.
  */
 async function adoptFromStdin(args: string[]): Promise<number> {
   const projectId = args[0];
@@ -305,12 +306,12 @@ async function adoptFromStdin(args: string[]): Promise<number> {
     throw new UsageError("the project id must be 64 hex digits.");
   }
   const paths = userPaths();
-  let input: { chain?: unknown; scope?: unknown } | null;
+  let input: { chain?: unknown; scope_statement?: unknown } | null;
   try {
     input = JSON.parse(await new Response(Deno.stdin.readable).text());
   } catch {
     throw new CliError(
-      "standard input is not JSON; this verb is run by the agent with {chain, scope}.",
+      "standard input is not JSON; this verb is run by the agent with {chain, scope_statement}.",
     );
   }
   await adoptMembership(

@@ -35,6 +35,10 @@ import {
   writeProjectState,
 } from "../gitback/project.ts";
 import { sessionSigner } from "../gitback/session_signer.ts";
+import {
+  checkScopeStatement,
+  signScopeStatement,
+} from "../gitback/scope_statement.ts";
 import { clearLeft, recordLeft } from "../gitback/left.ts";
 import { bareRepoPath, git } from "../gitback/repo.ts";
 import { askAgentStatus } from "../gitback/envoy_status.ts";
@@ -65,6 +69,8 @@ interface Invitation {
     handle: string;
     founder: string;
     scope: Scope;
+    /** The founder's signed scope (scope_statement.ts), when known. */
+    scope_statement?: unknown;
     members: string[];
   };
   chain: unknown[];
@@ -165,6 +171,12 @@ async function init(args: string[]): Promise<number> {
       );
     }
     const token = await mintBootstrapToken(signer, handle);
+    // The scope every envoy goes by: the founder's signed word, nothing else.
+    const statement = await signScopeStatement(signer, {
+      projectId: id,
+      handle,
+      scope,
+    });
     const founder = formatPublicKey(signer.publicKey);
     writeProjectState(paths.gitbackDir, {
       version: 1,
@@ -172,6 +184,7 @@ async function init(args: string[]): Promise<number> {
       handle,
       founder,
       scope,
+      scope_statement: statement,
       members: [founder],
       cross_subnet_members: [],
       created_at: new Date().toISOString(),
@@ -353,6 +366,7 @@ async function invite(args: string[]): Promise<number> {
         handle: project.handle,
         founder: project.founder,
         scope: project.scope,
+        scope_statement: project.scope_statement ?? null,
         members: project.members,
       },
       chain: [...chain, child],
@@ -501,14 +515,24 @@ async function join(args: string[]): Promise<number> {
     ? invitation.project.members.map(String)
     : [founder];
   const mine = formatPublicKey(me);
+  // The scope is only what the founder signed; without a statement that
+  // verifies, every envoy treats the project as members-only.
+  const statement = checkScopeStatement(
+    invitation.project.scope_statement,
+    projectId,
+  );
+  if (!statement) {
+    console.error(
+      "warning: the invitation carries no scope statement signed by the founder; envoys treat the project as members-only.",
+    );
+  }
   writeProjectState(paths.gitbackDir, {
     version: 1,
     project_id: projectId,
     handle: verified.handle,
     founder,
-    scope: invitation.project.scope === "members-only"
-      ? "members-only"
-      : "swarm-wide",
+    scope: statement?.body.scope ?? "members-only",
+    scope_statement: statement?.wire ?? null,
     members: members.includes(mine) ? members : [...members, mine],
     cross_subnet_members: [],
     created_at: new Date().toISOString(),
@@ -696,7 +720,13 @@ async function status(args: string[]): Promise<number> {
   );
   console.log(`  project_id:  ${project.project_id}`);
   console.log(`  founder:     ${project.founder}`);
-  console.log(`  scope:       ${project.scope}`);
+  console.log(
+    `  scope:       ${project.scope}${
+      project.scope_statement
+        ? " (signed by the founder)"
+        : " (no statement signed by the founder: envoys treat it as members-only)"
+    }`,
+  );
   console.log(
     `  fan-out:     LAN announcements${
       project.cross_subnet_members.length

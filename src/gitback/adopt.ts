@@ -15,6 +15,11 @@ import { projectId as computeProjectId } from "./project_id.ts";
 import { readLeft } from "./left.ts";
 import { projectDir, ProjectError, writeProjectState } from "./project.ts";
 import { mintBootstrapToken, type Signer, verifyChain } from "./tokens.ts";
+import {
+  checkScopeStatement,
+  DEFAULT_SCOPE,
+  type ScopeStatementWire,
+} from "./scope_statement.ts";
 
 /** Hidden CLI verb by which the agent writes an adopted membership as the user. */
 export const ADOPT_VERB = "_adopt-project";
@@ -30,18 +35,21 @@ function writeAdopted(
     handle: string;
     founder: Uint8Array;
     me: Uint8Array;
-    scope: unknown;
+    /** The founder's scope statement as given; kept only if it verifies. */
+    statement: unknown;
     chain: unknown[];
   },
 ): void {
   const founder = formatPublicKey(adopted.founder);
   const mine = formatPublicKey(adopted.me);
+  const statement = checkScopeStatement(adopted.statement, adopted.projectId);
   writeProjectState(gitbackDir, {
     version: 1,
     project_id: adopted.projectId,
     handle: adopted.handle,
     founder,
-    scope: adopted.scope === "members-only" ? "members-only" : "swarm-wide",
+    scope: statement?.body.scope ?? DEFAULT_SCOPE,
+    scope_statement: statement?.wire ?? null,
     members: founder === mine ? [founder] : [founder, mine],
     cross_subnet_members: [],
     created_at: new Date().toISOString(),
@@ -51,14 +59,17 @@ function writeAdopted(
 
 /**
  * Adopts a project this key is a member of, from a chain a peer held: the
- * chain must verify for `projectId` with `me` as presenter. Does nothing when
- * the project is already here; refuses one the user dropped here.
+ * chain must verify for `projectId` with `me` as presenter. The founder's
+ * scope statement given with it is kept when it verifies; without one the
+ * project is members-only. Any other `scope` given is not looked at. Does
+ * nothing when the project is already here; refuses one the user dropped
+ * here.
  */
 export async function adoptMembership(
   gitbackDir: string,
   projectId: string,
   me: Uint8Array,
-  input: { chain?: unknown; scope?: unknown } | null,
+  input: { chain?: unknown; scope_statement?: unknown } | null,
 ): Promise<void> {
   if (exists(`${projectDir(gitbackDir, projectId)}/project.json`)) return;
   if (readLeft(gitbackDir).has(projectId)) {
@@ -76,7 +87,7 @@ export async function adoptMembership(
     handle: verified.handle,
     founder: verified.founder,
     me,
-    scope: input?.scope,
+    statement: input?.scope_statement,
     // verifyChain accepted it, so it is a non-empty array.
     chain: input?.chain as unknown[],
   });
@@ -89,7 +100,10 @@ export async function adoptMembership(
 export interface AnnouncedProject {
   project_id: string;
   handle: string;
+  /** What `scope_statement` says; `members-only` without one. */
   scope: "swarm-wide" | "members-only";
+  /** The founder's statement the host holds, verified by the agent. */
+  scope_statement?: ScopeStatementWire | null;
   host: string;
   /** ISO 8601 time of the host's answer. */
   confirmed_at: string;
@@ -102,6 +116,14 @@ const ANNOUNCED_FIELDS = [
   "project_id",
   "scope",
 ].join();
+const ANNOUNCED_FIELDS_SIGNED = [
+  "confirmed_at",
+  "handle",
+  "host",
+  "project_id",
+  "scope",
+  "scope_statement",
+].join();
 const HOST =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
@@ -111,7 +133,9 @@ function isAnnouncedProject(value: unknown): value is AnnouncedProject {
     return false;
   }
   const entry = value as Record<string, unknown>;
-  return Object.keys(entry).sort().join() === ANNOUNCED_FIELDS &&
+  const fields = Object.keys(entry).sort().join();
+  return (fields === ANNOUNCED_FIELDS ||
+    fields === ANNOUNCED_FIELDS_SIGNED) &&
     typeof entry.project_id === "string" &&
     /^[0-9a-f]{64}$/.test(entry.project_id) &&
     typeof entry.handle === "string" &&
@@ -124,7 +148,8 @@ function isAnnouncedProject(value: unknown): value is AnnouncedProject {
 
 /**
  * Reads the agent's cache of confirmed announcements: a JSON array of
- * {@link AnnouncedProject}, each with exactly those five fields. Entries
+ * {@link AnnouncedProject}, each with exactly those fields
+ * (`scope_statement` may be left out). Entries
  * of any other shape are skipped; an absent or unreadable file, or one
  * that is not an array, reads as empty.
  */
@@ -141,8 +166,10 @@ export function readAnnounced(path: string): AnnouncedProject[] {
  * Adopts every project in the agent's cache of confirmed announcements
  * whose id this signer's key and the confirmed handle reproduce, and that
  * has no local state yet, unless the user dropped it here (`left.json`;
- * founding it again with `project init` clears that). Returns the handles
- * adopted.
+ * founding it again with `project init` clears that). The entry's scope
+ * statement is kept when it verifies (it is this key's own); the entry's
+ * `scope` alone decides nothing, and without a statement the project is
+ * members-only. Returns the handles adopted.
  */
 export async function adoptFoundedProjects(
   gitbackDir: string,
@@ -165,12 +192,17 @@ export async function adoptFoundedProjects(
       continue;
     }
     if (id !== entry.project_id || adopted.includes(handle)) continue;
+    // Any host's statement will do, as long as it verifies.
+    const statement = announced.find((other) =>
+      other.project_id === id &&
+      checkScopeStatement(other.scope_statement, id) !== null
+    )?.scope_statement;
     writeAdopted(gitbackDir, {
       projectId: id,
       handle,
       founder: signer.publicKey,
       me: signer.publicKey,
-      scope: entry.scope,
+      statement,
       chain: [await mintBootstrapToken(signer, handle)],
     });
     adopted.push(handle);

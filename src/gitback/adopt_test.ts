@@ -14,6 +14,7 @@ import {
   seedSigner,
   verifyChain,
 } from "./tokens.ts";
+import { signScopeStatement } from "./scope_statement.ts";
 
 Deno.test("unlock adopts only announced projects this key founded", async () => {
   const dir = Deno.makeTempDirSync();
@@ -22,6 +23,11 @@ Deno.test("unlock adopts only announced projects this key founded", async () => 
     const other = seedSigner(generateSeed());
     const mine = await projectId(me.publicKey, "work");
     const theirs = await projectId(other.publicKey, "work");
+    const statement = await signScopeStatement(me, {
+      projectId: mine,
+      handle: "work",
+      scope: "members-only",
+    });
     const announced = `${dir}/announced.json`;
     const at = new Date().toISOString();
     const entry = (
@@ -29,15 +35,24 @@ Deno.test("unlock adopts only announced projects this key founded", async () => 
       project_id: string,
       handle: string,
       scope = "swarm-wide",
-    ) => ({ project_id, handle, scope, host, confirmed_at: at });
+      scope_statement: unknown = null,
+    ) => ({
+      project_id,
+      handle,
+      scope,
+      scope_statement,
+      host,
+      confirmed_at: at,
+    });
     Deno.writeTextFileSync(
       announced,
       JSON.stringify([
         entry("envoy-a", theirs, "work"),
         // A handle that does not reproduce the id is not adopted.
         entry("envoy-a", mine, "other"),
-        entry("envoy-a", mine, "work", "members-only"),
-        entry("envoy-b", mine, "work"),
+        // Unsigned: says swarm-wide, proves nothing.
+        entry("envoy-a", mine, "work"),
+        entry("envoy-b", mine, "work", "members-only", statement),
       ]),
     );
     const gitbackDir = `${dir}/gitback`;
@@ -49,7 +64,9 @@ Deno.test("unlock adopts only announced projects this key founded", async () => 
     );
     const project = readProject(gitbackDir, mine);
     assert.equal(project.founder, formatPublicKey(me.publicKey));
+    // The statement, from whichever host had one.
     assert.equal(project.scope, "members-only");
+    assert.deepEqual(project.scope_statement, statement);
     const { chain } = readTokens(gitbackDir, mine);
     const verified = await verifyChain(chain, {
       projectId: mine,
@@ -60,6 +77,101 @@ Deno.test("unlock adopts only announced projects this key founded", async () => 
 
     // Adopting again changes nothing: the state exists.
     assert.deepEqual(await adoptFoundedProjects(gitbackDir, announced, me), []);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("adoption keeps only a scope statement the founder signed; anything else is members-only", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const me = seedSigner(generateSeed());
+    const other = seedSigner(generateSeed());
+    const founder = seedSigner(generateSeed());
+    const at = new Date().toISOString();
+    // Unlock: an unsigned "swarm-wide", and one signed by another key.
+    const plain = await projectId(me.publicKey, "plain");
+    const forged = await projectId(me.publicKey, "forged");
+    const otherId = await projectId(other.publicKey, "forged");
+    const byOther = await signScopeStatement(other, {
+      projectId: otherId,
+      handle: "forged",
+      scope: "swarm-wide",
+    });
+    const announced = `${dir}/announced.json`;
+    Deno.writeTextFileSync(
+      announced,
+      JSON.stringify([
+        {
+          project_id: plain,
+          handle: "plain",
+          scope: "swarm-wide",
+          host: "envoy-a",
+          confirmed_at: at,
+        },
+        {
+          project_id: forged,
+          handle: "forged",
+          scope: "swarm-wide",
+          scope_statement: byOther,
+          host: "envoy-a",
+          confirmed_at: at,
+        },
+      ]),
+    );
+    const gitbackDir = `${dir}/gitback`;
+    Deno.mkdirSync(gitbackDir, { mode: 0o700 });
+    assert.deepEqual(
+      (await adoptFoundedProjects(gitbackDir, announced, me)).sort(),
+      ["forged", "plain"],
+    );
+    for (const id of [plain, forged]) {
+      const project = readProject(gitbackDir, id);
+      assert.equal(project.scope, "members-only");
+      assert.equal(project.scope_statement, null);
+    }
+
+    // The agent's adoption: a member's chain of the founder's project.
+    const shared = await projectId(founder.publicKey, "shared");
+    const root = await mintBootstrapToken(founder, "shared");
+    const chain = [
+      root,
+      await mintChildToken(founder, [root], {
+        subject: me.publicKey,
+        role: "member",
+      }),
+    ];
+    const signed = await signScopeStatement(founder, {
+      projectId: shared,
+      handle: "shared",
+      scope: "swarm-wide",
+    });
+    const cases: [string, Record<string, unknown>, boolean][] = [
+      ["a plain scope", { chain, scope: "swarm-wide" }, false],
+      [
+        "a signature taken from another statement",
+        {
+          chain,
+          scope_statement: {
+            ...signed,
+            sig: (await signScopeStatement(founder, {
+              projectId: shared,
+              handle: "shared",
+              scope: "members-only",
+            })).sig,
+          },
+        },
+        false,
+      ],
+      ["the founder's statement", { chain, scope_statement: signed }, true],
+    ];
+    for (const [what, input, kept] of cases) {
+      const home = `${dir}/${what.replaceAll(" ", "-")}`;
+      await adoptMembership(home, shared, me.publicKey, input);
+      const project = readProject(home, shared);
+      assert.equal(project.scope, kept ? "swarm-wide" : "members-only", what);
+      assert.deepEqual(project.scope_statement, kept ? signed : null, what);
+    }
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
@@ -160,10 +272,7 @@ Deno.test("neither unlock nor the agent's adoption brings back a project the use
 
     assert.deepEqual(await adoptFoundedProjects(gitbackDir, announced, me), []);
     await assert.rejects(
-      adoptMembership(gitbackDir, theirs, me.publicKey, {
-        chain,
-        scope: "swarm-wide",
-      }),
+      adoptMembership(gitbackDir, theirs, me.publicKey, { chain }),
       (error: Error) =>
         error instanceof ProjectError && /you left project/.test(error.message),
     );
@@ -178,10 +287,7 @@ Deno.test("neither unlock nor the agent's adoption brings back a project the use
     assert.deepEqual(await adoptFoundedProjects(gitbackDir, announced, me), [
       "work",
     ]);
-    await adoptMembership(gitbackDir, theirs, me.publicKey, {
-      chain,
-      scope: "swarm-wide",
-    });
+    await adoptMembership(gitbackDir, theirs, me.publicKey, { chain });
     assert.equal(readProject(gitbackDir, theirs).handle, "shared");
 
     // An unreadable record stops adoption rather than guessing.

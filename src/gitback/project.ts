@@ -11,9 +11,13 @@ import {
   readFileBounded,
   writeTextAtomic,
 } from "../platform/fs.ts";
+import {
+  checkScopeStatement,
+  type Scope,
+  type ScopeStatementWire,
+} from "./scope_statement.ts";
 
-/** Where a project's bare repository should land. */
-export type Scope = "swarm-wide" | "members-only";
+export type { Scope } from "./scope_statement.ts";
 
 /** `project.json`. */
 export interface ProjectConfig {
@@ -22,7 +26,17 @@ export interface ProjectConfig {
   handle: string;
   /** The genesis founder's key, `ed25519:<hex>`. */
   founder: string;
+  /**
+   * For display: what {@link ProjectConfig.scope_statement} says when there
+   * is one. Envoys go by the statement alone, and treat a project without
+   * one as members-only.
+   */
   scope: Scope;
+  /**
+   * The founder's signed statement of the scope (scope_statement.ts), or
+   * null when this state has none that verifies.
+   */
+  scope_statement?: ScopeStatementWire | null;
   /** Puddle keys (`ed25519:<hex>`) known to be members, founder first. */
   members: string[];
   /** Hosts to push to beyond those announcing the project on the LAN. */
@@ -84,12 +98,21 @@ export function readProject(
   if (p?.project_id !== projectId || typeof p.handle !== "string") {
     throw new ProjectError(`${path} does not describe project ${projectId}.`);
   }
+  // The scope is the statement's; one that does not verify counts as none,
+  // and leaves the project members-only.
+  const statement = checkScopeStatement(p.scope_statement, projectId);
+  const present = p.scope_statement !== undefined && p.scope_statement !== null;
   return {
     version: 1,
     project_id: projectId,
     handle: p.handle,
     founder: String(p.founder ?? ""),
-    scope: p.scope === "members-only" ? "members-only" : "swarm-wide",
+    scope: statement
+      ? statement.body.scope
+      : present || p.scope === "members-only"
+      ? "members-only"
+      : "swarm-wide",
+    scope_statement: statement?.wire ?? null,
     members: Array.isArray(p.members) ? p.members.map(String) : [],
     cross_subnet_members: Array.isArray(p.cross_subnet_members)
       ? p.cross_subnet_members.map(String)
