@@ -483,10 +483,15 @@ Deno.test({
         "host",
         "project_id",
         "scope",
+        "scope_statement",
       ]);
       assert.equal(cache[0].project_id, work);
       assert.equal(cache[0].handle, "work");
       assert.equal(cache[0].host, "envoy-b");
+      // envoy-b's record names swarm-wide but carries no statement by the
+      // founder: the project is members-only.
+      assert.equal(cache[0].scope, "members-only");
+      assert.equal(cache[0].scope_statement, null);
       // What `puddle unlock` does with it, as the victim.
       const gitbackDir = `${base}/victim-gitback`;
       Deno.mkdirSync(gitbackDir, { mode: 0o700 });

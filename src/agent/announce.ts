@@ -29,15 +29,24 @@ import {
   bareRepoPath,
   gitbackBase,
   projectsDir,
-  readRepoMeta,
+  readRepoMetaRecord,
 } from "../gitback/repo.ts";
+import {
+  checkScopeStatement,
+  DEFAULT_SCOPE,
+  type Scope,
+  type ScopeStatementWire,
+} from "../gitback/scope_statement.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { confirmHost } from "./host_confirm.ts";
 import { MAX_BACKOFF_PERIODS, PEER_CONCURRENCY } from "./peer_work.ts";
 import { readSwarmTls } from "./swarm_client.ts";
 
-/** One project held by one peer. */
+/**
+ * One project held by one peer. `scope` is what the datagram said: a hint
+ * for people reading logs, never recorded as a project's scope.
+ */
 export interface Announcement {
   host: string;
   projectId: string;
@@ -49,7 +58,10 @@ export interface Announcement {
 export interface HeldProject {
   projectId: string;
   handle: string;
+  /** What {@link HeldProject.statement} says; `members-only` without one. */
   scope: string;
+  /** The founder's scope statement, verified, when one is recorded. */
+  statement?: ScopeStatementWire | null;
 }
 
 const PREFIX = "GITBACKPROJECT:";
@@ -435,52 +447,94 @@ export function metaPath(config: AgentConfig, projectId: string): string {
   return `${gitbackBase(config.paths)}/meta/${projectId}.json`;
 }
 
-/**
- * The recorded handle and scope of a held project: `meta/`, else the record
- * kept inside the repository; `unknown` and `members-only` when neither
- * exists.
- */
-export function readProjectMeta(
-  config: AgentConfig,
-  projectId: string,
-): { handle: string; scope: string } {
-  try {
-    const meta = JSON.parse(Deno.readTextFileSync(metaPath(config, projectId)));
-    return {
-      handle: String(meta.handle),
-      scope: meta.scope === "swarm-wide" ? "swarm-wide" : "members-only",
-    };
-  } catch {
-    // Recorded with the repository (a crash may come between the install
-    // and meta/); with no record at all, the narrower scope.
-    const inRepo = readRepoMeta(bareRepoPath(config.paths, projectId));
-    return inRepo ?? { handle: "unknown", scope: "members-only" };
-  }
+/** What is recorded for a held project, its statement verified again. */
+export interface ProjectMeta {
+  handle: string;
+  /** The verified statement's scope, else `members-only`. */
+  scope: Scope;
+  /** The founder's statement, verified; null when none is recorded. */
+  statement: ScopeStatementWire | null;
 }
 
-/**
- * The handle and scope recorded for a project this envoy holds a bare
- * repository of, or null when it holds none or recorded no valid handle:
- * what this envoy confirms to a peer asking over mutual TLS.
- */
-export function heldRecord(
+/** `meta/<project_id>.json`, its statement verified, or null. */
+function readMetaFile(
   config: AgentConfig,
   projectId: string,
-): { handle: string; scope: "swarm-wide" | "members-only" } | null {
-  if (!PROJECT_ID.test(projectId)) return null;
+): ProjectMeta | null {
   try {
-    Deno.statSync(`${projectsDir(config.paths)}/${projectId}.git`);
     const meta = JSON.parse(Deno.readTextFileSync(metaPath(config, projectId)));
-    if (typeof meta?.handle !== "string" || !HANDLE.test(meta.handle)) {
-      return null;
-    }
+    if (typeof meta?.handle !== "string") return null;
+    const statement = checkScopeStatement(meta.scope_statement, projectId);
     return {
-      handle: meta.handle,
-      scope: meta.scope === "members-only" ? "members-only" : "swarm-wide",
+      handle: statement?.body.handle ?? meta.handle,
+      scope: statement?.body.scope ?? DEFAULT_SCOPE,
+      statement: statement?.wire ?? null,
     };
   } catch {
     return null;
   }
+}
+
+/**
+ * The recorded handle and scope of a held project: `meta/`, else the record
+ * kept inside the repository; `unknown` and `members-only` when neither
+ * exists. The scope is only ever what the founder's statement says: every
+ * read verifies the recorded statement again (verdicts are remembered, so
+ * this costs a lookup), and a record without one that verifies is
+ * `members-only`, whatever else it says.
+ */
+export function readProjectMeta(
+  config: AgentConfig,
+  projectId: string,
+): ProjectMeta {
+  const meta = readMetaFile(config, projectId);
+  if (meta?.statement) return meta;
+  // Recorded with the repository (a crash may come between the install
+  // and meta/, and a record made before statements has none); with no
+  // record at all, the narrower scope.
+  const inRepo = PROJECT_ID.test(projectId)
+    ? readRepoMetaRecord(bareRepoPath(config.paths, projectId), projectId)
+    : null;
+  if (inRepo?.scope_statement) {
+    return {
+      handle: inRepo.handle,
+      scope: inRepo.scope,
+      statement: inRepo.scope_statement,
+    };
+  }
+  return meta ??
+    (inRepo
+      ? { handle: inRepo.handle, scope: DEFAULT_SCOPE, statement: null }
+      : { handle: "unknown", scope: DEFAULT_SCOPE, statement: null });
+}
+
+/**
+ * The handle, scope and scope statement recorded for a project this envoy
+ * holds a bare repository of, or null when it holds none or recorded no
+ * valid handle: what this envoy confirms to a peer asking over mutual TLS.
+ * The peer goes by the statement, which it verifies itself.
+ */
+export function heldRecord(
+  config: AgentConfig,
+  projectId: string,
+): {
+  handle: string;
+  scope: Scope;
+  scope_statement: ScopeStatementWire | null;
+} | null {
+  if (!PROJECT_ID.test(projectId)) return null;
+  try {
+    Deno.statSync(`${projectsDir(config.paths)}/${projectId}.git`);
+  } catch {
+    return null;
+  }
+  const meta = readProjectMeta(config, projectId);
+  if (!HANDLE.test(meta.handle) || meta.handle === "unknown") return null;
+  return {
+    handle: meta.handle,
+    scope: meta.scope,
+    scope_statement: meta.statement,
+  };
 }
 
 /** True for a handle that announcements and the announced cache carry. */
@@ -488,26 +542,44 @@ export function isAnnouncedHandle(handle: unknown): handle is string {
   return typeof handle === "string" && HANDLE.test(handle);
 }
 
-/** Remembers a project's handle and scope (first writer wins). */
+/**
+ * Remembers a project's handle and the founder's scope statement. The
+ * first record stays, unless it has no statement that verifies and `meta`
+ * brings one that does: only a statement that verifies is ever written,
+ * and the first one verified here is the project's scope from then on.
+ * `meta.scope` is not looked at.
+ */
 export function recordProjectMeta(
   config: AgentConfig,
   meta: HeldProject,
 ): void {
   const path = metaPath(config, meta.projectId);
+  const statement = checkScopeStatement(meta.statement, meta.projectId);
+  let existing = false;
   try {
     Deno.statSync(path);
-    return;
+    existing = true;
   } catch {
-    Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), {
-      recursive: true,
-      mode: 0o755,
-    });
-    writeTextAtomic(
-      path,
-      JSON.stringify({ handle: meta.handle, scope: meta.scope }) + "\n",
-      0o644,
-    );
+    // None yet.
   }
+  if (
+    existing && (!statement || readMetaFile(config, meta.projectId)?.statement)
+  ) {
+    return;
+  }
+  Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), {
+    recursive: true,
+    mode: 0o755,
+  });
+  writeTextAtomic(
+    path,
+    JSON.stringify({
+      handle: statement?.body.handle ?? meta.handle,
+      scope: statement?.body.scope ?? DEFAULT_SCOPE,
+      scope_statement: statement?.wire ?? null,
+    }) + "\n",
+    0o644,
+  );
 }
 
 /** Projects with a bare repository here, with their recorded handle and scope. */
@@ -528,12 +600,15 @@ export function heldProjects(config: AgentConfig): HeldProject[] {
 /**
  * One entry of `gitback-announced.json`: a project that `host` announced
  * and then, asked over mutual TLS by a certificate for that name, said it
- * holds, with the handle and scope it recorded.
+ * holds, with the handle it recorded and the founder's scope statement it
+ * holds, which this agent verified (`scope` is what it says, else
+ * `members-only`).
  */
 export interface ConfirmedProject {
   project_id: string;
   handle: string;
-  scope: "swarm-wide" | "members-only";
+  scope: Scope;
+  scope_statement: ScopeStatementWire | null;
   host: string;
   /** ISO 8601 time of that answer. */
   confirmed_at: string;

@@ -39,6 +39,14 @@ import {
   SCOPE_HEADER,
 } from "./fanout.ts";
 import { verifyStatesHeader } from "./push_route.ts";
+import {
+  checkScopeStatement,
+  decodeScopeHeader,
+  DEFAULT_SCOPE,
+  type Scope,
+  scopeFromStatement,
+  type ScopeStatementWire,
+} from "../gitback/scope_statement.ts";
 import { applyRefStates } from "../gitback/ref_apply.ts";
 import { adoptMemberships, NO_SUBJECT } from "./member_adopt.ts";
 import { MEMBER_HEADER, memberHeaderFor } from "./member_proof.ts";
@@ -57,7 +65,8 @@ import { readUserProject, userProjectIds } from "./user_state.ts";
 interface Missing {
   projectId: string;
   handle: string;
-  scope: string;
+  /** The user's copy of the founder's scope statement, verified, if any. */
+  statement: ScopeStatementWire | null;
   chain: unknown[];
   /** The user's binding to this envoy, which holders ask for. */
   memberHeader: string;
@@ -89,7 +98,7 @@ function missingProjects(config: AgentConfig): Missing[] {
       missing.push({
         projectId,
         handle: project.handle,
-        scope: project.scope,
+        statement: project.scopeStatement,
         chain: project.chain,
         memberHeader,
       });
@@ -122,7 +131,11 @@ const REFUTED_FOR_TICKS = 2;
 /** The subject asked for when only `held` matters: it names no key. */
 
 interface Confirmation {
-  held: { handle: string; scope: "swarm-wide" | "members-only" } | null;
+  held: {
+    handle: string;
+    scope: Scope;
+    statement: ScopeStatementWire | null;
+  } | null;
   at: number;
 }
 
@@ -132,7 +145,9 @@ const confirmations = new WeakMap<PeerIndex, Map<string, Confirmation>>();
 /**
  * Asks announcing hosts, over mutual TLS, whether they hold what they
  * announce, and writes `gitback-announced.json` with the projects they
- * confirmed (handle and scope as the host recorded them). Answers are kept
+ * confirmed: the handle the host recorded, and the founder's scope
+ * statement it holds once verified here (`scope` is what that says, else
+ * `members-only`; no datagram and no unsigned answer sets it). Answers are kept
  * for a few periods; at most {@link MAX_CONFIRMATIONS_PER_TICK} questions
  * per tick, {@link PEER_CONCURRENCY} at a time, within
  * {@link PEER_DEADLINE_MS} each, never to a host that is backed off.
@@ -184,13 +199,20 @@ export async function refreshAnnouncedCache(
       let held: Confirmation["held"] = null;
       if (response.status === 200) {
         const answer = response.json<{ held?: unknown }>().held as
-          | { handle?: unknown; scope?: unknown }
+          | { handle?: unknown; scope_statement?: unknown }
           | null
           | undefined;
-        if (
-          isAnnouncedHandle(answer?.handle) &&
-          (answer.scope === "swarm-wide" || answer.scope === "members-only")
-        ) held = { handle: answer.handle, scope: answer.scope };
+        if (isAnnouncedHandle(answer?.handle)) {
+          const statement = checkScopeStatement(
+            answer.scope_statement,
+            projectId,
+          );
+          held = {
+            handle: statement?.body.handle ?? answer.handle,
+            scope: statement?.body.scope ?? DEFAULT_SCOPE,
+            statement: statement?.wire ?? null,
+          };
+        }
       }
       known.set(key, { held, at: Date.now() });
     } catch {
@@ -205,6 +227,7 @@ export async function refreshAnnouncedCache(
       project_id: projectId,
       handle: c.held.handle,
       scope: c.held.scope,
+      scope_statement: c.held.statement,
       host,
       confirmed_at: new Date(c.at).toISOString(),
     });
@@ -271,14 +294,14 @@ async function pullMissing(
           });
           continue;
         }
-        // The holder's recorded scope, over mutual TLS, outranks the user's
-        // local copy (which unlock may have taken from an announcement).
-        const held = response.headers.get(SCOPE_HEADER);
-        const scope = held === "members-only" || held === "swarm-wide"
-          ? held
-          : project.scope === "members-only"
-          ? "members-only"
-          : "swarm-wide";
+        // The scope is the founder's statement: the holder's, once it
+        // verifies here, else the user's own copy, verified; with neither
+        // the project is members-only here.
+        const statement = checkScopeStatement(
+          decodeScopeHeader(response.headers.get(SCOPE_HEADER)),
+          project.projectId,
+        )?.wire ?? project.statement;
+        const scope = scopeFromStatement(statement, project.projectId);
         // A staging repository that carries its scope becomes the project's
         // only once the bundle is in: no crash leaves a half replica.
         const staging = await createStagingRepo(
@@ -287,7 +310,11 @@ async function pullMissing(
         );
         let changed: number;
         try {
-          writeRepoMeta(staging, { handle: project.handle, scope });
+          writeRepoMeta(staging, {
+            handle: project.handle,
+            scope,
+            scope_statement: statement,
+          });
           const tempDir = ingestTempDir(config.paths);
           Deno.mkdirSync(tempDir, { recursive: true, mode: 0o700 });
           const states = await verifyStatesHeader(
@@ -310,7 +337,7 @@ async function pullMissing(
           staging,
         );
         await repairHead(repo, await listRefs(repo));
-        recordProjectMeta(config, { ...project, scope });
+        recordProjectMeta(config, { ...project, scope, statement });
         log.info("catch-up pulled", {
           project: project.projectId,
           peer: holder.host,

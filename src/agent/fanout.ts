@@ -31,12 +31,17 @@ import { revokedTokenIds } from "../gitback/revocations.ts";
 import { verifyMemberBinding } from "../gitback/member_binding.ts";
 import { PEER_DEADLINE_MS } from "./peer_work.ts";
 import { type PeerIndex, readProjectMeta } from "./announce.ts";
+import { encodeScopeHeader, type Scope } from "../gitback/scope_statement.ts";
 import { describeUntrusted, hostDigest, isHostName } from "./host_name.ts";
 import { managedHomes } from "./user_homes.ts";
 
 /** Header carrying the pusher's token chain (base64 of its JSON). */
 export const CHAIN_HEADER = "x-vigo-chain";
-/** Header carrying the project's distribution scope. */
+/**
+ * Header carrying the founder's scope statement (base64 of its JSON, see
+ * scope_statement.ts). Without one that verifies, a receiver treats the
+ * project as members-only.
+ */
 export const SCOPE_HEADER = "x-vigo-scope";
 /** Header carrying signed ref states (base64 of a JSON array, oldest first). */
 export const REFS_HEADER = "x-vigo-refs";
@@ -253,9 +258,25 @@ function crossSubnetMembers(
   return hosts;
 }
 
-/** The recorded scope of a held project (swarm-wide when none is recorded). */
-export function scopeOf(config: AgentConfig, projectId: string): string {
+/**
+ * The scope of a held project: what the founder's statement recorded here
+ * says, verified again; `members-only` without one.
+ */
+export function scopeOf(config: AgentConfig, projectId: string): Scope {
   return readProjectMeta(config, projectId).scope;
+}
+
+/**
+ * The {@link SCOPE_HEADER} value for a held project: its recorded
+ * statement, verified again, or null when there is none (the header is
+ * then left out, and the receiver treats the project as members-only).
+ */
+export function scopeHeaderOf(
+  config: AgentConfig,
+  projectId: string,
+): string | null {
+  const statement = readProjectMeta(config, projectId).statement;
+  return statement ? encodeScopeHeader(statement) : null;
 }
 
 /** What one peer answered. */
@@ -552,15 +573,16 @@ async function sendTo(
   let sent = { bytes: 0, thin: true, refsChanged: 0 };
   // The objects go with the first batch: every state sent follows the last
   // admin state, so all they name is reachable from the current refs.
+  const scopeHeader = scopeHeaderOf(config, projectId);
   for (const [i, batch] of batches.entries()) {
-    const headers = {
+    const headers: Record<string, string> = {
       [CHAIN_HEADER]: encodeBase64(
         new TextEncoder().encode(JSON.stringify(chain)),
       ),
-      [SCOPE_HEADER]: scopeOf(config, projectId),
       [REFS_HEADER]: encodeStatesHeader(batch),
       [MEMBER_HEADER]: memberHeader,
     };
+    if (scopeHeader) headers[SCOPE_HEADER] = scopeHeader;
     let delivered = false;
     for (let attempt = 0; attempt < 2 && !delivered; attempt++) {
       const bundle = i === 0 ? await createBundle(repo, known) : null;

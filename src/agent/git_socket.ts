@@ -17,6 +17,11 @@ import { peerCredentials } from "../platform/peercred.ts";
 import { userByUid } from "../platform/users.ts";
 import { exists, removeIfExists } from "../platform/fs.ts";
 import { recordProjectMeta } from "./announce.ts";
+import {
+  DEFAULT_SCOPE,
+  type Scope,
+  type ScopeStatementWire,
+} from "../gitback/scope_statement.ts";
 import { encodeBase64 } from "../platform/encoding.ts";
 import { fromHex } from "../crypto/hex.ts";
 import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
@@ -419,7 +424,7 @@ async function serveConnection(
         role: verified.role,
         meta: {
           handle: verified.handle,
-          scope: callerScope(config, uid, request.project_id),
+          ...callerScope(config, uid, request.project_id),
         },
       });
       return;
@@ -475,7 +480,12 @@ interface Pusher {
   uid: number;
   signer: Uint8Array;
   role: Role;
-  meta: { handle: string; scope: string };
+  /** The handle, and the founder's scope statement (verified) from the pusher's state. */
+  meta: {
+    handle: string;
+    scope: Scope;
+    statement: ScopeStatementWire | null;
+  };
 }
 
 /**
@@ -572,14 +582,16 @@ async function servePush(
           // The scope lands with the repository: no crash leaves it unknown.
           writeRepoMeta(target, {
             handle: pusher.meta.handle,
-            scope: pusher.meta.scope === "members-only"
-              ? "members-only"
-              : "swarm-wide",
+            scope: pusher.meta.scope,
+            scope_statement: pusher.meta.statement,
           });
           installed = await installStagedRepo(config.paths, projectId, target);
           keep = true;
-          recordProjectMeta(config, { projectId, ...pusher.meta });
         }
+        // First push: the record. Later ones: a record without a statement
+        // gets the pusher's, if it verified (recordProjectMeta keeps the
+        // first verified statement).
+        recordProjectMeta(config, { projectId, ...pusher.meta });
         await repairHead(installed, await listRefs(installed));
         // Fan-out records what it owes each peer before the pusher hears
         // back (fanout.ts), so a stop right after the push loses nothing.
@@ -690,19 +702,25 @@ function roleHookDir(config: AgentConfig): string {
   return `${gitbackBase(config.paths)}/hooks`;
 }
 
-/** The scope in the caller's project.json, if it can be read. */
+/**
+ * The scope of a push by `uid`: the founder's statement in the caller's
+ * project.json, verified (user_state.ts); `members-only` without one. The
+ * file's `scope` field decides nothing.
+ */
 function callerScope(
   config: AgentConfig,
   uid: number,
   projectId: string,
-): string {
+): { scope: Scope; statement: ScopeStatementWire | null } {
   for (
     const home of managedHomes(config).filter((h: ManagedHome) => h.uid === uid)
   ) {
     const project = readUserProject(home, projectId);
-    if (project) return project.scope;
+    if (project) {
+      return { scope: project.scope, statement: project.scopeStatement };
+    }
   }
-  return "swarm-wide";
+  return { scope: DEFAULT_SCOPE, statement: null };
 }
 
 /**

@@ -5,8 +5,8 @@
  * key. Chains are capability statements that work only with the key they
  * name, so handing them out reveals nothing usable. A chain that verifies
  * for the project, presented by that key, is written into the user's state
- * by a child running as the user, with the scope that peer recorded for the
- * project (over mutual TLS, rather than the unauthenticated announcement).
+ * by a child running as the user, with the founder's scope statement that
+ * peer holds, once it verified (never the announced scope).
  * Only chains the member accepted (joined with) are handed out, and only
  * by an envoy where that member proved to hold the key, so an admin cannot
  * push membership onto someone. A peer that had no chain for a user is
@@ -45,6 +45,7 @@ import {
 /** The subject that asks only whether a project is held (catchup.ts). */
 export const NO_SUBJECT = "0".repeat(64);
 import { scopeOf } from "./fanout.ts";
+import { checkScopeStatement } from "../gitback/scope_statement.ts";
 import {
   boundedAll,
   PEER_CONCURRENCY,
@@ -91,9 +92,12 @@ function chainsFor(
 
 /**
  * `GET /swarm/gitback/chains/<project_id>/<subject hex>`. Besides the
- * chains, `held` says whether this envoy holds a bare repository of the
- * project (`{"handle","scope"}` as recorded here, else null), whatever the
- * subject: catch-up asks it to confirm announcements over mutual TLS.
+ * chains, `scope_statement` is the founder's scope statement recorded here
+ * (or null; `scope` is what it says, else `members-only`), and `held` says
+ * whether this envoy holds a bare repository of the project
+ * (`{"handle","scope","scope_statement"}` as recorded here, else null),
+ * whatever the subject: catch-up asks it to confirm announcements over
+ * mutual TLS. Askers verify the statement themselves.
  */
 export function chainsRoute(config: AgentConfig): SwarmRoute {
   return {
@@ -114,12 +118,14 @@ export function chainsRoute(config: AgentConfig): SwarmRoute {
           ctx.peer.subject,
         );
       }
+      const held = heldRecord(config, project);
       return {
         status: 200,
         json: {
           chains: chainsFor(config, project, `ed25519:${subject}`).slice(0, 16),
-          scope: scopeOf(config, project),
-          held: heldRecord(config, project),
+          scope: held?.scope ?? scopeOf(config, project),
+          scope_statement: held?.scope_statement ?? null,
+          held,
         },
       };
     },
@@ -133,8 +139,8 @@ interface Wanted {
   managed: ManagedHome;
   pubkey: string;
   projectId: string;
-  /** Announcing hosts, in the order heard, with what they announced. */
-  hosts: { host: string; scope?: string }[];
+  /** Announcing hosts, in the order heard. */
+  hosts: string[];
 }
 
 /**
@@ -166,7 +172,7 @@ export async function adoptMemberships(
     const left = userLeftProjects(managed);
     if (!left) continue;
     const byProject = new Map<string, Wanted>();
-    for (const { host, projectId, scope } of announced) {
+    for (const { host, projectId } of announced) {
       if (left.has(projectId)) continue;
       const asked = `${uid}:${projectId}:${host}`;
       const missedAt = misses.get(asked);
@@ -179,7 +185,7 @@ export async function adoptMemberships(
           entry = { managed, pubkey, projectId, hosts: [] },
         );
       }
-      entry.hosts.push({ host, scope });
+      entry.hosts.push(host);
     }
     wanted.push(...byProject.values());
   }
@@ -196,13 +202,13 @@ export async function adoptMemberships(
     // Peers hand chains only to an envoy where their subject unlocked.
     const memberHeader = memberHeaderFor(config, pubkey, uid);
     if (!memberHeader) return;
-    for (const { host, scope } of want.hosts) {
+    for (const host of want.hosts) {
       if (!backoff.ready(host)) continue;
       if (budget <= 0) return;
       budget--;
       const asked = `${uid}:${projectId}:${host}`;
       let chain: unknown[] | undefined;
-      let heldScope: unknown;
+      let statement: unknown = null;
       try {
         const response = await swarmRequest(
           tls!,
@@ -226,9 +232,12 @@ export async function adoptMemberships(
         backoff.succeeded(host);
         if (response.status !== 200) continue;
         const answer = response.json<
-          { chains?: unknown[][]; scope?: unknown }
+          { chains?: unknown[][]; scope_statement?: unknown }
         >();
-        heldScope = answer.scope;
+        // The founder's statement, if the holder has one that verifies;
+        // the holder's word on the scope alone is not taken.
+        statement = checkScopeStatement(answer.scope_statement, projectId)
+          ?.wire ?? null;
         const revoked = revokedTokenIds(config.paths, projectId);
         for (const candidate of answer.chains ?? []) {
           try {
@@ -259,13 +268,7 @@ export async function adoptMemberships(
           home,
         },
         ["swarm", "gitback", ADOPT_VERB, projectId],
-        JSON.stringify({
-          chain,
-          // The holder's record, over mutual TLS; else what was announced.
-          scope: heldScope === "members-only" || heldScope === "swarm-wide"
-            ? heldScope
-            : scope ?? "members-only",
-        }),
+        JSON.stringify({ chain, scope_statement: statement }),
       );
       if (out.code === 0) {
         adopted++;

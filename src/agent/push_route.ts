@@ -45,7 +45,7 @@ import {
   MAX_STATES_PER_DELIVERY,
   REFS_HEADER,
   SCOPE_HEADER,
-  scopeOf,
+  scopeHeaderOf,
 } from "./fanout.ts";
 import {
   MAX_REF_STATE_BYTES,
@@ -61,7 +61,14 @@ import {
 } from "../gitback/ref_apply.ts";
 import { withProjectLock } from "./project_lock.ts";
 import { MEMBER_HEADER, requireMemberBinding } from "./member_proof.ts";
-import { recordProjectMeta } from "./announce.ts";
+import { readProjectMeta, recordProjectMeta } from "./announce.ts";
+import {
+  checkScopeStatement,
+  decodeScopeHeader,
+  DEFAULT_SCOPE,
+  type Scope,
+  type ScopeStatementWire,
+} from "../gitback/scope_statement.ts";
 import { createBundle } from "../gitback/bundle.ts";
 
 /** Largest bundle a peer may deliver. */
@@ -201,6 +208,29 @@ export async function verifyStatesHeader(
   return states;
 }
 
+/**
+ * The scope a delivery of `projectId` is judged by, with the statement it
+ * comes from: the founder's statement recorded here when there is one
+ * (the first verified here stays), else the one in the {@link SCOPE_HEADER}
+ * value `header`, once it verifies for the project. With neither, the
+ * project is members-only: a plain `swarm-wide`, a statement signed by
+ * anyone but the founder, or none at all proves nothing.
+ */
+export function deliveredScope(
+  config: AgentConfig,
+  projectId: string,
+  header: string | null | undefined,
+): { scope: Scope; statement: ScopeStatementWire | null } {
+  const recorded = readProjectMeta(config, projectId);
+  if (recorded.statement) {
+    return { scope: recorded.scope, statement: recorded.statement };
+  }
+  const delivered = checkScopeStatement(decodeScopeHeader(header), projectId);
+  return delivered
+    ? { scope: delivered.body.scope, statement: delivered.wire }
+    : { scope: DEFAULT_SCOPE, statement: null };
+}
+
 /** The receive side of push fan-out. */
 export function pushRoute(
   config: AgentConfig,
@@ -248,16 +278,20 @@ export function pushRoute(
         ctx.headers[REFS_HEADER],
         projectId,
       );
-      const scope = ctx.headers[SCOPE_HEADER] === "members-only"
-        ? "members-only"
-        : "swarm-wide";
+      const { scope, statement } = deliveredScope(
+        config,
+        projectId,
+        ctx.headers[SCOPE_HEADER],
+      );
       if (
         scope === "members-only" &&
         !(await hasLocalMember(config, projectId, verified))
       ) {
         throw new HttpError(
           403,
-          `${projectId} is members-only and no puddle on ${config.hostname} is a member.`,
+          statement
+            ? `${projectId} is members-only and no puddle on ${config.hostname} is a member.`
+            : `${projectId} has no scope statement signed by its founder, so it is members-only, and no puddle on ${config.hostname} is a member.`,
         );
       }
       const peer = ctx.peer.subject;
@@ -271,7 +305,7 @@ export function pushRoute(
       active.set(peer, running + 1);
       try {
         const body = await ctx.spoolBody(spool);
-        const meta = { handle: verified.handle, scope } as const;
+        const meta = { handle: verified.handle, scope, statement };
         // One writer per project at a time (pushes, deliveries, catch-up).
         const outcome = await withProjectLock(
           projectId,
@@ -339,16 +373,21 @@ export function pushRoute(
 /**
  * Ingests a spooled bundle. Into an existing repository directly (git
  * writes objects before it moves refs); otherwise into a staging
- * repository that gets the project's handle and scope recorded inside it
- * before it is installed, so no crash leaves a repository whose scope is
- * unknown, and a refused first bundle leaves no repository at all.
+ * repository that gets the project's handle and the founder's scope
+ * statement (verified by the caller) recorded inside it before it is
+ * installed, so no crash leaves a repository whose scope is unknown, and a
+ * refused first bundle leaves no repository at all.
  */
 export async function ingestDelivery(
   config: AgentConfig,
   projectId: string,
   file: string | null,
   states: VerifiedRefState[],
-  meta: { handle: string; scope: "swarm-wide" | "members-only" },
+  meta: {
+    handle: string;
+    scope: Scope;
+    statement: ScopeStatementWire | null;
+  },
 ): Promise<ApplyOutcome> {
   const repo = bareRepoPath(config.paths, projectId);
   if (exists(repo)) {
@@ -360,7 +399,11 @@ export async function ingestDelivery(
   }
   const staging = await createStagingRepo(config.paths, projectId);
   try {
-    writeRepoMeta(staging, meta);
+    writeRepoMeta(staging, {
+      handle: meta.handle,
+      scope: meta.scope,
+      scope_statement: meta.statement,
+    });
     if (file) await ingestBundleFile(staging, file, { objectsOnly: true });
     const outcome = await applyRefStates(staging, states);
     await repairHead(staging, await listRefs(staging));
@@ -463,6 +506,7 @@ export function bundleRoute(config: AgentConfig): SwarmRoute {
       }
       const current = readRefStates(repo).current;
       const bundle = current ? await createBundle(repo) : null;
+      const scopeHeader = scopeHeaderOf(config, projectId);
       if (!bundle || !current) {
         throw new HttpError(
           404,
@@ -473,8 +517,9 @@ export function bundleRoute(config: AgentConfig): SwarmRoute {
         status: 200,
         body: bundle.bytes,
         headers: {
-          // The scope recorded here, so the fetching envoy records the same.
-          [SCOPE_HEADER]: scopeOf(config, projectId),
+          // The founder's statement recorded here, which the fetching
+          // envoy verifies; without it, the project is members-only there.
+          ...(scopeHeader ? { [SCOPE_HEADER]: scopeHeader } : {}),
           // The refs the bundle's objects are for, as their pusher signed them.
           [REFS_HEADER]: encodeStatesHeader([current]),
         },

@@ -11,6 +11,12 @@
 import { OwnedDir, withOwnedDir } from "../platform/user_files.ts";
 import { LEFT_FILE, MAX_LEFT_BYTES, parseLeft } from "../gitback/left.ts";
 import type { ManagedHome } from "./user_homes.ts";
+import {
+  checkScopeStatement,
+  DEFAULT_SCOPE,
+  type Scope,
+  type ScopeStatementWire,
+} from "../gitback/scope_statement.ts";
 
 const PROJECT_ID = /^[0-9a-f]{64}$/;
 /** Project directories looked at per user and pass. */
@@ -23,7 +29,13 @@ export const GITBACK_DIR = ".vigo-gitback";
 export interface UserProject {
   projectId: string;
   handle: string;
-  scope: "swarm-wide" | "members-only";
+  /**
+   * What the founder's statement in `project.json` says once it verified;
+   * `members-only` without one (the file's `scope` field decides nothing).
+   */
+  scope: Scope;
+  /** That statement, verified, or null. */
+  scopeStatement: ScopeStatementWire | null;
 }
 
 /** What {@link readUserProject} can add. */
@@ -37,13 +49,15 @@ function projectFrom(dir: OwnedDir, projectId: string): UserProject | null {
     const project = dir.readJson("project.json") as {
       project_id?: unknown;
       handle?: unknown;
-      scope?: unknown;
+      scope_statement?: unknown;
     };
     if (typeof project?.handle !== "string") return null;
+    const statement = checkScopeStatement(project.scope_statement, projectId);
     return {
       projectId,
       handle: project.handle,
-      scope: project.scope === "members-only" ? "members-only" : "swarm-wide",
+      scope: statement?.body.scope ?? DEFAULT_SCOPE,
+      scopeStatement: statement?.wire ?? null,
     };
   } catch {
     return null;

@@ -6,6 +6,12 @@
 
 import type { SystemPaths } from "../platform/paths.ts";
 import { exists, writeTextAtomic } from "../platform/fs.ts";
+import {
+  checkScopeStatement,
+  DEFAULT_SCOPE,
+  type Scope,
+  type ScopeStatementWire,
+} from "./scope_statement.ts";
 
 /** Root of all gitback state on an envoy. */
 export function gitbackBase(paths: SystemPaths): string {
@@ -240,10 +246,17 @@ export function resetIngestTempDir(paths: SystemPaths): number {
   return removed;
 }
 
-/** A project's handle and scope, as recorded with its repository. */
+/**
+ * A project's handle and scope, as recorded with its repository. The scope
+ * is what the founder's statement says (scope_statement.ts); a record
+ * without a statement that verifies is `members-only`, whatever its
+ * `scope` field says.
+ */
 export interface RepoMeta {
   handle: string;
-  scope: "swarm-wide" | "members-only";
+  scope: Scope;
+  /** The founder's statement; only a verified one is ever written. */
+  scope_statement?: ScopeStatementWire | null;
 }
 
 /** The record of handle and scope kept inside a bare repository. */
@@ -252,33 +265,65 @@ export function repoMetaPath(repo: string): string {
 }
 
 /**
- * Records `meta` inside `repo` (0600, written atomically). Written into a
- * staging repository before it is installed, the record lands together
- * with the repository: no crash leaves one without the other.
+ * Records `meta` inside `repo` (0600, written atomically): the handle, the
+ * founder's statement and, for people reading the file, the scope it
+ * states. Written into a staging repository before it is installed, the
+ * record lands together with the repository: no crash leaves one without
+ * the other. Callers pass only statements they verified; readers verify
+ * again.
  */
 export function writeRepoMeta(repo: string, meta: RepoMeta): void {
+  const statement = meta.scope_statement ?? null;
   writeTextAtomic(
     repoMetaPath(repo),
-    JSON.stringify({ handle: meta.handle, scope: meta.scope }) + "\n",
+    JSON.stringify({
+      handle: meta.handle,
+      scope: statement ? meta.scope : "members-only",
+      scope_statement: statement,
+    }) + "\n",
     0o600,
   );
 }
 
+/** The project id a bare repository is named by, or null. */
+function projectIdOfRepo(repo: string): string | null {
+  return /(?:^|\/)([0-9a-f]{64})\.git\/?$/.exec(repo)?.[1] ?? null;
+}
+
 /**
- * The handle and scope recorded inside `repo`, or null when there is no
- * readable record. A scope other than `swarm-wide` reads as `members-only`.
+ * The record inside `repo` with its statement re-verified for `projectId`
+ * (by default the id the repository is named by): `scope` is what a
+ * verified statement says, else `members-only`, and `scope_statement` is
+ * the verified statement or null. Null when there is no readable record.
  */
-export function readRepoMeta(repo: string): RepoMeta | null {
+export function readRepoMetaRecord(
+  repo: string,
+  projectId: string | null = projectIdOfRepo(repo),
+): Required<RepoMeta> | null {
   try {
     const info = Deno.lstatSync(repoMetaPath(repo));
-    if (!info.isFile || info.size > 4096) return null;
+    if (!info.isFile || info.size > 8192) return null;
     const meta = JSON.parse(Deno.readTextFileSync(repoMetaPath(repo)));
     if (typeof meta?.handle !== "string") return null;
+    const statement = projectId
+      ? checkScopeStatement(meta.scope_statement, projectId)
+      : null;
     return {
-      handle: meta.handle,
-      scope: meta.scope === "swarm-wide" ? "swarm-wide" : "members-only",
+      handle: statement?.body.handle ?? meta.handle,
+      scope: statement?.body.scope ?? DEFAULT_SCOPE,
+      scope_statement: statement?.wire ?? null,
     };
   } catch {
     return null;
   }
+}
+
+/**
+ * The handle and scope recorded inside `repo`, or null when there is no
+ * readable record. The scope is the verified statement's, else
+ * `members-only` (see {@link readRepoMetaRecord}).
+ */
+export function readRepoMeta(repo: string): RepoMeta | null {
+  const record = readRepoMetaRecord(repo);
+  return record ? { handle: record.handle, scope: record.scope } : null;
 }
