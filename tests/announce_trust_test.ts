@@ -11,7 +11,22 @@ import dgram from "node:dgram";
 import { makeFleetPki, writeEnvoyTls } from "./support/pki.ts";
 import { announcerConfig } from "./support/agent_config.ts";
 import { waitUntil } from "./support/wait.ts";
-import { PeerIndex, startAnnouncer } from "../src/agent/announce.ts";
+import {
+  PeerIndex,
+  readProjectMeta,
+  startAnnouncer,
+} from "../src/agent/announce.ts";
+import { recordBinding } from "../src/agent/puddle_bindings.ts";
+import { SIGN_CONTEXTS } from "../src/crypto/signed.ts";
+import {
+  memberBindingBody,
+  memberBindingBytes,
+  memberBindingWire,
+} from "../src/gitback/member_binding.ts";
+import {
+  type ScopeStatementWire,
+  signScopeStatement,
+} from "../src/gitback/scope_statement.ts";
 import { catchUpOnce } from "../src/agent/catchup.ts";
 import { peersOf } from "../src/agent/fanout.ts";
 import { chainsRoute } from "../src/agent/member_adopt.ts";
@@ -26,8 +41,18 @@ import type { Logger } from "../src/agent/log.ts";
 import { adoptFoundedProjects } from "../src/gitback/adopt.ts";
 import { projectId as computeProjectId } from "../src/gitback/project_id.ts";
 import { writeProjectState } from "../src/gitback/project.ts";
-import { ensureBareRepo } from "../src/gitback/repo.ts";
-import { mintBootstrapToken, seedSigner } from "../src/gitback/tokens.ts";
+import { ensureBareRepo, listRefs } from "../src/gitback/repo.ts";
+import {
+  decodeRefState,
+  nextRefStateBody,
+  signRefState,
+  writeRefStates,
+} from "../src/gitback/ref_state.ts";
+import {
+  mintBootstrapToken,
+  seedSigner,
+  type Signer,
+} from "../src/gitback/tokens.ts";
 import { formatPublicKey, generateSeed } from "../src/crypto/ed25519.ts";
 import { runCommand } from "../src/platform/process.ts";
 
@@ -105,12 +130,21 @@ function send(socket: dgram.Socket, lines: string[], to: string, port: number) {
   socket.send(new TextEncoder().encode(lines.join("\n") + "\n"), port, to);
 }
 
-/** A bare repository with one commit, held by `config`'s envoy. */
+/**
+ * A bare repository with one commit, held by `config`'s envoy. With
+ * `founder`, its refs are in a state the founder signed and its record has
+ * the founder's scope statement `statement`; without, neither.
+ */
 async function holdProject(
   config: AgentConfig,
   projectId: string,
   handle: string,
   base: string,
+  founder?: {
+    signer: Signer;
+    chain: unknown[];
+    statement: ScopeStatementWire;
+  },
 ): Promise<void> {
   const repo = await ensureBareRepo(config.paths, projectId);
   const work = `${base}/work-${config.hostname}-${handle}`;
@@ -132,11 +166,28 @@ async function holdProject(
     const out = await runCommand("git", { args, env, clearEnv: true });
     assert.equal(out.code, 0, out.stderr);
   }
+  if (founder) {
+    const state = await signRefState(
+      founder.signer,
+      nextRefStateBody({
+        projectId,
+        parent: null,
+        refs: await listRefs(repo),
+        signer: founder.signer.publicKey,
+      }),
+      founder.chain,
+    );
+    writeRefStates(repo, { current: decodeRefState(state), recent: [] });
+  }
   const meta = `${config.paths.varLib}/swarm/gitback/meta`;
   Deno.mkdirSync(meta, { recursive: true });
   Deno.writeTextFileSync(
     `${meta}/${projectId}.json`,
-    JSON.stringify({ handle, scope: "swarm-wide" }),
+    JSON.stringify({
+      handle,
+      scope: "swarm-wide",
+      scope_statement: founder?.statement ?? null,
+    }),
   );
 }
 
@@ -367,12 +418,39 @@ Deno.test({
     const founder = seedSigner(generateSeed());
     const id = await computeProjectId(founder.publicKey, "work");
     const chain = [await mintBootstrapToken(founder, "work")];
-    await holdProject(g, id, "work", base);
-    localHolder(a, base, {
+    const statement = await signScopeStatement(founder, {
+      projectId: id,
+      handle: "work",
+      scope: "swarm-wide",
+    });
+    await holdProject(g, id, "work", base, {
+      signer: founder,
+      chain,
+      statement,
+    });
+    const home = localHolder(a, base, {
       id,
       handle: "work",
       founder: formatPublicKey(founder.publicKey),
       chain,
+    });
+    // The founder unlocked on envoy-a: holders serve only an envoy where
+    // the chain's subject lives.
+    const binding = memberBindingBody({
+      member: founder.publicKey,
+      envoy: "envoy-a",
+    });
+    recordBinding(a.paths, {
+      uid: Deno.statSync(home).uid!,
+      user: "vigo-trust-user",
+      pubkey: formatPublicKey(founder.publicKey),
+      statement: memberBindingWire(
+        binding,
+        await founder.sign(
+          SIGN_CONTEXTS.puddleEnvoyBinding,
+          memberBindingBytes(binding),
+        ),
+      ),
     });
     const server = await serve(g, pem("envoy-g"), [
       bundleRoute(g),
@@ -412,6 +490,12 @@ Deno.test({
           `${a.paths.varLib}/swarm/gitback/projects/${id}.git/HEAD`,
         ).isFile,
       );
+      // With the founder's statement the good peer sent, verified here.
+      assert.deepEqual(readProjectMeta(a, id), {
+        handle: "work",
+        scope: "swarm-wide",
+        statement,
+      });
     } finally {
       tarpit.close();
       for (const conn of held) conn.close();
