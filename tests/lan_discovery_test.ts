@@ -116,7 +116,8 @@ Deno.test({
       assert.deepEqual(heard.b.map((x: { host: string }) => x.host), [
         "envoy-a",
       ]);
-      assert.equal(heard.a[0].projectId, "b".repeat(64));
+      assert.equal(heard.a[0].projectId, heard.held.b);
+      // Announced as its founder's statement, recorded with it, says.
       assert.equal(heard.b[0].scope, "swarm-wide");
     } finally {
       await ip("netns", "del", ns);

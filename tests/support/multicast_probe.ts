@@ -14,12 +14,26 @@ import {
 import type { AgentConfig } from "../../src/agent/config.ts";
 import { announcerConfig } from "./agent_config.ts";
 import type { Logger } from "../../src/agent/log.ts";
+import { generateSeed } from "../../src/crypto/ed25519.ts";
+import { projectId as computeProjectId } from "../../src/gitback/project_id.ts";
+import { signScopeStatement } from "../../src/gitback/scope_statement.ts";
+import { seedSigner } from "../../src/gitback/tokens.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 const base = Deno.makeTempDirSync({ prefix: "vigo-mc-" });
 const port = 20_000 + Math.floor(Math.random() * 20_000);
 
-function envoy(name: string, projectId: string): AgentConfig {
+async function envoy(
+  name: string,
+): Promise<{ config: AgentConfig; projectId: string }> {
+  // A project founded by a fresh key, swarm-wide by its founder's word.
+  const founder = seedSigner(generateSeed());
+  const projectId = await computeProjectId(founder.publicKey, name);
+  const statement = await signScopeStatement(founder, {
+    projectId,
+    handle: name,
+    scope: "swarm-wide",
+  });
   const root = `${base}/${name}`;
   Deno.mkdirSync(
     `${root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`,
@@ -33,12 +47,17 @@ function envoy(name: string, projectId: string): AgentConfig {
     periodSeconds: 0.2,
   });
   // Held projects are announced with their recorded handle and scope.
-  recordProjectMeta(config, { projectId, handle: name, scope: "swarm-wide" });
-  return config;
+  recordProjectMeta(config, {
+    projectId,
+    handle: name,
+    scope: "swarm-wide",
+    statement,
+  });
+  return { config, projectId };
 }
 
-const a = envoy("envoy-a", "a".repeat(64));
-const b = envoy("envoy-b", "b".repeat(64));
+const { config: a, projectId: heldByA } = await envoy("envoy-a");
+const { config: b, projectId: heldByB } = await envoy("envoy-b");
 const heardByA = new PeerIndex(10_000);
 const heardByB = new PeerIndex(10_000);
 // What travels is under test here, not whom to believe: every name heard
@@ -57,4 +76,10 @@ for (
 }
 for (const announcer of announcers) announcer.stop();
 Deno.removeSync(base, { recursive: true });
-console.log(JSON.stringify({ a: heardByA.all(), b: heardByB.all() }));
+console.log(
+  JSON.stringify({
+    a: heardByA.all(),
+    b: heardByB.all(),
+    held: { a: heldByA, b: heldByB },
+  }),
+);
