@@ -25,12 +25,19 @@ import { encodeBase64 } from "../src/platform/encoding.ts";
 import { exists } from "../src/platform/fs.ts";
 import { runCommand } from "../src/platform/process.ts";
 import { mintBootstrapToken, seedSigner } from "../src/gitback/tokens.ts";
+import { nextRefStateBody, signRefState } from "../src/gitback/ref_state.ts";
+import {
+  encodeScopeHeader,
+  type Scope,
+  signScopeStatement,
+} from "../src/gitback/scope_statement.ts";
 import { projectId as computeProjectId } from "../src/gitback/project_id.ts";
 import { ingestTempDir, readRepoMeta } from "../src/gitback/repo.ts";
 import { announcerConfig } from "./support/agent_config.ts";
 import { makeFleetPki } from "./support/pki.ts";
 import { openPartialPost, rawPost } from "./support/raw_https.ts";
 import { waitUntil } from "./support/wait.ts";
+import { signedMemberHeader } from "./support/member_binding.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 
@@ -47,25 +54,62 @@ async function git(...args: string[]): Promise<string> {
   return out.stdout.trim();
 }
 
-/** A project founded by a fresh key: its id and chain header. */
+const encode = (value: unknown) =>
+  encodeBase64(new TextEncoder().encode(JSON.stringify(value)));
+
+/**
+ * A project founded by a fresh key: its id and the headers of a delivery
+ * its founder makes, so a request carrying them reaches the check a case
+ * is about.
+ */
 async function project(handle: string) {
   const seed = crypto.getRandomValues(new Uint8Array(32));
   const signer = seedSigner(seed);
   const token = await mintBootstrapToken(signer, handle);
+  const id = await computeProjectId(signer.publicKey, handle);
+  const chainHeader = encode([token]);
   return {
-    id: await computeProjectId(signer.publicKey, handle),
-    chainHeader: encodeBase64(
-      new TextEncoder().encode(JSON.stringify([token])),
-    ),
+    id,
+    /**
+     * Chain, the founder's binding to the envoy named `peer` (the sender),
+     * the founder's first signed ref state, with main at `tip`, and the
+     * founder's statement of `scope`.
+     */
+    delivery: async (
+      peer: string,
+      tip: string,
+      scope: Scope = "swarm-wide",
+    ) => ({
+      "x-vigo-chain": chainHeader,
+      "x-vigo-member": signedMemberHeader(seed, peer),
+      "x-vigo-scope": encodeScopeHeader(
+        await signScopeStatement(signer, { projectId: id, handle, scope }),
+      ),
+      "x-vigo-refs": encode([
+        await signRefState(
+          signer,
+          nextRefStateBody({
+            projectId: id,
+            parent: null,
+            refs: new Map([["refs/heads/main", tip]]),
+            signer: signer.publicKey,
+          }),
+          [token],
+        ),
+      ]),
+    }),
   };
 }
 
-/** A bundle file of one commit (with `files`), made with real git. */
+/**
+ * A bundle file of one commit (with `files`) on main, made with real git;
+ * returns the file and the commit.
+ */
 async function bundleOf(
   dir: string,
   name: string,
   files: Record<string, string | Uint8Array>,
-): Promise<string> {
+): Promise<{ file: string; tip: string }> {
   const work = `${dir}/${name}-work`;
   await git("init", "--quiet", "-b", "main", work);
   for (const [path, data] of Object.entries(files)) {
@@ -77,7 +121,7 @@ async function bundleOf(
   await git("-C", work, "commit", "--quiet", "-m", name);
   const file = `${dir}/${name}.bundle`;
   await git("-C", work, "bundle", "create", "--quiet", file, "--all");
-  return file;
+  return { file, tip: await git("-C", work, "rev-parse", "HEAD") };
 }
 
 function tlsOf(envoy: Envoy) {
@@ -140,13 +184,15 @@ Deno.test({
         "a bundle whose .gitmodules git's fsck refuses is refused; the detail is only in the log",
         async () => {
           const evil = await project("evil");
-          const file = await bundleOf(dir, "evil", {
+          const { file, tip } = await bundleOf(dir, "evil", {
             ".gitmodules":
               '[submodule "../../x"]\n\tpath = x\n\turl = --upload-pack=touch /tmp/pwned\n',
           });
-          const response = await push(evil.id, Deno.readFileSync(file), {
-            "x-vigo-chain": evil.chainHeader,
-          });
+          const response = await push(
+            evil.id,
+            Deno.readFileSync(file),
+            await evil.delivery(a.name, tip),
+          );
           assert.equal(response.status, 400);
           const error = response.json<{ error: string }>().error;
           assert.match(error, /fsck/);
@@ -180,20 +226,23 @@ Deno.test({
           );
           // A good first bundle lands, with its scope recorded inside it.
           const good = await project("good");
+          const goodBundle = await bundleOf(dir, "good", { f: "x\n" });
+          const goodHeaders = await good.delivery(a.name, goodBundle.tip);
           const ok = await push(
             good.id,
-            Deno.readFileSync(await bundleOf(dir, "good", { f: "x\n" })),
-            {
-              "x-vigo-chain": good.chainHeader,
-              "x-vigo-scope": "members-only",
-            },
+            Deno.readFileSync(goodBundle.file),
+            await good.delivery(a.name, goodBundle.tip, "members-only"),
           );
           // members-only needs a local member: refused before any body.
           assert.equal(ok.status, 403);
+          assert.match(
+            ok.json<{ error: string }>().error,
+            /is members-only and no puddle on envoy-b is a member/,
+          );
           const wide = await push(
             good.id,
-            Deno.readFileSync(`${dir}/good.bundle`),
-            { "x-vigo-chain": good.chainHeader },
+            Deno.readFileSync(goodBundle.file),
+            goodHeaders,
           );
           assert.equal(wide.status, 200, new TextDecoder().decode(wide.body));
           assert.deepEqual(readRepoMeta(repoOf(b, good.id)), {
@@ -268,13 +317,14 @@ Deno.test({
             crypto.getRandomValues(big.subarray(at, at + 65536));
           }
           const fresh = await project("fresh");
-          const file = await bundleOf(dir, "fresh", { "big.bin": big });
+          const { file, tip } = await bundleOf(dir, "fresh", {
+            "big.bin": big,
+          });
+          const freshHeaders = await fresh.delivery(a.name, tip);
           const agentPid = b.agentPid!;
           let settled = false;
-          const delivery = push(fresh.id, Deno.readFileSync(file), {
-            "x-vigo-chain": fresh.chainHeader,
-            "x-vigo-scope": "swarm-wide",
-          }).catch(() => null).finally(() => settled = true);
+          const delivery = push(fresh.id, Deno.readFileSync(file), freshHeaders)
+            .catch(() => null).finally(() => settled = true);
           // Kill b while git works on the bundle.
           await waitUntil(
             "b to run git on the delivery",
@@ -303,10 +353,12 @@ Deno.test({
           );
           assert.deepEqual(entries(`${gitbackDir(b)}/tmp`), []);
           // The delivery sent again lands, scope and all.
-          const again = await push(fresh.id, Deno.readFileSync(file), {
-            "x-vigo-chain": fresh.chainHeader,
-          });
-          assert.equal(again.status, 200);
+          const again = await push(
+            fresh.id,
+            Deno.readFileSync(file),
+            freshHeaders,
+          );
+          assert.equal(again.status, 200, new TextDecoder().decode(again.body));
           assert.equal(readRepoMeta(repo)?.handle, "fresh");
         },
       );
@@ -356,9 +408,22 @@ Deno.test({
     const peer = (name: string) => ({ caPem: pki.caPem, ...pki.envoys[name] });
     const open: Deno.TlsConn[] = [];
     try {
-      const { id, chainHeader } = await project("quota");
-      const head = (length: number | "chunked") =>
-        `POST /swarm/gitback/push/${id} HTTP/1.1\r\nHost: r\r\nx-vigo-chain: ${chainHeader}\r\n` +
+      const quota = await project("quota");
+      // Valid headers from each peer: every case here is about the body.
+      // (No body is a bundle of this commit; none gets that far.)
+      const headersOf = {
+        "envoy-p": await quota.delivery("envoy-p", "1".repeat(40)),
+        "envoy-q": await quota.delivery("envoy-q", "1".repeat(40)),
+      };
+      const id = quota.id;
+      const head = (
+        from: keyof typeof headersOf,
+        length: number | "chunked",
+      ) =>
+        `POST /swarm/gitback/push/${id} HTTP/1.1\r\nHost: r\r\n` +
+        Object.entries(headersOf[from]).map(([name, value]) =>
+          `${name}: ${value}\r\n`
+        ).join("") +
         (length === "chunked"
           ? "Transfer-Encoding: chunked\r\n\r\n"
           : `Content-Length: ${length}\r\n\r\n`);
@@ -377,7 +442,7 @@ Deno.test({
           {
             method: "POST",
             client: tlsClient,
-            headers: { "x-vigo-chain": chainHeader },
+            headers: headersOf["envoy-p"],
             body: new ReadableStream<Uint8Array>({
               pull(controller) {
                 if (sent >= 64 * MiB) return controller.close();
@@ -397,20 +462,30 @@ Deno.test({
 
       // One peer holds a 4 MiB delivery open: 4 of the 6 MiB are taken.
       open.push(
-        await openPartialPost(peer("envoy-p"), address, head(4 * MiB), MiB),
+        await openPartialPost(
+          peer("envoy-p"),
+          address,
+          head("envoy-p", 4 * MiB),
+          MiB,
+        ),
       );
       await waitUntil(
         "the first delivery to be spooling",
         () => entries(spool).length === 1,
       );
       // The same peer may not start another one meanwhile.
-      const second = await rawPost(peer("envoy-p"), address, head(MiB), MiB);
+      const second = await rawPost(
+        peer("envoy-p"),
+        address,
+        head("envoy-p", MiB),
+        MiB,
+      );
       assert.equal(second.status, 429, second.answer);
       // Another peer's 4 MiB does not fit in what is left: refused unread.
       const over = await rawPost(
         peer("envoy-q"),
         address,
-        head(4 * MiB),
+        head("envoy-q", 4 * MiB),
         4 * MiB,
       );
       assert.equal(over.status, 413, over.answer);
@@ -423,7 +498,7 @@ Deno.test({
       const fits = await rawPost(
         peer("envoy-q"),
         address,
-        head(2 * MiB),
+        head("envoy-q", 2 * MiB),
         2 * MiB,
       );
       // Not a bundle, but it was read and checked: the quota was free.

@@ -38,6 +38,7 @@ import { runCommand } from "../src/platform/process.ts";
 import { vigo, withGitback } from "./support/cli.ts";
 import { foundProject, rewrites } from "./support/fleet_steps.ts";
 import { waitForPath, waitUntil } from "./support/wait.ts";
+import { memberHeaderOn } from "./support/member_binding.ts";
 
 const PASS = "stays-left passphrase";
 
@@ -248,7 +249,8 @@ Deno.test({
 
       /**
        * What envoy `target` answers when `asker` asks for the bundle of
-       * `shared` with `chain` (200 or 404 once the chain is granted).
+       * `shared` with `chain` and U's binding to `asker` (U unlocked on
+       * both envoys): 200 or 404 once the chain is granted.
        */
       const bundleAnswer = async (
         asker: Envoy,
@@ -263,6 +265,7 @@ Deno.test({
               "x-vigo-chain": encodeBase64(
                 new TextEncoder().encode(JSON.stringify(chain)),
               ),
+              "x-vigo-member": memberHeaderOn(asker, me),
             },
             timeoutMs: 10_000,
           },

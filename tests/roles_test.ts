@@ -21,6 +21,7 @@ import { vigo, withGitback } from "./support/cli.ts";
 import { foundProject } from "./support/fleet_steps.ts";
 import { withUnsignedPushHelper } from "./support/unsigned_push_helper.ts";
 import { waitForLine, waitUntil } from "./support/wait.ts";
+import { memberHeaderOn } from "./support/member_binding.ts";
 import { runCommand } from "../src/platform/process.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
 import { swarmRequest } from "../src/agent/swarm_client.ts";
@@ -254,9 +255,24 @@ Deno.test({
       await t.step(
         "a receiver refuses a member's signed state that only an admin may make",
         async () => {
-          const chain = JSON.parse(
-            Deno.readTextFileSync(`${b.home}/.vigo-gitback/${id}/tokens.json`),
-          ).chain;
+          const chainOf = (envoy: Envoy) =>
+            JSON.parse(
+              Deno.readTextFileSync(
+                `${envoy.home}/.vigo-gitback/${id}/tokens.json`,
+              ),
+            ).chain;
+          const chain = chainOf(b);
+          const founderKey = (await vigo(a.env, ["swarm", "puddle", "pubkey"]))
+            .stdout.trim();
+          /**
+           * What an envoy presents with a delivery: the chain of a user who
+           * lives there and that user's binding to it (the member on
+           * envoy-b, the founder on envoy-a).
+           */
+          const presented = new Map([
+            [b, { chain, member: memberHeaderOn(b, memberKey) }],
+            [a, { chain: chainOf(a), member: memberHeaderOn(a, founderKey) }],
+          ]);
           // The commit main held before the member's fast-forward.
           const older = (await runCommand("git", {
             args: ["-C", repoOf(a), "rev-parse", `${memberMain}~1`],
@@ -291,7 +307,8 @@ Deno.test({
                 method: "POST",
                 body: new Uint8Array(0),
                 headers: {
-                  "x-vigo-chain": encode(chain),
+                  "x-vigo-chain": encode(presented.get(from)!.chain),
+                  "x-vigo-member": presented.get(from)!.member,
                   "x-vigo-refs": encode([wire]),
                 },
               },
