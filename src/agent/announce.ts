@@ -5,6 +5,9 @@
  *
  *   GITBACKPROJECT:<host>:<project_id>:<handle>:<scope>
  *
+ * `<scope>` is what the founder's statement recorded here says (else
+ * `members-only`); a receiver never records it as a project's scope, which
+ * comes only from a verified statement (gitback/scope_statement.ts).
  * The older two-field form `GITBACKPROJECT:<host>:<project_id>` still parses.
  * Every datagram starts with `GITBACKHOST:<host>`, so an envoy that holds
  * nothing yet (freshly paired) is still heard and answered.

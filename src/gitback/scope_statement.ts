@@ -249,10 +249,12 @@ export function checkScopeStatement(
 ): { wire: ScopeStatementWire; body: ScopeStatementBody } | null {
   if (wire === null || wire === undefined) return null;
   const w = wire as Partial<ScopeStatementWire>;
+  // The shape is checked before the lookup, so a remembered verdict is one
+  // for exactly this wire form.
   if (
-    typeof w !== "object" || typeof w.body !== "string" ||
-    typeof w.sig !== "string" || w.body.length > MAX_SCOPE_STATEMENT_BYTES ||
-    w.sig.length !== 128
+    typeof w !== "object" || Array.isArray(w) || Object.keys(w).length !== 2 ||
+    typeof w.body !== "string" || typeof w.sig !== "string" ||
+    w.body.length > MAX_SCOPE_STATEMENT_BYTES || w.sig.length !== 128
   ) return null;
   const key = `${projectId}\n${w.body}\n${w.sig}`;
   let body = verdicts.get(key);

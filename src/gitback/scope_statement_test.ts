@@ -188,6 +188,8 @@ Deno.test("a body that is not canonical or not well formed does not verify", asy
   for (const [value, pattern] of cases) {
     refused(wireOf(founderSeed, canonicalBytes(value)), ID, pattern);
   }
+  // Refused with an extra member even once the clean form verified.
+  assert.equal(scopeFromStatement(wire, ID), "swarm-wide");
   refused({ ...wire, extra: true }, ID, /must be/);
   refused({ body: wire.body }, ID, /must be/);
   refused({ body: "%%%", sig: wire.sig }, ID, /base64/);
