@@ -27,12 +27,17 @@ import {
   fanOut,
   readAckedState,
   REFS_HEADER,
+  SCOPE_HEADER,
 } from "../src/agent/fanout.ts";
 import { loadAgentConfig } from "../src/agent/config.ts";
 import { MEMBER_HEADER } from "../src/agent/member_proof.ts";
 import { recordBinding } from "../src/agent/puddle_bindings.ts";
 import { signedMemberHeader } from "./support/member_binding.ts";
 import { SIGN_CONTEXTS } from "../src/crypto/signed.ts";
+import {
+  encodeScopeHeader,
+  signScopeStatement,
+} from "../src/gitback/scope_statement.ts";
 import { bareRepoPath, writeRepoMeta } from "../src/gitback/repo.ts";
 import { canonicalBytes } from "../src/crypto/canonical.ts";
 import { formatPublicKey } from "../src/crypto/ed25519.ts";
@@ -116,7 +121,14 @@ function listing(refs: Record<string, string>): string {
 
 const random32 = () => crypto.getRandomValues(new Uint8Array(32));
 
-/** A fresh project: its founder (admin) and a member, with their chains. */
+/** The founder's swarm-wide scope statement of each fresh project, by id. */
+const scopeHeaders = new Map<string, string>();
+
+/**
+ * A fresh project: its founder (admin) and a member, with their chains, and
+ * the founder's statement that it is swarm-wide (so an envoy with no member
+ * takes it).
+ */
 async function freshProject(
   founder: Signer,
   member: Signer,
@@ -127,8 +139,16 @@ async function freshProject(
     subject: member.publicKey,
     role: "member",
   });
+  const id = await computeProjectId(founder.publicKey, handle);
+  const statement = await signScopeStatement(founder, {
+    projectId: id,
+    handle,
+    scope: "swarm-wide",
+  });
+  scopeHeaders.set(id, encodeScopeHeader(statement));
   return {
-    id: await computeProjectId(founder.publicKey, handle),
+    id,
+    statement,
     admin: [root] as unknown[],
     member: [root, leaf] as unknown[],
   };
@@ -247,6 +267,8 @@ Deno.test({
           ),
         };
         if (states) headers[REFS_HEADER] = json(states);
+        const scope = scopeHeaders.get(projectId);
+        if (scope) headers[SCOPE_HEADER] = scope;
         return swarmRequest(
           tls,
           `https://${envoy.address}:1531/swarm/gitback/push/${projectId}`,
@@ -1080,7 +1102,11 @@ Deno.test({
           const repo = bareRepoPath(paths, R.id);
           await Deno.mkdir(repo, { recursive: true });
           await git(["init", "--quiet", "--bare", repo]);
-          writeRepoMeta(repo, { handle: "senders", scope: "swarm-wide" });
+          writeRepoMeta(repo, {
+            handle: "senders",
+            scope: "swarm-wide",
+            scope_statement: R.statement,
+          });
           /** The sender's refs and states: `current` and all before it. */
           const hold = async (current: RefState, recent: RefState[]) => {
             const tip = current.body.refs[MAIN];
