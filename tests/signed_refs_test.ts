@@ -1181,6 +1181,49 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "a delivery of eight states, and a state of 2000 refs, are taken whole",
+        async () => {
+          const L = await freshProject(founder, member, "large");
+          more.push([b, L.id]);
+          // Eight states in one delivery: the header is over Node's 16 KiB.
+          const eight: RefState[] = [];
+          let parent: RefState | null = null;
+          const refs: Record<string, string> = {};
+          for (const tip of [m0, m1, m2, m3, m3, m3, m3, m3]) {
+            refs[MAIN] = tip;
+            if (eight.length >= 4) refs[`refs/heads/b${eight.length}`] = m2;
+            parent = await sign(member, L.member, L.id, parent, { ...refs });
+            eight.push(parent);
+          }
+          const body = await bundleOf({ [MAIN]: m3 });
+          const response = await deliver(
+            b,
+            L.id,
+            L.member,
+            eight.map((state) => state.wire),
+            body,
+          );
+          assert.equal(
+            response.status,
+            200,
+            new TextDecoder().decode(response.body),
+          );
+          assert.equal(readRefStates(repoOf(b, L.id)).current?.id, parent!.id);
+          // One state naming 2000 refs.
+          const wide: Record<string, string> = { ...refs };
+          for (let i = 0; i < 2000; i++) wide[`refs/heads/wide/${i}`] = m1;
+          const big = await sign(member, L.member, L.id, parent, wide);
+          const answer = await deliver(b, L.id, L.member, [big.wire], NONE);
+          assert.equal(
+            answer.status,
+            200,
+            new TextDecoder().decode(answer.body),
+          );
+          assert.equal(await refsOn(b, L.id), listing(wide));
+        },
+      );
+
       await t.step("the repositories are whole", async () => {
         for (
           const repo of [

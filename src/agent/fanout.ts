@@ -47,6 +47,11 @@ export const SCOPE_HEADER = "x-vigo-scope";
 export const REFS_HEADER = "x-vigo-refs";
 /** Most signed ref states one delivery carries. */
 export const MAX_STATES_PER_DELIVERY = 8;
+/**
+ * Largest {@link REFS_HEADER} value: room for at least two states of the
+ * largest size, within the listener's 2.5 MiB request head.
+ */
+export const MAX_STATES_HEADER_BYTES = 2 * 1024 * 1024;
 
 /** Encodes signed ref states for {@link REFS_HEADER}. */
 export function encodeStatesHeader(states: RefState[]): string {
@@ -566,8 +571,17 @@ async function sendTo(
   }
   const states = statesFor(config, projectId, peer, stored);
   const batches: RefState[][] = [];
-  for (let i = 0; i < states.length; i += MAX_STATES_PER_DELIVERY) {
-    batches.push(states.slice(i, i + MAX_STATES_PER_DELIVERY));
+  // Batches of at most 8 states whose header fits the receiver's limit.
+  for (const state of states) {
+    const last = batches[batches.length - 1];
+    if (
+      last && last.length < MAX_STATES_PER_DELIVERY &&
+      encodeStatesHeader([...last, state]).length <= MAX_STATES_HEADER_BYTES
+    ) {
+      last.push(state);
+    } else {
+      batches.push([state]);
+    }
   }
   let known = readAck(config, projectId, peer);
   let sent = { bytes: 0, thin: true, refsChanged: 0 };

@@ -42,13 +42,13 @@ import { HttpError, SpoolQuota, type SwarmRoute } from "./swarm_server.ts";
 import {
   CHAIN_HEADER,
   encodeStatesHeader,
+  MAX_STATES_HEADER_BYTES,
   MAX_STATES_PER_DELIVERY,
   REFS_HEADER,
   SCOPE_HEADER,
   scopeHeaderOf,
 } from "./fanout.ts";
 import {
-  MAX_REF_STATE_BYTES,
   readRefStates,
   type VerifiedRefState,
   verifyRefState,
@@ -168,7 +168,7 @@ export async function verifyStatesHeader(
 ): Promise<VerifiedRefState[]> {
   if (
     !header ||
-    header.length > MAX_STATES_PER_DELIVERY * MAX_REF_STATE_BYTES * 4 / 3
+    header.length > MAX_STATES_HEADER_BYTES
   ) {
     throw new HttpError(
       401,
