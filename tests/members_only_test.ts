@@ -208,6 +208,38 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "a copied chain lists none of the project's envelopes",
+        async () => {
+          const path = `/swarm/gitback/envelopes/${projectId}/all`;
+          assert.equal((await ask(a, path, {})).status, 401);
+          const withCopy = await ask(a, path, {
+            "x-vigo-chain": chainHeader,
+            "x-vigo-member": copied,
+          });
+          assert.equal(withCopy.status, 403);
+          // envoy-b, where P2 lives, presents P2's own chain and binding.
+          const p2Chain = JSON.parse(
+            Deno.readTextFileSync(
+              `${b.home}/.vigo-gitback/${projectId}/tokens.json`,
+            ),
+          ).chain;
+          const own = await swarmRequest(
+            tlsOf(b),
+            `https://${a.address}:1531${path}`,
+            {
+              headers: {
+                "x-vigo-chain": encodeBase64(
+                  new TextEncoder().encode(JSON.stringify(p2Chain)),
+                ),
+                "x-vigo-member": memberHeaderOn(b, p2),
+              },
+            },
+          );
+          assert.equal(own.status, 200);
+        },
+      );
+
       await t.step("a copied chain delivers nothing", async () => {
         const states = JSON.parse(
           Deno.readTextFileSync(`${repoOf(a, projectId)}/vigo-refs.json`),

@@ -20,7 +20,14 @@ import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { startReactor } from "./reactor.ts";
 import type { PeerIndex } from "./announce.ts";
-import { peersOf } from "./fanout.ts";
+import { CHAIN_HEADER, peersOf } from "./fanout.ts";
+import { readProjectMeta } from "./announce.ts";
+import { verifyChainHeader } from "./push_route.ts";
+import {
+  localMemberHeaders,
+  MEMBER_HEADER,
+  requireMemberBinding,
+} from "./member_proof.ts";
 import { HttpError, type SwarmRoute } from "./swarm_server.ts";
 import {
   readSwarmTls,
@@ -166,9 +173,25 @@ export function gossipRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
       method: "GET",
       pattern: "/swarm/gitback/envelopes/:project/all",
       maxBodyBytes: 0,
-      handler: (ctx) => {
-        checkParams(ctx.params.project);
-        return { status: 200, json: readAll(config, ctx.params.project) };
+      handler: async (ctx) => {
+        const project = ctx.params.project;
+        checkParams(project);
+        // Who left or was revoked from a members-only project is for an
+        // envoy where a member lives: a chain and its binding, as for a
+        // bundle.
+        if (readProjectMeta(config, project).scope === "members-only") {
+          const verified = await verifyChainHeader(
+            config,
+            ctx.headers[CHAIN_HEADER],
+            project,
+          );
+          requireMemberBinding(
+            ctx.headers[MEMBER_HEADER],
+            verified.leaf.body.subject,
+            ctx.peer.subject,
+          );
+        }
+        return { status: 200, json: readAll(config, project) };
       },
     },
   ];
@@ -368,6 +391,9 @@ export async function reconcileOnce(
           {
             timeoutMs: 30_000,
             maxResponseBytes: MAX_ALL_BYTES,
+            // A peer lists a members-only project's envelopes only to an
+            // envoy where a member lives.
+            headers: localMemberHeaders(config, projectId) ?? {},
           },
         );
         if (all.status !== 200) continue;

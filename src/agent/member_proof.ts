@@ -12,6 +12,10 @@ import { verifyMemberBinding } from "../gitback/member_binding.ts";
 import type { AgentConfig } from "./config.ts";
 import { bindingStatementOf, statementForKey } from "./puddle_bindings.ts";
 import { HttpError } from "./swarm_server.ts";
+import { managedHomes } from "./user_homes.ts";
+import { readUserProject } from "./user_state.ts";
+import { decodeToken } from "../gitback/tokens.ts";
+import { CHAIN_HEADER } from "./fanout.ts";
 
 /** Header carrying the member's binding (base64 of its JSON wire form). */
 export const MEMBER_HEADER = "x-vigo-member";
@@ -65,4 +69,37 @@ export function requireMemberBinding(
       `the member binding does not hold: ${(error as Error).message}`,
     );
   }
+}
+
+/**
+ * Headers by which this envoy shows a peer that a member of `projectId`
+ * lives here: the chain and binding of the first local user whose proven
+ * key presents a chain for the project and who made a binding here. Null
+ * when no local user can.
+ */
+export function localMemberHeaders(
+  config: AgentConfig,
+  projectId: string,
+): Record<string, string> | null {
+  for (const home of managedHomes(config)) {
+    const bound = bindingStatementOf(config.paths, home.uid);
+    if (!bound) continue;
+    const chain = readUserProject(home, projectId, { chain: true })?.chain;
+    if (!chain) continue;
+    try {
+      const leaf = decodeToken(chain[chain.length - 1]);
+      if (leaf.body.subject !== bound.pubkey) continue;
+    } catch {
+      continue;
+    }
+    return {
+      [CHAIN_HEADER]: encodeBase64(
+        new TextEncoder().encode(JSON.stringify(chain)),
+      ),
+      [MEMBER_HEADER]: encodeBase64(
+        new TextEncoder().encode(JSON.stringify(bound.statement)),
+      ),
+    };
+  }
+  return null;
 }
