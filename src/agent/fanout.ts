@@ -290,6 +290,8 @@ export interface PeerResult {
   ok: boolean;
   bytes: number;
   thin: boolean;
+  /** Bytes of the headers that carried chain, states, binding and scope. */
+  headerBytes?: number;
   refsChanged?: number;
   error?: string;
   /** The peer could not be reached at all. */
@@ -584,7 +586,7 @@ async function sendTo(
     }
   }
   let known = readAck(config, projectId, peer);
-  let sent = { bytes: 0, thin: true, refsChanged: 0 };
+  let sent = { bytes: 0, thin: true, refsChanged: 0, headerBytes: 0 };
   // The objects go with the first batch: every state sent follows the last
   // admin state, so all they name is reachable from the current refs.
   const scopeHeader = scopeHeaderOf(config, projectId);
@@ -616,6 +618,11 @@ async function sendTo(
           bytes: sent.bytes + (bundle?.bytes.length ?? 0),
           thin: i === 0 ? bundle?.thin ?? true : sent.thin,
           refsChanged: sent.refsChanged + (reply.refs_changed ?? 0),
+          headerBytes: sent.headerBytes +
+            Object.entries(headers).reduce(
+              (sum, [name, value]) => sum + name.length + value.length + 4,
+              0,
+            ),
         };
         delivered = true;
         continue;
@@ -698,6 +705,7 @@ export async function fanOut(
         peer: r.peer,
         bundle: r.thin ? "thin" : "full",
         bytes: r.bytes,
+        header_bytes: r.headerBytes,
         refs_changed: r.refsChanged,
       });
     } else {
