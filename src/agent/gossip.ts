@@ -20,14 +20,10 @@ import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { startReactor } from "./reactor.ts";
 import type { PeerIndex } from "./announce.ts";
-import { CHAIN_HEADER, peersOf } from "./fanout.ts";
+import { peersOf } from "./fanout.ts";
 import { readProjectMeta } from "./announce.ts";
-import { verifyChainHeader } from "./push_route.ts";
-import {
-  localMemberHeaders,
-  MEMBER_HEADER,
-  requireMemberBinding,
-} from "./member_proof.ts";
+import { verifyMemberRequest } from "./push_route.ts";
+import { localMemberHeaders } from "./member_proof.ts";
 import { HttpError, type SwarmRoute } from "./swarm_server.ts";
 import {
   readSwarmTls,
@@ -180,16 +176,7 @@ export function gossipRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
         // envoy where a member lives: a chain and its binding, as for a
         // bundle.
         if (readProjectMeta(config, project).scope === "members-only") {
-          const verified = await verifyChainHeader(
-            config,
-            ctx.headers[CHAIN_HEADER],
-            project,
-          );
-          requireMemberBinding(
-            ctx.headers[MEMBER_HEADER],
-            verified.leaf.body.subject,
-            ctx.peer.subject,
-          );
+          await verifyMemberRequest(config, ctx, project);
         }
         return { status: 200, json: readAll(config, project) };
       },

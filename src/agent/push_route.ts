@@ -90,6 +90,32 @@ export interface PushRouteLimits {
   perPeer?: number;
 }
 
+/**
+ * The chain a request presents for `projectId` and its subject's binding to
+ * the requesting envoy (member_proof.ts): a chain proves nothing without
+ * it. Throws an {@link HttpError} (401/403) when either does not hold.
+ */
+export async function verifyMemberRequest(
+  config: AgentConfig,
+  ctx: {
+    headers: Record<string, string | undefined>;
+    peer: { subject: string };
+  },
+  projectId: string,
+): Promise<VerifiedChain> {
+  const verified = await verifyChainHeader(
+    config,
+    ctx.headers[CHAIN_HEADER],
+    projectId,
+  );
+  requireMemberBinding(
+    ctx.headers[MEMBER_HEADER],
+    verified.leaf.body.subject,
+    ctx.peer.subject,
+  );
+  return verified;
+}
+
 /** Parses and verifies the chain header for `projectId`. */
 export async function verifyChainHeader(
   config: AgentConfig,
@@ -263,16 +289,7 @@ export function pushRoute(
           `gitback is not enabled on ${config.hostname}.`,
         );
       }
-      const verified = await verifyChainHeader(
-        config,
-        ctx.headers[CHAIN_HEADER],
-        projectId,
-      );
-      requireMemberBinding(
-        ctx.headers[MEMBER_HEADER],
-        verified.leaf.body.subject,
-        ctx.peer.subject,
-      );
+      const verified = await verifyMemberRequest(config, ctx, projectId);
       const states = await verifyStatesHeader(
         config,
         ctx.headers[REFS_HEADER],
@@ -437,16 +454,7 @@ export function membersRoute(config: AgentConfig): SwarmRoute {
       if (!/^[0-9a-f]{64}$/.test(projectId)) {
         throw new HttpError(400, "the project id must be 64 hex digits.");
       }
-      const verified = await verifyChainHeader(
-        config,
-        ctx.headers[CHAIN_HEADER],
-        projectId,
-      );
-      requireMemberBinding(
-        ctx.headers[MEMBER_HEADER],
-        verified.leaf.body.subject,
-        ctx.peer.subject,
-      );
+      await verifyMemberRequest(config, ctx, projectId);
       const revoked = revokedTokenIds(config.paths, projectId);
       const members: { chain: unknown[]; binding: unknown }[] = [];
       for (const managed of managedHomes(config)) {
@@ -487,16 +495,7 @@ export function bundleRoute(config: AgentConfig): SwarmRoute {
       if (!/^[0-9a-f]{64}$/.test(projectId)) {
         throw new HttpError(400, "the project id must be 64 hex digits.");
       }
-      const verified = await verifyChainHeader(
-        config,
-        ctx.headers[CHAIN_HEADER],
-        projectId,
-      );
-      requireMemberBinding(
-        ctx.headers[MEMBER_HEADER],
-        verified.leaf.body.subject,
-        ctx.peer.subject,
-      );
+      await verifyMemberRequest(config, ctx, projectId);
       const repo = bareRepoPath(config.paths, projectId);
       if (!exists(repo)) {
         throw new HttpError(

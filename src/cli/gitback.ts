@@ -8,10 +8,7 @@
 import { systemPaths, userPaths } from "../platform/paths.ts";
 import { exists } from "../platform/fs.ts";
 import { listUsers } from "../platform/users.ts";
-import {
-  collectEnvoyStatus,
-  type EnvoyStatus,
-} from "../gitback/envoy_status.ts";
+import { askAgentStatus, collectEnvoyStatus } from "../gitback/envoy_status.ts";
 import { diskUsage, projectsDir } from "../gitback/repo.ts";
 import { listProjects, ProjectError } from "../gitback/project.ts";
 import { readPublicKey } from "../puddle/identity.ts";
@@ -44,55 +41,6 @@ export function formatBytes(bytes: number): string {
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
-async function askAgent(): Promise<EnvoyStatus | null> {
-  const path = `${systemPaths().varRun}/gitback.sock`;
-  let conn: Deno.UnixConn;
-  try {
-    conn = await Deno.connect({ transport: "unix", path });
-  } catch {
-    return null;
-  }
-  // An agent that does not answer in time is treated as absent.
-  const timer = setTimeout(() => {
-    try {
-      conn.close();
-    } catch {
-      // Already closed.
-    }
-  }, 10_000);
-  try {
-    await conn.write(new TextEncoder().encode('{"op":"status"}\n'));
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    const buffer = new Uint8Array(64 * 1024);
-    for (;;) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      chunks.push(buffer.slice(0, n));
-      size += n;
-      if (size > 16 * 1024 * 1024) return null;
-      if (buffer.subarray(0, n).includes(0x0a)) break;
-    }
-    const bytes = new Uint8Array(size);
-    let at = 0;
-    for (const chunk of chunks) {
-      bytes.set(chunk, at);
-      at += chunk.length;
-    }
-    const reply = JSON.parse(new TextDecoder().decode(bytes).split("\n")[0]);
-    return reply.ok ? reply.status as EnvoyStatus : null;
-  } catch {
-    return null;
-  } finally {
-    clearTimeout(timer);
-    try {
-      conn.close();
-    } catch {
-      // Already closed.
-    }
-  }
-}
-
 async function status(args: string[]): Promise<number> {
   parseVerbArgs(
     args,
@@ -101,7 +49,7 @@ async function status(args: string[]): Promise<number> {
   );
   const paths = systemPaths();
   const socket = `${paths.varRun}/gitback.sock`;
-  let view = await askAgent();
+  let view = await askAgentStatus(socket);
   const partial = view === null;
   view ??= await collectEnvoyStatus(
     paths,

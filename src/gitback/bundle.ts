@@ -6,7 +6,7 @@
  */
 
 import { sha1 } from "@noble/hashes/legacy.js";
-import { git, listRefs } from "./repo.ts";
+import { git, gitWithInput, listRefs } from "./repo.ts";
 
 /**
  * A bundle could not be ingested. `message` says why without naming any
@@ -250,51 +250,6 @@ function bundleRefs(lines: string[]): Map<string, string> {
     refs.set(match[2], match[1]);
   }
   return refs;
-}
-
-/** Runs git in `repo` with `input` (a string, or a file from an offset). */
-async function gitWithInput(
-  args: string[],
-  input: string | { path: string; offset: number },
-  env: Record<string, string> = {},
-): Promise<{ success: boolean; stdout: string; stderr: string }> {
-  const child = new Deno.Command("git", {
-    args,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { GIT_TERMINAL_PROMPT: "0", ...env },
-  }).spawn();
-  const feed = (async () => {
-    try {
-      if (typeof input === "string") {
-        const writer = child.stdin.getWriter();
-        await writer.write(new TextEncoder().encode(input));
-        await writer.close();
-        return;
-      }
-      const file = await Deno.open(input.path, { read: true });
-      try {
-        await file.seek(input.offset, Deno.SeekMode.Start);
-      } catch (error) {
-        file.close();
-        throw error;
-      }
-      // The stream closes the file when it is done or cancelled.
-      await file.readable.pipeTo(child.stdin);
-    } catch {
-      // git stopped reading; its exit status and stderr say why.
-      await child.stdin.close().catch(() => {});
-    }
-  })();
-  const out = await child.output();
-  await feed;
-  const decoder = new TextDecoder();
-  return {
-    success: out.success,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr).trim(),
-  };
 }
 
 /**

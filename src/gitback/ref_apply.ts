@@ -15,7 +15,7 @@
  * @module
  */
 
-import { git, listRefs } from "./repo.ts";
+import { git, gitWithInput, listRefs } from "./repo.ts";
 import {
   LOST_PREFIX,
   readRefStates,
@@ -67,8 +67,8 @@ export function lostRefName(state: RefState, ref: string): string {
 /** Objects `tips` needs that are not in `repo`; empty when complete. */
 async function missingObjects(repo: string, tips: string[]): Promise<boolean> {
   if (tips.length === 0) return false;
-  const child = new Deno.Command("git", {
-    args: [
+  const walk = await gitWithInput(
+    [
       "-C",
       repo,
       "rev-list",
@@ -78,16 +78,9 @@ async function missingObjects(repo: string, tips: string[]): Promise<boolean> {
       "--not",
       "--all",
     ],
-    stdin: "piped",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(
-    new TextEncoder().encode(tips.map((t) => `${t}\n`).join("")),
+    tips.map((t) => `${t}\n`).join(""),
   );
-  await writer.close();
-  return !(await child.status).success;
+  return !walk.success;
 }
 
 /** The tips of `refs` not reachable from `from`. */
@@ -132,26 +125,21 @@ export async function setRefs(
     }
   }
   if (lines.length === 0) return 0;
-  const child = new Deno.Command("git", {
-    args: ["-C", repo, "update-ref", "--stdin"],
-    stdin: "piped",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
   // Deletions first, so a ref may become a directory of refs (a/b after a).
   lines.sort((a, b) =>
     Number(!a.startsWith("delete")) - Number(!b.startsWith("delete"))
   );
-  await writer.write(new TextEncoder().encode(lines.join("\n") + "\n"));
-  await writer.close();
-  const out = await child.output();
-  if (!out.success) {
-    throw new Error(
-      `git update-ref failed: ${new TextDecoder().decode(out.stderr).trim()}`,
-    );
-  }
+  await updateRefs(repo, lines);
   return lines.length;
+}
+
+/** Runs `lines` as one `git update-ref --stdin` transaction. */
+async function updateRefs(repo: string, lines: string[]): Promise<void> {
+  const out = await gitWithInput(
+    ["-C", repo, "update-ref", "--stdin"],
+    lines.join("\n") + "\n",
+  );
+  if (!out.success) throw new Error(`git update-ref failed: ${out.stderr}`);
 }
 
 /** Creates lost refs for `tips` of `loser`; returns their names. */
@@ -169,18 +157,7 @@ async function keepLost(
     names.push(name);
     if (now.get(name) !== tip) lines.push(`update ${name} ${tip}`);
   }
-  if (lines.length > 0) {
-    const child = new Deno.Command("git", {
-      args: ["-C", repo, "update-ref", "--stdin"],
-      stdin: "piped",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(lines.join("\n") + "\n"));
-    await writer.close();
-    await child.status;
-  }
+  if (lines.length > 0) await updateRefs(repo, lines);
   return names;
 }
 

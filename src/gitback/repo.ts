@@ -59,6 +59,54 @@ export async function git(args: string[], cwd?: string): Promise<string> {
   return new TextDecoder().decode(out.stdout);
 }
 
+/**
+ * Runs git with `input` on its standard input (a string, or a file from an
+ * offset, streamed); returns its status and output, never throws for git.
+ */
+export async function gitWithInput(
+  args: string[],
+  input: string | { path: string; offset: number },
+  env: Record<string, string> = {},
+): Promise<{ success: boolean; stdout: string; stderr: string }> {
+  const child = new Deno.Command("git", {
+    args,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { GIT_TERMINAL_PROMPT: "0", ...env },
+  }).spawn();
+  const feed = (async () => {
+    try {
+      if (typeof input === "string") {
+        const writer = child.stdin.getWriter();
+        await writer.write(new TextEncoder().encode(input));
+        await writer.close();
+        return;
+      }
+      const file = await Deno.open(input.path, { read: true });
+      try {
+        await file.seek(input.offset, Deno.SeekMode.Start);
+      } catch (error) {
+        file.close();
+        throw error;
+      }
+      // The stream closes the file when it is done or cancelled.
+      await file.readable.pipeTo(child.stdin);
+    } catch {
+      // git stopped reading; its exit status and stderr say why.
+      await child.stdin.close().catch(() => {});
+    }
+  })();
+  const out = await child.output();
+  await feed;
+  const decoder = new TextDecoder();
+  return {
+    success: out.success,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr).trim(),
+  };
+}
+
 function ensureProjectsDir(paths: SystemPaths): string {
   const dir = projectsDir(paths);
   Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
