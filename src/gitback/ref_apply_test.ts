@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { runCommand } from "../platform/process.ts";
+import { git as runGit, GIT_ENV } from "../../tests/support/git.ts";
 import { projectId as makeProjectId } from "./project_id.ts";
 import { applyRefStates, lostRefName, RefStateRefused } from "./ref_apply.ts";
 import {
@@ -25,29 +25,16 @@ import {
 } from "./tokens.ts";
 import { generateSeed } from "../crypto/ed25519.ts";
 
-const GIT_ENV = {
-  PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-  HOME: "/nonexistent",
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_AUTHOR_NAME: "T",
-  GIT_AUTHOR_EMAIL: "t@example.invalid",
-  GIT_COMMITTER_NAME: "T",
-  GIT_COMMITTER_EMAIL: "t@example.invalid",
-  // Fixed dates: every repository made here has the same object ids.
+/** Fixed dates: every repository made here has the same object ids. */
+const DATED_GIT_ENV = {
+  ...GIT_ENV,
   GIT_AUTHOR_DATE: "1800000000 +0000",
   GIT_COMMITTER_DATE: "1800000000 +0000",
 };
 
-async function git(args: string[], stdin?: string): Promise<string> {
-  const out = await runCommand("git", {
-    args,
-    env: GIT_ENV,
-    clearEnv: true,
-    stdin,
-  });
-  assert.equal(out.code, 0, `git ${args.join(" ")}: ${out.stderr}`);
-  return out.stdout.trim();
-}
+/** Runs git with {@link DATED_GIT_ENV}; returns its output, trimmed. */
+const git = (args: string[], stdin?: string) =>
+  runGit(args, { env: DATED_GIT_ENV, stdin });
 
 const MAIN = "refs/heads/main";
 const FEATURE = "refs/heads/feature";

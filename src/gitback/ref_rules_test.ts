@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { runCommand } from "../platform/process.ts";
+import { git as runGit, GIT_ENV } from "../../tests/support/git.ts";
 import type { Role } from "./tokens.ts";
 import {
   installRoleHook,
@@ -20,21 +21,8 @@ const ZERO = "0".repeat(40);
 /** An object id no repository here has. */
 const UNKNOWN = "0123456789abcdef0123456789abcdef01234567";
 
-const GIT_ENV = {
-  PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-  HOME: "/nonexistent",
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_AUTHOR_NAME: "T",
-  GIT_AUTHOR_EMAIL: "t@example.invalid",
-  GIT_COMMITTER_NAME: "T",
-  GIT_COMMITTER_EMAIL: "t@example.invalid",
-};
-
-async function git(...args: string[]): Promise<string> {
-  const out = await runCommand("git", { args, env: GIT_ENV, clearEnv: true });
-  assert.equal(out.code, 0, `git ${args.join(" ")}: ${out.stderr}`);
-  return out.stdout.trim();
-}
+/** Runs git with `GIT_ENV`; returns its output, trimmed. */
+const git = (...args: string[]) => runGit(args);
 
 /**
  * A work repository with commits c0 ← c1 ← c2 and x (a child of c0 beside

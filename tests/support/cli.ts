@@ -5,6 +5,7 @@
  */
 
 import { type CommandResult, runCommand } from "../../src/platform/process.ts";
+import { GIT_IDENTITY } from "./git.ts";
 
 /** Absolute path of the repository. */
 export const REPO = new URL("../../", import.meta.url).pathname.replace(
@@ -99,9 +100,6 @@ export function withGitback(
   return (env) => ({
     ...env,
     PATH: `${bin}:${env.PATH}`,
-    GIT_AUTHOR_NAME: "T",
-    GIT_AUTHOR_EMAIL: "t@example.invalid",
-    GIT_COMMITTER_NAME: "T",
-    GIT_COMMITTER_EMAIL: "t@example.invalid",
+    ...GIT_IDENTITY,
   });
 }

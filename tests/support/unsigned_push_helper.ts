@@ -18,6 +18,7 @@
 import { SessionClient } from "../../src/puddle/session/client.ts";
 import { runRemoteHelper } from "../../src/gitback/remote_helper.ts";
 import { REPO, VIGO } from "./cli.ts";
+import { GIT_IDENTITY } from "./git.ts";
 
 /**
  * Puts a `git-remote-gitback` running this module in `<dir>/bin` and
@@ -39,10 +40,7 @@ export function withUnsignedPushHelper(
   return (env) => ({
     ...env,
     PATH: `${bin}:${env.PATH}`,
-    GIT_AUTHOR_NAME: "T",
-    GIT_AUTHOR_EMAIL: "t@example.invalid",
-    GIT_COMMITTER_NAME: "T",
-    GIT_COMMITTER_EMAIL: "t@example.invalid",
+    ...GIT_IDENTITY,
   });
 }
 
