@@ -24,17 +24,9 @@ import {
 } from "../src/crypto/ed25519.ts";
 import { decodeToken } from "../src/gitback/tokens.ts";
 import { waitForLine, waitForPath } from "./support/wait.ts";
+import { tlsOf } from "./support/envoy_files.ts";
 
 const PASS = "gossip passphrase";
-
-function tlsOf(envoy: Envoy) {
-  const etc = `${envoy.root}/etc/vigo`;
-  return {
-    caPem: Deno.readTextFileSync(`${etc}/ca.crt`),
-    certPem: Deno.readTextFileSync(`${etc}/tls.crt`),
-    keyPem: Deno.readTextFileSync(`${etc}/tls.key`),
-  };
-}
 
 Deno.test({
   name:

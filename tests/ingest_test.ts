@@ -10,7 +10,6 @@
 import assert from "node:assert/strict";
 import { childRuns } from "./support/procs.ts";
 import {
-  type Envoy,
   type Fleet,
   fleetDown,
   fleetUp,
@@ -23,7 +22,6 @@ import { pushRoute } from "../src/agent/push_route.ts";
 import type { Logger } from "../src/agent/log.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
 import { exists } from "../src/platform/fs.ts";
-import { runCommand } from "../src/platform/process.ts";
 import { mintBootstrapToken, seedSigner } from "../src/gitback/tokens.ts";
 import { nextRefStateBody, signRefState } from "../src/gitback/ref_state.ts";
 import {
@@ -38,21 +36,13 @@ import { makeFleetPki } from "./support/pki.ts";
 import { openPartialPost, rawPost } from "./support/raw_https.ts";
 import { waitUntil } from "./support/wait.ts";
 import { signedMemberHeader } from "./support/member_binding.ts";
+import { gitbackDir, repoOf, tlsOf } from "./support/envoy_files.ts";
+import { git as runGit } from "./support/git.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 
-const GIT_ENV = {
-  GIT_AUTHOR_NAME: "T",
-  GIT_AUTHOR_EMAIL: "t@example.invalid",
-  GIT_COMMITTER_NAME: "T",
-  GIT_COMMITTER_EMAIL: "t@example.invalid",
-};
-
-async function git(...args: string[]): Promise<string> {
-  const out = await runCommand("git", { args, env: GIT_ENV });
-  assert.equal(out.code, 0, `git ${args.join(" ")}: ${out.stderr}`);
-  return out.stdout.trim();
-}
+/** Runs git with `GIT_ENV`; returns its output, trimmed. */
+const git = (...args: string[]) => runGit(args);
 
 const encode = (value: unknown) =>
   encodeBase64(new TextEncoder().encode(JSON.stringify(value)));
@@ -124,18 +114,6 @@ async function bundleOf(
   return { file, tip: await git("-C", work, "rev-parse", "HEAD") };
 }
 
-function tlsOf(envoy: Envoy) {
-  const etc = `${envoy.root}/etc/vigo`;
-  return {
-    caPem: Deno.readTextFileSync(`${etc}/ca.crt`),
-    certPem: Deno.readTextFileSync(`${etc}/tls.crt`),
-    keyPem: Deno.readTextFileSync(`${etc}/tls.key`),
-  };
-}
-
-const gitbackDir = (envoy: Envoy) => `${envoy.root}/var/lib/vigo/swarm/gitback`;
-const repoOf = (envoy: Envoy, id: string) =>
-  `${gitbackDir(envoy)}/projects/${id}.git`;
 const entries = (dir: string) => {
   try {
     return [...Deno.readDirSync(dir)].map((e) => e.name).sort();

@@ -17,6 +17,7 @@ import { swarmRequest } from "../src/agent/swarm_client.ts";
 import { createFleetCa, issueEnvoyCertificate } from "../src/ca/ca.ts";
 import { startPairing } from "../src/puddle/pair.ts";
 import { waitForLine } from "./support/wait.ts";
+import { tlsOf } from "./support/envoy_files.ts";
 
 const PASS = "fleet passphrase";
 
@@ -46,15 +47,6 @@ function join(envoy: Envoy, from: string, code: string, pass = PASS) {
     ["swarm", "puddle", "join", "--from", from],
     `${code}\n${pass}\n`,
   );
-}
-
-function tlsOf(envoy: Envoy) {
-  const etc = `${envoy.root}/etc/vigo`;
-  return {
-    caPem: Deno.readTextFileSync(`${etc}/ca.crt`),
-    certPem: Deno.readTextFileSync(`${etc}/tls.crt`),
-    keyPem: Deno.readTextFileSync(`${etc}/tls.key`),
-  };
 }
 
 const claimUrl = (envoy: Envoy, user: string) =>

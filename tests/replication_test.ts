@@ -22,26 +22,11 @@ import { runCommand } from "../src/platform/process.ts";
 import { exists } from "../src/platform/fs.ts";
 import { waitUntil } from "./support/wait.ts";
 import { memberHeaderOn } from "./support/member_binding.ts";
+import { repoOf, tipOn, tlsOf } from "./support/envoy_files.ts";
+import { initAndUnlockPuddle } from "./support/fleet_steps.ts";
+import { gitIn } from "./support/git.ts";
 
 const PASS = "replication passphrase";
-
-function tlsOf(envoy: Envoy) {
-  const etc = `${envoy.root}/etc/vigo`;
-  return {
-    caPem: Deno.readTextFileSync(`${etc}/ca.crt`),
-    certPem: Deno.readTextFileSync(`${etc}/tls.crt`),
-    keyPem: Deno.readTextFileSync(`${etc}/tls.key`),
-  };
-}
-
-async function headOf(envoy: Envoy, projectId: string): Promise<string | null> {
-  const repo =
-    `${envoy.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`;
-  const out = await runCommand("git", {
-    args: ["-C", repo, "rev-parse", "--verify", "-q", "refs/heads/main"],
-  });
-  return out.code === 0 ? out.stdout.trim() : null;
-}
 
 async function waitForHead(
   envoy: Envoy,
@@ -50,7 +35,7 @@ async function waitForHead(
 ): Promise<void> {
   await waitUntil(
     `${envoy.name} to have ${id}`,
-    async () => await headOf(envoy, projectId) === id,
+    async () => await tipOn(envoy, projectId) === id,
   );
 }
 
@@ -108,27 +93,10 @@ Deno.test({
         await startAgent(fleet, envoy);
       }
       const env = withGitback(dir)(a.env);
-      const git = async (...args: string[]) => {
-        const out = await runCommand("git", {
-          args,
-          env,
-          clearEnv: true,
-          cwd: work,
-        });
-        assert.equal(out.code, 0, `git ${args.join(" ")}: ${out.stderr}`);
-        return out.stdout.trim();
-      };
-      assert.equal(
-        (await vigo(a.env, ["swarm", "puddle", "init"], `${PASS}\n${PASS}\n`))
-          .code,
-        0,
-      );
-      assert.equal(
-        (await vigo(a.env, ["swarm", "puddle", "unlock"], `${PASS}\n`)).code,
-        0,
-      );
+      await initAndUnlockPuddle(a, PASS);
       const work = `${dir}/work`;
       Deno.mkdirSync(work);
+      const git = gitIn(env, work);
       await git("init", "--quiet", "-b", "main");
       Deno.writeTextFileSync(`${work}/file`, "one\n");
       await git("add", "file");
@@ -172,7 +140,7 @@ Deno.test({
           await stopAgent(fleet!, c);
           const missed = await commit("three");
           await waitForHead(b, projectId, missed);
-          assert.notEqual(await headOf(c, projectId), missed);
+          assert.notEqual(await tipOn(c, projectId), missed);
           await startAgent(fleet!, c);
           // Without another push: the missed delivery is retried.
           await waitForHead(c, projectId, missed);
@@ -183,7 +151,7 @@ Deno.test({
           const fsck = await runCommand("git", {
             args: [
               "-C",
-              `${c.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`,
+              repoOf(c, projectId),
               "fsck",
               "--no-progress",
             ],
@@ -290,7 +258,7 @@ Deno.test({
             );
           }
           for (const other of [b, c]) {
-            assert.equal(await headOf(other, privateId), null, other.name);
+            assert.equal(await tipOn(other, privateId), null, other.name);
           }
         },
       );
@@ -312,9 +280,8 @@ Deno.test({
               `${a.home}/.vigo-gitback/${projectId}/tokens.json`,
             ),
           ).chain;
-          const before = await headOf(b, projectId);
-          const repo =
-            `${b.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`;
+          const before = await tipOn(b, projectId);
+          const repo = repoOf(b, projectId);
           let settled = false;
           const delivery = swarmRequest(
             tlsOf(a),
@@ -360,7 +327,7 @@ Deno.test({
             args: ["-C", repo, "fsck", "--no-progress"],
           });
           assert.equal(fsck.code, 0, fsck.stderr);
-          const after = await headOf(b, projectId);
+          const after = await tipOn(b, projectId);
           assert.ok(
             after === before || after === await git("rev-parse", "HEAD"),
             `head is ${after}`,
@@ -386,7 +353,7 @@ Deno.test({
           // state, so each case reaches the check it is about.
           const signed = JSON.parse(
             Deno.readTextFileSync(
-              `${a.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git/vigo-refs.json`,
+              `${repoOf(a, projectId)}/vigo-refs.json`,
             ),
           ).current;
           const chainOnly = {
@@ -401,7 +368,7 @@ Deno.test({
               new TextEncoder().encode(JSON.stringify([signed])),
             ),
           };
-          const before = await headOf(b, projectId);
+          const before = await tipOn(b, projectId);
           const bundleFile = `${dir}/full.bundle`;
           await git("bundle", "create", "--quiet", bundleFile, "--all");
           const bundle = Deno.readFileSync(bundleFile);
@@ -443,7 +410,7 @@ Deno.test({
               headers,
             });
             assert.equal(response.status, status, what);
-            assert.equal(await headOf(b, projectId), before, what);
+            assert.equal(await tipOn(b, projectId), before, what);
           }
           // A body declared larger than the 1 GiB cap is refused unread.
           const conn = await Deno.connectTls({
@@ -468,12 +435,10 @@ Deno.test({
             new TextDecoder().decode(reply.subarray(0, n ?? 0)),
             /^HTTP\/1\.1 413/,
           );
-          assert.equal(await headOf(b, projectId), before, "oversized");
+          assert.equal(await tipOn(b, projectId), before, "oversized");
           assert.throws(() =>
             Deno.statSync(
-              `${b.root}/var/lib/vigo/swarm/gitback/projects/${
-                "a".repeat(64)
-              }.git`,
+              repoOf(b, "a".repeat(64)),
             )
           );
         },

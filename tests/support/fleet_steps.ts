@@ -1,6 +1,7 @@
 /**
- * Steps many fleet tests take: founding a project on an envoy, and waiting
- * for an agent's periodic work to have run.
+ * Steps many fleet tests take: making and unlocking a puddle, founding a
+ * project on an envoy, inviting and joining another puddle, pairing an
+ * envoy, and waiting for an agent's periodic work to have run.
  *
  * @module
  */
@@ -9,27 +10,39 @@ import assert from "node:assert/strict";
 import type { Envoy } from "../../scripts/fleet.ts";
 import { runCommand } from "../../src/platform/process.ts";
 import { VIGO, vigo, withGitback } from "./cli.ts";
+import { announcedCache } from "./envoy_files.ts";
 import { waitUntil } from "./wait.ts";
 
 /**
- * The fleet's user makes a puddle on `envoy`, unlocks it and founds
- * `handle` from a one-commit repository; returns the project id.
+ * The fleet's user makes a new puddle on `envoy` with passphrase `pass` and
+ * unlocks it there.
  */
-export async function foundProject(
+export async function initAndUnlockPuddle(
+  envoy: Envoy,
+  pass: string,
+): Promise<void> {
+  for (
+    const [verb, stdin] of [
+      ["init", `${pass}\n${pass}\n`],
+      ["unlock", `${pass}\n`],
+    ]
+  ) {
+    const out = await vigo(envoy.env, ["swarm", "puddle", verb], stdin);
+    assert.equal(out.code, 0, out.stderr);
+  }
+}
+
+/**
+ * The puddle unlocked on `envoy` founds `handle` from a one-commit
+ * repository in `<dir>/<handle>/work` (`project init <handle> …extra`);
+ * returns the project id.
+ */
+export async function foundWhileUnlocked(
   envoy: Envoy,
   dir: string,
   handle: string,
-  pass: string,
+  extra: string[] = [],
 ): Promise<string> {
-  assert.equal(
-    (await vigo(envoy.env, ["swarm", "puddle", "init"], `${pass}\n${pass}\n`))
-      .code,
-    0,
-  );
-  assert.equal(
-    (await vigo(envoy.env, ["swarm", "puddle", "unlock"], `${pass}\n`)).code,
-    0,
-  );
   const work = `${dir}/${handle}/work`;
   Deno.mkdirSync(work, { recursive: true });
   const withGit = withGitback(`${dir}/${handle}`);
@@ -47,13 +60,112 @@ export async function foundProject(
     });
   }
   const founded = await runCommand(VIGO, {
-    args: ["swarm", "gitback", "project", "init", handle],
+    args: ["swarm", "gitback", "project", "init", handle, ...extra],
     env: withGit(envoy.env),
     clearEnv: true,
     cwd: work,
   });
   assert.equal(founded.code, 0, founded.stderr);
   return /gitback:\/\/([0-9a-f]{64})\//.exec(founded.stdout)![1];
+}
+
+/**
+ * The fleet's user makes a puddle on `envoy`, unlocks it and founds
+ * `handle` from a one-commit repository in `<dir>/<handle>/work`
+ * (`project init <handle> …extra`); returns the project id.
+ */
+export async function foundProject(
+  envoy: Envoy,
+  dir: string,
+  handle: string,
+  pass: string,
+  extra: string[] = [],
+): Promise<string> {
+  await initAndUnlockPuddle(envoy, pass);
+  return await foundWhileUnlocked(envoy, dir, handle, extra);
+}
+
+/** The public key of the puddle on `envoy` (`ed25519:…`). */
+export async function puddleKey(envoy: Envoy): Promise<string> {
+  return (await vigo(envoy.env, ["swarm", "puddle", "pubkey"])).stdout.trim();
+}
+
+/**
+ * The unlocked puddle on `admin` invites the puddle `puddle` to `handle`
+ * with `role`; returns the invitation.
+ */
+export async function invite(
+  admin: Envoy,
+  handle: string,
+  puddle: string,
+  role = "member",
+): Promise<string> {
+  const out = await vigo(admin.env, [
+    "swarm",
+    "gitback",
+    "project",
+    "invite",
+    handle,
+    "--puddle",
+    puddle,
+    "--role",
+    role,
+  ]);
+  assert.equal(out.code, 0, out.stderr);
+  return out.stdout;
+}
+
+/**
+ * The puddle on `admin` invites the (unlocked) puddle on `member` to
+ * `handle` as a member, and that puddle joins `projectId` with the
+ * invitation, kept in `<dir>/invite.json`; returns the member's key.
+ */
+export async function inviteAndJoin(
+  admin: Envoy,
+  member: Envoy,
+  handle: string,
+  projectId: string,
+  dir: string,
+): Promise<string> {
+  const key = await puddleKey(member);
+  Deno.writeTextFileSync(
+    `${dir}/invite.json`,
+    await invite(admin, handle, key),
+  );
+  const join = await vigo(member.env, [
+    "swarm",
+    "gitback",
+    "project",
+    "join",
+    projectId,
+    "--invitation",
+    `${dir}/invite.json`,
+  ]);
+  assert.equal(join.code, 0, join.stderr);
+  return key;
+}
+
+/**
+ * The puddle on `from` pairs envoy `to` (`puddle pair` there, `puddle join
+ * --from` here, with passphrase `pass`), then unlocks it on `to`, as a
+ * user does after any join. The session outlives the command: its parent
+ * is the test process.
+ */
+export async function pairPuddle(
+  from: Envoy,
+  to: Envoy,
+  pass: string,
+): Promise<void> {
+  const pair = await vigo(from.env, ["swarm", "puddle", "pair"]);
+  const code = /pairing code: (\d{4}-\d{4})/.exec(pair.stdout)![1];
+  const joined = await vigo(
+    to.env,
+    ["swarm", "puddle", "join", "--from", from.name],
+    `${code}\n${pass}\n`,
+  );
+  assert.equal(joined.code, 0, joined.stderr);
+  const unlock = await vigo(to.env, ["swarm", "puddle", "unlock"], `${pass}\n`);
+  assert.equal(unlock.code, 0, unlock.stderr);
 }
 
 /** Waits until the file at `path` has been rewritten `times` times. */
@@ -82,8 +194,7 @@ export async function catchUpPassesAfter(
   projectId: string,
   passes: number,
 ): Promise<void> {
-  const cache =
-    `${envoy.root}/var/lib/vigo/swarm/gitback/gitback-announced.json`;
+  const cache = announcedCache(envoy);
   await waitUntil(`${envoy.name} to confirm ${projectId}`, () => {
     try {
       return Deno.readTextFileSync(cache).includes(projectId);
