@@ -5,147 +5,66 @@
  */
 
 import assert from "node:assert/strict";
-import { type Fleet, fleetDown, fleetUp } from "../scripts/fleet.ts";
-import { makeUserEnv, VIGO, vigo, withGitback } from "./support/cli.ts";
+import { makeUserEnv, vigo, withGitback } from "./support/cli.ts";
 import { generateSeed } from "../src/crypto/ed25519.ts";
 import { projectId } from "../src/gitback/project_id.ts";
 import { mintBootstrapToken, seedSigner } from "../src/gitback/tokens.ts";
 import { runCommand } from "../src/platform/process.ts";
 import { waitForLine, waitForPath } from "./support/wait.ts";
-import { catchUpPassesAfter, foundProject } from "./support/fleet_steps.ts";
+import {
+  catchUpPassesAfter,
+  foundProject,
+  initAndUnlockPuddle,
+  invite,
+  inviteAndJoin,
+  pairPuddle,
+  puddleKey,
+} from "./support/fleet_steps.ts";
+import { fleetTest } from "./support/fleet_case.ts";
 
-Deno.test({
-  name: "a member's freshly paired envoy adopts the project and can clone it",
-  ignore: Deno.uid() !== 0,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const dir = Deno.makeTempDirSync({ prefix: "vigo-member-" });
-    let fleet: Fleet | undefined;
-    try {
-      fleet = await fleetUp(`${dir}/fleet`, {
-        envoys: 3,
-      });
-      const [a, b, c] = fleet.envoys;
-      const withGit = withGitback(dir);
-      // Two different puddles: P1 founds on envoy-a, P2 lives on envoy-b.
-      for (const [envoy, pass] of [[a, "p1"], [b, "p2"]] as const) {
-        assert.equal(
-          (await vigo(
-            envoy.env,
-            ["swarm", "puddle", "init"],
-            `${pass}\n${pass}\n`,
-          )).code,
-          0,
-        );
-        assert.equal(
-          (await vigo(envoy.env, ["swarm", "puddle", "unlock"], `${pass}\n`))
-            .code,
-          0,
-        );
-      }
-      const work = `${dir}/work`;
-      Deno.mkdirSync(work);
-      for (
-        const args of [["init", "--quiet", "-b", "main"], [
-          "commit",
-          "--quiet",
-          "--allow-empty",
-          "-m",
-          "one",
-        ]]
-      ) {
-        await runCommand("git", {
-          args,
-          env: withGit(a.env),
-          clearEnv: true,
-          cwd: work,
-        });
-      }
-      const init = await runCommand(VIGO, {
-        args: ["swarm", "gitback", "project", "init", "shared"],
-        env: withGit(a.env),
-        clearEnv: true,
-        cwd: work,
-      });
-      assert.equal(init.code, 0, init.stderr);
-      const projectId = /gitback:\/\/([0-9a-f]{64})\//.exec(init.stdout)![1];
-      const p2 = (await vigo(b.env, ["swarm", "puddle", "pubkey"])).stdout
-        .trim();
-      const invite = await vigo(a.env, [
-        "swarm",
-        "gitback",
-        "project",
-        "invite",
-        "shared",
-        "--puddle",
-        p2,
-        "--role",
-        "member",
-      ]);
-      assert.equal(invite.code, 0, invite.stderr);
-      Deno.writeTextFileSync(`${dir}/invite.json`, invite.stdout);
-      const join = await vigo(b.env, [
-        "swarm",
-        "gitback",
-        "project",
-        "join",
-        projectId,
-        "--invitation",
-        `${dir}/invite.json`,
-      ]);
-      assert.equal(join.code, 0, join.stderr);
+fleetTest(
+  "a member's freshly paired envoy adopts the project and can clone it",
+  { prefix: "vigo-member-", envoys: 3 },
+  async ({ dir, fleet }) => {
+    const [a, b, c] = fleet.envoys;
+    const withGit = withGitback(dir);
+    // Two different puddles: P1 founds on envoy-a, P2 lives on envoy-b.
+    const projectId = await foundProject(a, dir, "shared", "p1");
+    await initAndUnlockPuddle(b, "p2");
+    const p2 = await inviteAndJoin(a, b, "shared", projectId, dir);
 
-      // P2 pairs envoy-c. Nobody touches gitback there by hand.
-      const pair = await vigo(b.env, ["swarm", "puddle", "pair"]);
-      const code = /pairing code: (\d{4}-\d{4})/.exec(pair.stdout)![1];
-      const paired = await vigo(c.env, [
-        "swarm",
-        "puddle",
-        "join",
-        "--from",
-        "envoy-b",
-      ], `${code}\np2\n`);
-      assert.equal(paired.code, 0, paired.stderr);
-      // P2 unlocks there, as after any join: that proves to envoy-c's agent
-      // that its user holds P2's key, which adoption acts on. (This session
-      // outlives the command: its parent is this test process.)
-      assert.equal(
-        (await vigo(c.env, ["swarm", "puddle", "unlock"], "p2\n")).code,
-        0,
-      );
+    // P2 pairs envoy-c. Nobody touches gitback there by hand. P2 unlocks
+    // there, as after any join: that proves to envoy-c's agent that its
+    // user holds P2's key, which adoption acts on.
+    await pairPuddle(b, c, "p2");
 
-      await waitForPath(`${c.home}/.vigo-gitback/${projectId}/tokens.json`);
-      await waitForLine(c.log, /INFO adopted membership user=\S+ project=/);
-      const status = await vigo(c.env, [
-        "swarm",
-        "gitback",
-        "project",
-        "status",
-        "shared",
-      ]);
-      assert.equal(status.code, 0, status.stderr);
-      assert.match(status.stdout, new RegExp(`leaf: +member, subject ${p2}`));
+    await waitForPath(`${c.home}/.vigo-gitback/${projectId}/tokens.json`);
+    await waitForLine(c.log, /INFO adopted membership user=\S+ project=/);
+    const status = await vigo(c.env, [
+      "swarm",
+      "gitback",
+      "project",
+      "status",
+      "shared",
+    ]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`leaf: +member, subject ${p2}`));
 
-      // And P2 clones on envoy-c.
-      const clone = await runCommand("git", {
-        args: [
-          "clone",
-          "--quiet",
-          `gitback://${projectId}/shared`,
-          `${dir}/clone-c`,
-        ],
-        env: withGit(c.env),
-        clearEnv: true,
-        cwd: dir,
-      });
-      assert.equal(clone.code, 0, clone.stderr);
-    } finally {
-      if (fleet) await fleetDown(`${dir}/fleet`);
-      Deno.removeSync(dir, { recursive: true });
-    }
+    // And P2 clones on envoy-c.
+    const clone = await runCommand("git", {
+      args: [
+        "clone",
+        "--quiet",
+        `gitback://${projectId}/shared`,
+        `${dir}/clone-c`,
+      ],
+      env: withGit(c.env),
+      clearEnv: true,
+      cwd: dir,
+    });
+    assert.equal(clone.code, 0, clone.stderr);
   },
-});
+);
 
 Deno.test("the adoption verb refuses bad input and writes nothing", async () => {
   const base = Deno.makeTempDirSync({ prefix: "vigo-adopt-" });
@@ -197,56 +116,25 @@ Deno.test("the adoption verb refuses bad input and writes nothing", async () => 
   }
 });
 
-Deno.test({
-  name:
-    "an invitation nobody accepted is never adopted on the invitee's envoys",
-  ignore: Deno.uid() !== 0,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const dir = Deno.makeTempDirSync({ prefix: "vigo-consent-" });
-    let fleet: Fleet | undefined;
-    try {
-      fleet = await fleetUp(`${dir}/fleet`, { envoys: 2 });
-      const [a, b] = fleet.envoys;
-      // P1 founds on envoy-a; P2 is another puddle, on envoy-b, unlocked
-      // there (so envoy-b's agent knows P2's key and would adopt for it).
-      const id = await foundProject(a, dir, "shared", "p1");
-      assert.equal(
-        (await vigo(b.env, ["swarm", "puddle", "init"], "p2\np2\n")).code,
-        0,
-      );
-      assert.equal(
-        (await vigo(b.env, ["swarm", "puddle", "unlock"], "p2\n")).code,
-        0,
-      );
-      const p2 = (await vigo(b.env, ["swarm", "puddle", "pubkey"])).stdout
-        .trim();
-      // P1 invites P2; the invitation is recorded in envoy-a's issued.json,
-      // but P2 never runs `join`.
-      const invite = await vigo(a.env, [
-        "swarm",
-        "gitback",
-        "project",
-        "invite",
-        "shared",
-        "--puddle",
-        p2,
-        "--role",
-        "member",
-      ]);
-      assert.equal(invite.code, 0, invite.stderr);
-      // Envoy-b confirms the project and runs whole catch-up passes, each of
-      // which asks envoy-a for chains ending at P2's key.
-      await catchUpPassesAfter(b, id, 3);
-      assert.throws(
-        () => Deno.statSync(`${b.home}/.vigo-gitback/${id}`),
-        Deno.errors.NotFound,
-        "envoy-b adopted an invitation P2 never accepted",
-      );
-    } finally {
-      if (fleet) await fleetDown(`${dir}/fleet`);
-      Deno.removeSync(dir, { recursive: true });
-    }
+fleetTest(
+  "an invitation nobody accepted is never adopted on the invitee's envoys",
+  { prefix: "vigo-consent-", envoys: 2 },
+  async ({ dir, fleet }) => {
+    const [a, b] = fleet.envoys;
+    // P1 founds on envoy-a; P2 is another puddle, on envoy-b, unlocked
+    // there (so envoy-b's agent knows P2's key and would adopt for it).
+    const id = await foundProject(a, dir, "shared", "p1");
+    await initAndUnlockPuddle(b, "p2");
+    // P1 invites P2; the invitation is recorded in envoy-a's issued.json,
+    // but P2 never runs `join`.
+    await invite(a, "shared", await puddleKey(b));
+    // Envoy-b confirms the project and runs whole catch-up passes, each of
+    // which asks envoy-a for chains ending at P2's key.
+    await catchUpPassesAfter(b, id, 3);
+    assert.throws(
+      () => Deno.statSync(`${b.home}/.vigo-gitback/${id}`),
+      Deno.errors.NotFound,
+      "envoy-b adopted an invitation P2 never accepted",
+    );
   },
-});
+);

@@ -6,34 +6,29 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  type Envoy,
-  type Fleet,
-  fleetDown,
-  fleetUp,
-  startAgent,
-  stopAgent,
-} from "../scripts/fleet.ts";
+import { type Envoy, startAgent, stopAgent } from "../scripts/fleet.ts";
 import { vigo, withGitback } from "./support/cli.ts";
 import { readRefStates, roleOf } from "../src/gitback/ref_state.ts";
 import { lostRefName } from "../src/gitback/ref_apply.ts";
-import { foundProject } from "./support/fleet_steps.ts";
-import { runCommand } from "../src/platform/process.ts";
+import {
+  foundProject,
+  initAndUnlockPuddle,
+  inviteAndJoin,
+} from "./support/fleet_steps.ts";
+import { fleetTest } from "./support/fleet_case.ts";
+import { forEachRef, repoOf } from "./support/envoy_files.ts";
+import { gitIn } from "./support/git.ts";
 import { waitUntil } from "./support/wait.ts";
 
 const PASS = "convergence passphrase";
 
 /** `envoy`'s refs of the project: object, type and name, one per line. */
 async function refsOn(envoy: Envoy, projectId: string): Promise<string> {
-  const out = await runCommand("git", {
-    args: [
-      "-C",
-      `${envoy.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`,
-      "for-each-ref",
-      "--format=%(objectname) %(objecttype) %(refname)",
-    ],
-  });
-  return out.code === 0 ? out.stdout : `(no repository: ${out.stderr})`;
+  return await forEachRef(
+    envoy,
+    projectId,
+    "%(objectname) %(objecttype) %(refname)",
+  ) ?? `(no repository on ${envoy.name})`;
 }
 
 /** Waits until every envoy in `replicas` lists exactly `origin`'s refs. */
@@ -66,104 +61,83 @@ async function converged(
   return expected;
 }
 
-Deno.test({
-  name:
-    "ref convergence: tags, branches at existing commits, deletions and forced updates reach every replica",
-  ignore: Deno.uid() !== 0,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async (t) => {
-    const dir = Deno.makeTempDirSync({ prefix: "vigo-converge-" });
-    let fleet: Fleet | undefined;
-    try {
-      fleet = await fleetUp(`${dir}/fleet`, { envoys: 3 });
-      const [a, b, c] = fleet.envoys;
-      const projectId = await foundProject(a, dir, "work", PASS);
-      const work = `${dir}/work/work`;
-      Deno.mkdirSync(`${dir}/tools`);
-      const env = withGitback(`${dir}/tools`)(a.env);
-      const git = async (...args: string[]) => {
-        const out = await runCommand("git", {
-          args,
-          env,
-          clearEnv: true,
-          cwd: work,
-        });
-        assert.equal(out.code, 0, `git ${args.join(" ")}: ${out.stderr}`);
-        return out.stdout.trim();
-      };
-      const commit = async (text: string) => {
-        await git("commit", "--quiet", "--allow-empty", "-m", text);
-        return await git("rev-parse", "HEAD");
-      };
+fleetTest(
+  "ref convergence: tags, branches at existing commits, deletions and forced updates reach every replica",
+  { prefix: "vigo-converge-", envoys: 3 },
+  async ({ dir, fleet, t }) => {
+    const [a, b, c] = fleet.envoys;
+    const projectId = await foundProject(a, dir, "work", PASS);
+    const work = `${dir}/work/work`;
+    Deno.mkdirSync(`${dir}/tools`);
+    const git = gitIn(withGitback(`${dir}/tools`)(a.env), work);
+    const commit = async (text: string) => {
+      await git("commit", "--quiet", "--allow-empty", "-m", text);
+      return await git("rev-parse", "HEAD");
+    };
+    await converged(a, [b, c], projectId);
+
+    await t.step("a lightweight tag on an existing commit", async () => {
+      await git("tag", "v1");
+      await git("push", "--quiet", "swarm", "refs/tags/v1");
+      const refs = await converged(a, [b, c], projectId);
+      assert.match(refs, / commit refs\/tags\/v1\n/);
+    });
+
+    await t.step("an annotated tag on an existing commit", async () => {
+      await git("tag", "-a", "-m", "release two", "v2");
+      await git("push", "--quiet", "swarm", "refs/tags/v2");
+      const refs = await converged(a, [b, c], projectId);
+      assert.match(refs, / tag refs\/tags\/v2\n/);
+    });
+
+    await t.step("a new branch at an existing commit", async () => {
+      await git("push", "--quiet", "swarm", "main:refs/heads/topic");
+      const refs = await converged(a, [b, c], projectId);
+      assert.match(refs, / refs\/heads\/topic\n/);
+    });
+
+    await t.step("branch and tag deletion", async () => {
+      await git("push", "--quiet", "swarm", ":refs/heads/topic");
+      await git("push", "--quiet", "swarm", ":refs/tags/v1");
+      const refs = await converged(a, [b, c], projectId);
+      assert.doesNotMatch(refs, /refs\/heads\/topic|refs\/tags\/v1/);
+    });
+
+    await t.step("a forced update by an admin", async () => {
+      const base = await git("rev-parse", "HEAD");
+      await commit("to be dropped");
+      await git("push", "--quiet", "swarm", "main");
       await converged(a, [b, c], projectId);
+      await git("reset", "--quiet", "--hard", base);
+      const replacement = await commit("replacement");
+      await git("push", "--quiet", "--force", "swarm", "main");
+      const refs = await converged(a, [b, c], projectId);
+      assert.match(refs, new RegExp(`${replacement} commit refs/heads/main`));
+      // An intended force-update drops the old tip: nothing kept as lost.
+      assert.doesNotMatch(refs, /refs\/gitback\//);
+    });
 
-      await t.step("a lightweight tag on an existing commit", async () => {
-        await git("tag", "v1");
-        await git("push", "--quiet", "swarm", "refs/tags/v1");
-        const refs = await converged(a, [b, c], projectId);
-        assert.match(refs, / commit refs\/tags\/v1\n/);
-      });
-
-      await t.step("an annotated tag on an existing commit", async () => {
-        await git("tag", "-a", "-m", "release two", "v2");
-        await git("push", "--quiet", "swarm", "refs/tags/v2");
-        const refs = await converged(a, [b, c], projectId);
-        assert.match(refs, / tag refs\/tags\/v2\n/);
-      });
-
-      await t.step("a new branch at an existing commit", async () => {
-        await git("push", "--quiet", "swarm", "main:refs/heads/topic");
-        const refs = await converged(a, [b, c], projectId);
-        assert.match(refs, / refs\/heads\/topic\n/);
-      });
-
-      await t.step("branch and tag deletion", async () => {
-        await git("push", "--quiet", "swarm", ":refs/heads/topic");
-        await git("push", "--quiet", "swarm", ":refs/tags/v1");
-        const refs = await converged(a, [b, c], projectId);
-        assert.doesNotMatch(refs, /refs\/heads\/topic|refs\/tags\/v1/);
-      });
-
-      await t.step("a forced update by an admin", async () => {
-        const base = await git("rev-parse", "HEAD");
-        await commit("to be dropped");
-        await git("push", "--quiet", "swarm", "main");
-        await converged(a, [b, c], projectId);
-        await git("reset", "--quiet", "--hard", base);
-        const replacement = await commit("replacement");
-        await git("push", "--quiet", "--force", "swarm", "main");
-        const refs = await converged(a, [b, c], projectId);
-        assert.match(refs, new RegExp(`${replacement} commit refs/heads/main`));
-        // An intended force-update drops the old tip: nothing kept as lost.
-        assert.doesNotMatch(refs, /refs\/gitback\//);
-      });
-
-      await t.step(
-        "an envoy down during a deletion and a tag push converges once back",
-        async () => {
-          await stopAgent(fleet!, c);
-          await git("push", "--quiet", "swarm", ":refs/tags/v2");
-          await git("tag", "v3");
-          await git("push", "--quiet", "swarm", "refs/tags/v3");
-          await converged(a, [b], projectId);
-          assert.notEqual(
-            await refsOn(c, projectId),
-            await refsOn(a, projectId),
-          );
-          await startAgent(fleet!, c);
-          // No further push: the missed deliveries are retried.
-          const refs = await converged(a, [c], projectId);
-          assert.match(refs, /refs\/tags\/v3\n/);
-          assert.doesNotMatch(refs, /refs\/tags\/v2/);
-        },
-      );
-    } finally {
-      if (fleet) await fleetDown(`${dir}/fleet`);
-      Deno.removeSync(dir, { recursive: true });
-    }
+    await t.step(
+      "an envoy down during a deletion and a tag push converges once back",
+      async () => {
+        await stopAgent(fleet, c);
+        await git("push", "--quiet", "swarm", ":refs/tags/v2");
+        await git("tag", "v3");
+        await git("push", "--quiet", "swarm", "refs/tags/v3");
+        await converged(a, [b], projectId);
+        assert.notEqual(
+          await refsOn(c, projectId),
+          await refsOn(a, projectId),
+        );
+        await startAgent(fleet, c);
+        // No further push: the missed deliveries are retried.
+        const refs = await converged(a, [c], projectId);
+        assert.match(refs, /refs\/tags\/v3\n/);
+        assert.doesNotMatch(refs, /refs\/tags\/v2/);
+      },
+    );
   },
-});
+);
 
 /**
  * Waits until all `envoys` list the same refs, and those match `shape`;
@@ -188,146 +162,93 @@ async function agreeing(
   return seen[0];
 }
 
-Deno.test({
-  name:
-    "ref convergence: conflicting pushes on two envoys converge by one rule and the losing tip is kept and shown",
-  ignore: Deno.uid() !== 0,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const dir = Deno.makeTempDirSync({ prefix: "vigo-conflict-" });
-    let fleet: Fleet | undefined;
-    try {
-      fleet = await fleetUp(`${dir}/fleet`, { envoys: 3 });
-      const [a, b, c] = fleet.envoys;
-      // P1 founds on envoy-a; P2, a member, works on envoy-b.
-      const projectId = await foundProject(a, dir, "shared", PASS);
-      const workA = `${dir}/shared/work`;
-      for (const args of [["init"], ["unlock"]]) {
-        const input = args[0] === "init" ? "p2\np2\n" : "p2\n";
-        const out = await vigo(b.env, ["swarm", "puddle", ...args], input);
-        assert.equal(out.code, 0, out.stderr);
-      }
-      const p2 = (await vigo(b.env, ["swarm", "puddle", "pubkey"])).stdout
-        .trim();
-      const invite = await vigo(a.env, [
+fleetTest(
+  "ref convergence: conflicting pushes on two envoys converge by one rule and the losing tip is kept and shown",
+  { prefix: "vigo-conflict-", envoys: 3 },
+  async ({ dir, fleet }) => {
+    const [a, b, c] = fleet.envoys;
+    // P1 founds on envoy-a; P2, a member, works on envoy-b.
+    const projectId = await foundProject(a, dir, "shared", PASS);
+    const workA = `${dir}/shared/work`;
+    await initAndUnlockPuddle(b, "p2");
+    await inviteAndJoin(a, b, "shared", projectId, dir);
+    Deno.mkdirSync(`${dir}/tools-a`);
+    Deno.mkdirSync(`${dir}/tools-b`);
+    const envA = withGitback(`${dir}/tools-a`)(a.env);
+    const envB = withGitback(`${dir}/tools-b`)(b.env);
+    const workB = `${dir}/clone-b`;
+    await converged(a, [b, c], projectId);
+    await gitIn(envB, dir)(
+      "clone",
+      "--quiet",
+      `gitback://${projectId}/shared`,
+      workB,
+    );
+    const gitA = gitIn(envA, workA);
+    const gitB = gitIn(envB, workB);
+
+    // Each envoy accepts a push the other cannot see: envoy-b is down
+    // during P1's push on envoy-a, envoy-a is down during P2's on envoy-b.
+    await stopAgent(fleet, b);
+    await gitA("commit", "--quiet", "--allow-empty", "-m", "P1's work");
+    await gitA("push", "--quiet", "swarm", "main");
+    const tipA = await gitA("rev-parse", "HEAD");
+    await stopAgent(fleet, a);
+    await startAgent(fleet, b);
+    await gitB("commit", "--quiet", "--allow-empty", "-m", "P2's work");
+    await gitB("push", "--quiet", "origin", "main");
+    const tipB = await gitB("rev-parse", "HEAD");
+    await startAgent(fleet, a);
+
+    // Every envoy ends with the same refs: one tip on main by the rule,
+    // the other kept under refs/gitback/lost/.
+    const refs = await agreeing(
+      [a, b, c],
+      projectId,
+      /refs\/gitback\/lost\//,
+    );
+    const main = /^([0-9a-f]{40}) commit refs\/heads\/main$/m.exec(refs)![1];
+    const lost =
+      /^([0-9a-f]{40}) commit (refs\/gitback\/lost\/[0-9a-f]{16}\/heads\/main)$/m
+        .exec(refs);
+    assert.ok(lost, `no lost tip in:\n${refs}`);
+    assert.deepEqual(
+      new Set([main, lost[1]]),
+      new Set([tipA, tipB]),
+      "both tips are kept",
+    );
+    // At equal seq an admin's state wins over a member's (then the
+    // smaller id): P1 founded the project, P2 is a member.
+    const stored = readRefStates(repoOf(a, projectId));
+    const winner = stored.current!;
+    const loser = stored.recent.find((s) =>
+      s.body.seq === winner.body.seq && s.id !== winner.id
+    );
+    assert.ok(loser, "envoy-a keeps the losing state");
+    assert.equal(roleOf(winner), "admin");
+    assert.equal(roleOf(loser), "member");
+    assert.equal(main, tipA);
+    assert.equal(winner.body.refs["refs/heads/main"], main);
+    assert.equal(lost[2], lostRefName(loser, "refs/heads/main"));
+
+    // `project status` shows the kept tip to both users.
+    for (const [envoy, handle] of [[a, "shared"], [b, "shared"]] as const) {
+      const status = await vigo(envoy.env, [
         "swarm",
         "gitback",
         "project",
-        "invite",
-        "shared",
-        "--puddle",
-        p2,
-        "--role",
-        "member",
+        "status",
+        handle,
       ]);
-      assert.equal(invite.code, 0, invite.stderr);
-      Deno.writeTextFileSync(`${dir}/invite.json`, invite.stdout);
-      const join = await vigo(b.env, [
-        "swarm",
-        "gitback",
-        "project",
-        "join",
-        projectId,
-        "--invitation",
-        `${dir}/invite.json`,
-      ]);
-      assert.equal(join.code, 0, join.stderr);
-      Deno.mkdirSync(`${dir}/tools-a`);
-      Deno.mkdirSync(`${dir}/tools-b`);
-      const envA = withGitback(`${dir}/tools-a`)(a.env);
-      const envB = withGitback(`${dir}/tools-b`)(b.env);
-      const workB = `${dir}/clone-b`;
-      const gitIn =
-        (env: Record<string, string>, cwd: string) =>
-        async (...args: string[]) => {
-          const out = await runCommand("git", {
-            args,
-            env,
-            clearEnv: true,
-            cwd,
-          });
-          assert.equal(out.code, 0, `git ${args.join(" ")}: ${out.stderr}`);
-          return out.stdout.trim();
-        };
-      await converged(a, [b, c], projectId);
-      await gitIn(envB, dir)(
-        "clone",
-        "--quiet",
-        `gitback://${projectId}/shared`,
-        workB,
-      );
-      const gitA = gitIn(envA, workA);
-      const gitB = gitIn(envB, workB);
-
-      // Each envoy accepts a push the other cannot see: envoy-b is down
-      // during P1's push on envoy-a, envoy-a is down during P2's on envoy-b.
-      await stopAgent(fleet, b);
-      await gitA("commit", "--quiet", "--allow-empty", "-m", "P1's work");
-      await gitA("push", "--quiet", "swarm", "main");
-      const tipA = await gitA("rev-parse", "HEAD");
-      await stopAgent(fleet, a);
-      await startAgent(fleet, b);
-      await gitB("commit", "--quiet", "--allow-empty", "-m", "P2's work");
-      await gitB("push", "--quiet", "origin", "main");
-      const tipB = await gitB("rev-parse", "HEAD");
-      await startAgent(fleet, a);
-
-      // Every envoy ends with the same refs: one tip on main by the rule,
-      // the other kept under refs/gitback/lost/.
-      const refs = await agreeing(
-        [a, b, c],
-        projectId,
-        /refs\/gitback\/lost\//,
-      );
-      const main = /^([0-9a-f]{40}) commit refs\/heads\/main$/m.exec(refs)![1];
-      const lost =
-        /^([0-9a-f]{40}) commit (refs\/gitback\/lost\/[0-9a-f]{16}\/heads\/main)$/m
-          .exec(refs);
-      assert.ok(lost, `no lost tip in:\n${refs}`);
-      assert.deepEqual(
-        new Set([main, lost[1]]),
-        new Set([tipA, tipB]),
-        "both tips are kept",
-      );
-      // At equal seq an admin's state wins over a member's (then the
-      // smaller id): P1 founded the project, P2 is a member.
-      const stored = readRefStates(
-        `${a.root}/var/lib/vigo/swarm/gitback/projects/${projectId}.git`,
-      );
-      const winner = stored.current!;
-      const loser = stored.recent.find((s) =>
-        s.body.seq === winner.body.seq && s.id !== winner.id
-      );
-      assert.ok(loser, "envoy-a keeps the losing state");
-      assert.equal(roleOf(winner), "admin");
-      assert.equal(roleOf(loser), "member");
-      assert.equal(main, tipA);
-      assert.equal(winner.body.refs["refs/heads/main"], main);
-      assert.equal(lost[2], lostRefName(loser, "refs/heads/main"));
-
-      // `project status` shows the kept tip to both users.
-      for (const [envoy, handle] of [[a, "shared"], [b, "shared"]] as const) {
-        const status = await vigo(envoy.env, [
-          "swarm",
-          "gitback",
-          "project",
-          "status",
-          handle,
-        ]);
-        assert.equal(status.code, 0, status.stderr);
-        assert.match(status.stdout, /lost tips: +1 /);
-        assert.match(status.stdout, new RegExp(`${lost[1]}  ${lost[2]}`));
-      }
-      // The next push builds on the winner everywhere; the lost tip stays.
-      await gitB("pull", "--quiet", "--no-rebase", "origin", "main");
-      await gitB("commit", "--quiet", "--allow-empty", "-m", "after");
-      await gitB("push", "--quiet", "origin", "main");
-      const after = await converged(b, [a, c], projectId);
-      assert.match(after, new RegExp(`${lost[1]} commit ${lost[2]}`));
-    } finally {
-      if (fleet) await fleetDown(`${dir}/fleet`);
-      Deno.removeSync(dir, { recursive: true });
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, /lost tips: +1 /);
+      assert.match(status.stdout, new RegExp(`${lost[1]}  ${lost[2]}`));
     }
+    // The next push builds on the winner everywhere; the lost tip stays.
+    await gitB("pull", "--quiet", "--no-rebase", "origin", "main");
+    await gitB("commit", "--quiet", "--allow-empty", "-m", "after");
+    await gitB("push", "--quiet", "origin", "main");
+    const after = await converged(b, [a, c], projectId);
+    assert.match(after, new RegExp(`${lost[1]} commit ${lost[2]}`));
   },
-});
+);
