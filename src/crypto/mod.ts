@@ -1,6 +1,7 @@
 /**
  * The crypto core: strict Ed25519, RFC 8785 canonical JSON, domain-separated
- * signing of objects, and passphrase wrapping of the identity seed.
+ * signing, the one codec of signed objects, and passphrase wrapping of the
+ * identity seed.
  *
  * @module
  */
@@ -28,6 +29,20 @@ export {
   signWithContext,
   verifyWithContext,
 } from "./signed.ts";
+export {
+  type DecodedObject,
+  type DecodeOptions,
+  decodeSigned,
+  seedSigner,
+  type SignedObject,
+  SignedObjectError,
+  type SignedObjectErrorReason,
+  signedObjectId,
+  signedObjectWire,
+  type Signer,
+  signObject,
+  verifySigned,
+} from "./signed_object.ts";
 export {
   assertKdfParams,
   DEFAULT_KDF,
