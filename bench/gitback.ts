@@ -13,10 +13,10 @@ import { projectId } from "../src/gitback/project_id.ts";
 import {
   mintBootstrapToken,
   mintChildToken,
-  seedSigner,
   verifyChain,
 } from "../src/gitback/tokens.ts";
 import { fmt, median, type Section } from "./report.ts";
+import { seedSigner } from "../src/crypto/signed_object.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const VIGO = `${REPO}/scripts/vigo`;

@@ -48,13 +48,10 @@ import {
   signRefState,
   writeRefStates,
 } from "../src/gitback/ref_state.ts";
-import {
-  mintBootstrapToken,
-  seedSigner,
-  type Signer,
-} from "../src/gitback/tokens.ts";
+import { mintBootstrapToken } from "../src/gitback/tokens.ts";
 import { formatPublicKey, generateSeed } from "../src/crypto/ed25519.ts";
 import { runCommand } from "../src/platform/process.ts";
+import { seedSigner, type Signer } from "../src/crypto/signed_object.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 

@@ -28,9 +28,7 @@ import {
   decodeToken,
   mintBootstrapToken,
   mintChildToken,
-  seedSigner,
   type SignedToken,
-  type Signer,
 } from "../src/gitback/tokens.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
 import { exists } from "../src/platform/fs.ts";
@@ -42,6 +40,7 @@ import {
   type TestUser,
 } from "./support/unix_users.ts";
 import { waitForLine, waitUntil } from "./support/wait.ts";
+import { seedSigner, type Signer } from "../src/crypto/signed_object.ts";
 
 /** Envelopes the sweep takes from one pending file. */
 const PER_FILE = 256;

@@ -25,12 +25,9 @@ import { generateSeed } from "../src/crypto/ed25519.ts";
 import { toHex } from "../src/crypto/hex.ts";
 import { mintLeave, verifyLeave } from "../src/gitback/envelopes.ts";
 import { projectId as makeProjectId } from "../src/gitback/project_id.ts";
-import {
-  mintBootstrapToken,
-  mintChildToken,
-  seedSigner,
-} from "../src/gitback/tokens.ts";
+import { mintBootstrapToken, mintChildToken } from "../src/gitback/tokens.ts";
 import { exists } from "../src/platform/fs.ts";
+import { seedSigner } from "../src/crypto/signed_object.ts";
 
 /** Sweeps each fleet is watched through (each proves the one before ended). */
 const ROUNDS = 3;

@@ -22,7 +22,7 @@ import { pushRoute } from "../src/agent/push_route.ts";
 import type { Logger } from "../src/agent/log.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
 import { exists } from "../src/platform/fs.ts";
-import { mintBootstrapToken, seedSigner } from "../src/gitback/tokens.ts";
+import { mintBootstrapToken } from "../src/gitback/tokens.ts";
 import { nextRefStateBody, signRefState } from "../src/gitback/ref_state.ts";
 import {
   encodeScopeHeader,
@@ -38,6 +38,7 @@ import { waitUntil } from "./support/wait.ts";
 import { signedMemberHeader } from "./support/member_binding.ts";
 import { gitbackDir, repoOf, tlsOf } from "./support/envoy_files.ts";
 import { git as runGit } from "./support/git.ts";
+import { seedSigner } from "../src/crypto/signed_object.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 

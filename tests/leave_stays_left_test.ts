@@ -22,7 +22,6 @@ import {
   decodeToken,
   mintBootstrapToken,
   mintChildToken,
-  seedSigner,
   type SignedToken,
 } from "../src/gitback/tokens.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
@@ -44,6 +43,7 @@ import {
 } from "./support/envoy_files.ts";
 import { waitForPath, waitUntil } from "./support/wait.ts";
 import { memberHeaderOn } from "./support/member_binding.ts";
+import { seedSigner } from "../src/crypto/signed_object.ts";
 
 const PASS = "stays-left passphrase";
 

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { makeUserEnv, vigo, withGitback } from "./support/cli.ts";
 import { generateSeed } from "../src/crypto/ed25519.ts";
 import { projectId } from "../src/gitback/project_id.ts";
-import { mintBootstrapToken, seedSigner } from "../src/gitback/tokens.ts";
+import { mintBootstrapToken } from "../src/gitback/tokens.ts";
 import { runCommand } from "../src/platform/process.ts";
 import { waitForLine, waitForPath } from "./support/wait.ts";
 import {
@@ -21,6 +21,7 @@ import {
   puddleKey,
 } from "./support/fleet_steps.ts";
 import { fleetTest } from "./support/fleet_case.ts";
+import { seedSigner } from "../src/crypto/signed_object.ts";
 
 fleetTest(
   "a member's freshly paired envoy adopts the project and can clone it",

@@ -57,11 +57,8 @@ import {
   signScopeStatement,
   verifyScopeStatement,
 } from "../src/gitback/scope_statement.ts";
-import {
-  mintBootstrapToken,
-  mintChildToken,
-  seedSigner,
-} from "../src/gitback/tokens.ts";
+import { mintBootstrapToken, mintChildToken } from "../src/gitback/tokens.ts";
+import { seedSigner } from "../src/crypto/signed_object.ts";
 
 const PASS = "scope passphrase";
 

@@ -57,9 +57,8 @@ import {
   decodeToken,
   mintBootstrapToken,
   mintChildToken,
-  seedSigner,
-  type Signer,
 } from "../src/gitback/tokens.ts";
+import { seedSigner, type Signer } from "../src/crypto/signed_object.ts";
 
 /** `envoy`'s refs of the project, trimmed; null when it has no replica. */
 async function refsOn(envoy: Envoy, projectId: string): Promise<string | null> {

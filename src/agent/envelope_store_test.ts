@@ -12,9 +12,7 @@ import {
   decodeToken,
   mintBootstrapToken,
   mintChildToken,
-  seedSigner,
   type SignedToken,
-  type Signer,
 } from "../gitback/tokens.ts";
 import { type AgentConfig, loadAgentConfig } from "./config.ts";
 import {
@@ -27,6 +25,7 @@ import {
   reapEnvelopes,
   storedCount,
 } from "./envelope_store.ts";
+import { seedSigner, type Signer } from "../crypto/signed_object.ts";
 
 async function withStore(fn: (config: AgentConfig) => Promise<void>) {
   const root = Deno.makeTempDirSync({ prefix: "vigo-store-" });

@@ -6,7 +6,6 @@
 
 import { systemPaths, type UserPaths, userPaths } from "../platform/paths.ts";
 import { adoptFoundedProjects } from "../gitback/adopt.ts";
-import { seedSigner } from "../gitback/tokens.ts";
 import { SecretReader } from "../platform/tty.ts";
 import { formatPublicKey } from "../crypto/ed25519.ts";
 import { parseWrappedHeader } from "../crypto/wrap.ts";
@@ -43,6 +42,7 @@ import {
   members,
   pair,
 } from "./puddle_pair.ts";
+import { seedSigner } from "../crypto/signed_object.ts";
 
 const USAGE = `vigo swarm puddle <verb>
 

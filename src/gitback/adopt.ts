@@ -14,12 +14,13 @@ import { exists } from "../platform/fs.ts";
 import { projectId as computeProjectId } from "./project_id.ts";
 import { readLeft } from "./left.ts";
 import { projectDir, ProjectError, writeProjectState } from "./project.ts";
-import { mintBootstrapToken, type Signer, verifyChain } from "./tokens.ts";
+import { mintBootstrapToken, verifyChain } from "./tokens.ts";
 import {
   checkScopeStatement,
   DEFAULT_SCOPE,
   type ScopeStatementWire,
 } from "./scope_statement.ts";
+import type { Signer } from "../crypto/signed_object.ts";
 
 /** Hidden CLI verb by which the agent writes an adopted membership as the user. */
 export const ADOPT_VERB = "_adopt-project";

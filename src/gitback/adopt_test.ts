@@ -8,13 +8,9 @@ import {
 import { clearLeft, recordLeft } from "./left.ts";
 import { ProjectError, readProject, readTokens } from "./project.ts";
 import { projectId } from "./project_id.ts";
-import {
-  mintBootstrapToken,
-  mintChildToken,
-  seedSigner,
-  verifyChain,
-} from "./tokens.ts";
+import { mintBootstrapToken, mintChildToken, verifyChain } from "./tokens.ts";
 import { signScopeStatement } from "./scope_statement.ts";
+import { seedSigner } from "../crypto/signed_object.ts";
 
 Deno.test("unlock adopts only announced projects this key founded", async () => {
   const dir = Deno.makeTempDirSync();

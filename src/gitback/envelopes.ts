@@ -27,10 +27,10 @@ import {
   CLOCK_SKEW_S,
   decodeToken,
   type SignedToken,
-  type Signer,
   TokenError,
   verifyChain,
 } from "./tokens.ts";
+import type { Signer } from "../crypto/signed_object.ts";
 
 /** Largest envelope accepted: characters of its base64 `body`. */
 export const MAX_ENVELOPE_BYTES = 32 * 1024;

@@ -21,10 +21,10 @@ import {
   decodeToken,
   mintBootstrapToken,
   mintChildToken,
-  seedSigner,
   TokenError,
   verifyChain,
 } from "./tokens.ts";
+import { seedSigner } from "../crypto/signed_object.ts";
 
 const founder = seedSigner(generateSeed());
 const admin = seedSigner(generateSeed());

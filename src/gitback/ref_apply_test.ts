@@ -17,13 +17,9 @@ import {
   type VerifiedRefState,
   verifyRefState,
 } from "./ref_state.ts";
-import {
-  mintBootstrapToken,
-  mintChildToken,
-  seedSigner,
-  type Signer,
-} from "./tokens.ts";
+import { mintBootstrapToken, mintChildToken } from "./tokens.ts";
 import { generateSeed } from "../crypto/ed25519.ts";
+import { seedSigner, type Signer } from "../crypto/signed_object.ts";
 
 /** Fixed dates: every repository made here has the same object ids. */
 const DATED_GIT_ENV = {

@@ -22,11 +22,11 @@ import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
 import { writeTextAtomic } from "../platform/fs.ts";
 import {
   decodeToken,
-  type Signer,
   TokenError,
   type VerifiedChain,
   verifyChain,
 } from "./tokens.ts";
+import type { Signer } from "../crypto/signed_object.ts";
 
 const CONTEXT = "vigo-swarm/v1/gitback-refs" as const;
 

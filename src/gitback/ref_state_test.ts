@@ -27,10 +27,10 @@ import {
   decodeToken,
   mintBootstrapToken,
   mintChildToken,
-  seedSigner,
   type SignedToken,
   TokenError,
 } from "./tokens.ts";
+import { seedSigner } from "../crypto/signed_object.ts";
 
 const C1 = "1".repeat(40);
 const C2 = "2".repeat(40);

@@ -14,11 +14,11 @@ import {
   decodeToken,
   mintBootstrapToken,
   mintChildToken,
-  seedSigner,
   type SignedToken,
   TokenError,
   verifyChain,
 } from "./tokens.ts";
+import { seedSigner } from "../crypto/signed_object.ts";
 
 function tempPaths(): SystemPaths {
   const root = Deno.makeTempDirSync({ prefix: "vigo-revocations-" });

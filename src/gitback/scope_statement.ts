@@ -27,7 +27,7 @@ import { fromHex, toHex } from "../crypto/hex.ts";
 import { SIGN_CONTEXTS, verifyWithContext } from "../crypto/signed.ts";
 import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
 import { HANDLE_PATTERN } from "./project_id.ts";
-import type { Signer } from "./tokens.ts";
+import type { Signer } from "../crypto/signed_object.ts";
 
 /** Where a project's bare repositories may live. */
 export type Scope = "swarm-wide" | "members-only";

@@ -16,7 +16,7 @@ import {
   verifyScopeStatement,
   verifyScopeStatementBody,
 } from "./scope_statement.ts";
-import { seedSigner } from "./tokens.ts";
+import { seedSigner } from "../crypto/signed_object.ts";
 
 const founderSeed = generateSeed();
 const founder = seedSigner(founderSeed);

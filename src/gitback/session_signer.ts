@@ -9,7 +9,7 @@ import { parsePublicKey } from "../crypto/ed25519.ts";
 import type { SignContext } from "../crypto/signed.ts";
 import { SessionClient, SessionError } from "../puddle/session/client.ts";
 import { ProjectError } from "./project.ts";
-import type { Signer } from "./tokens.ts";
+import type { Signer } from "../crypto/signed_object.ts";
 
 /**
  * Connects to the session helper at `socketPath` and returns a signer for

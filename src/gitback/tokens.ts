@@ -9,27 +9,19 @@
  * @module
  */
 
-import { sha256 } from "@noble/hashes/sha2.js";
-import { canonicalBytes } from "../crypto/canonical.ts";
+import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
+import { toHex } from "../crypto/hex.ts";
+import { SIGN_CONTEXTS } from "../crypto/signed.ts";
 import {
-  formatPublicKey,
-  parsePublicKey,
-  publicKeyFromSeed,
-} from "../crypto/ed25519.ts";
-import { fromHex, toHex } from "../crypto/hex.ts";
-import {
-  type SignContext,
-  signWithContext,
-  verifyWithContext,
-} from "../crypto/signed.ts";
-import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
+  decodeSigned,
+  type SignedObject,
+  SignedObjectError,
+  type SignedObjectErrorReason,
+  type Signer,
+  signObject,
+  verifySigned,
+} from "../crypto/signed_object.ts";
 import { projectId as computeProjectId } from "./project_id.ts";
-
-/** Something that signs with a puddle key: a seed in tests, the session helper in use. */
-export interface Signer {
-  publicKey: Uint8Array;
-  sign(context: SignContext, body: Uint8Array): Promise<Uint8Array>;
-}
 
 /** A token's role; admins may mint children and revoke. */
 export type Role = "admin" | "member";
@@ -49,10 +41,7 @@ export interface TokenBody {
 }
 
 /** A token as it travels. */
-export interface SignedToken {
-  body: string;
-  sig: string;
-}
+export type SignedToken = SignedObject;
 
 /** A token decoded and checked for shape (not yet for signature). */
 export interface DecodedToken {
@@ -79,7 +68,7 @@ export const MAX_CHAIN_BYTES = 16 * 1024;
 /** Allowed clock difference between envoys, in seconds. */
 export const CLOCK_SKEW_S = 60;
 
-const CONTEXT: SignContext = "vigo-swarm/v1/gitback-token";
+const CONTEXT = SIGN_CONTEXTS.gitbackToken;
 const KEYS = [
   "expires",
   "handle",
@@ -124,15 +113,6 @@ export class TokenError extends Error {
 
 const RANK: Record<Role, number> = { member: 0, admin: 1 };
 
-/** A signer holding a raw seed (tests and tooling). */
-export function seedSigner(seed: Uint8Array): Signer {
-  return {
-    publicKey: publicKeyFromSeed(seed),
-    sign: (context, body) =>
-      Promise.resolve(signWithContext(seed, context, body)),
-  };
-}
-
 function isInteger(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
@@ -173,65 +153,43 @@ function checkBody(value: unknown): TokenBody {
   return b as unknown as TokenBody;
 }
 
+/** Why a token's wire form was refused, in a token's words. */
+const DECODE_MESSAGES: Record<SignedObjectErrorReason, string> = {
+  "shape": 'a token must be {"body": "<base64>", "sig": "<hex>"}.',
+  "too-large": 'a token must be {"body": "<base64>", "sig": "<hex>"}.',
+  "signature": "a token signature must be 128 hex digits.",
+  "base64": "a token body is not base64 of UTF-8 JSON.",
+  "json": "a token body is not base64 of UTF-8 JSON.",
+  "not-object": "token body has no object.",
+  "not-i-json": "a token body is not in canonical (RFC 8785) form.",
+  "not-canonical": "a token body is not in canonical (RFC 8785) form.",
+};
+
 /**
  * Decodes a wire token and checks its shape and canonical encoding. The id
  * (SHA-256 of the body bytes, as `bodyId` computes it) is computed
  * synchronously so that listings need no await.
  */
 export function decodeToken(wire: unknown): DecodedToken {
-  const w = wire as Partial<SignedToken>;
-  if (
-    typeof w !== "object" || w === null || typeof w.body !== "string" ||
-    typeof w.sig !== "string" ||
-    Object.keys(w).length !== 2
-  ) {
-    throw new TokenError(
-      "malformed",
-      'a token must be {"body": "<base64>", "sig": "<hex>"}.',
-    );
-  }
-  if (!/^[0-9a-f]{128}$/.test(w.sig)) {
-    throw new TokenError(
-      "malformed",
-      "a token signature must be 128 hex digits.",
-    );
-  }
-  let bodyBytes: Uint8Array;
-  let parsed: unknown;
   try {
-    bodyBytes = decodeBase64(w.body);
-    parsed = JSON.parse(
-      new TextDecoder("utf-8", { fatal: true }).decode(bodyBytes),
-    );
-  } catch {
-    throw new TokenError(
-      "malformed",
-      "a token body is not base64 of UTF-8 JSON.",
-    );
+    const decoded = decodeSigned(wire, { check: checkBody });
+    return {
+      wire: decoded.wire,
+      bodyBytes: decoded.bytes,
+      body: decoded.body,
+      id: decoded.id,
+    };
+  } catch (error) {
+    if (!(error instanceof SignedObjectError)) throw error;
+    // A body RFC 8785 cannot encode (a lone surrogate) passes the field
+    // checks; it fails with the encoder's TypeError, as it always did.
+    if (error.reason === "not-i-json") throw error.cause;
+    throw new TokenError("malformed", DECODE_MESSAGES[error.reason]);
   }
-  const body = checkBody(parsed);
-  const canonical = canonicalBytes(body);
-  if (
-    canonical.length !== bodyBytes.length ||
-    canonical.some((byte, i) => byte !== bodyBytes[i])
-  ) {
-    throw new TokenError(
-      "malformed",
-      "a token body is not in canonical (RFC 8785) form.",
-    );
-  }
-  return {
-    wire: { body: w.body, sig: w.sig },
-    bodyBytes,
-    body,
-    id: toHex(sha256(bodyBytes)),
-  };
 }
 
 async function sign(signer: Signer, body: TokenBody): Promise<SignedToken> {
-  const bytes = canonicalBytes(body);
-  const signature = await signer.sign(CONTEXT, bytes);
-  return { body: encodeBase64(bytes), sig: toHex(signature) };
+  return await signObject(signer, CONTEXT, body);
 }
 
 function nonce(): string {
@@ -436,11 +394,11 @@ export async function verifyChain(
       throw new TokenError("not-anchored", "the root token has a parent.");
     }
     if (
-      !verifyWithContext(
+      !verifySigned(
         parsePublicKey(b.issuer),
         CONTEXT,
         link.bodyBytes,
-        fromHex(link.wire.sig),
+        link.wire.sig,
       )
     ) {
       throw new TokenError(

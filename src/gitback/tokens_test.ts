@@ -11,12 +11,12 @@ import {
   MAX_CHAIN_LENGTH,
   mintBootstrapToken,
   mintChildToken,
-  seedSigner,
   type SignedToken,
   type TokenBody,
   TokenError,
   verifyChain,
 } from "./tokens.ts";
+import { seedSigner } from "../crypto/signed_object.ts";
 
 const NOW = 1_800_000_000;
 const founderSeed = generateSeed();

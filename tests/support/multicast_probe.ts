@@ -17,7 +17,7 @@ import type { Logger } from "../../src/agent/log.ts";
 import { generateSeed } from "../../src/crypto/ed25519.ts";
 import { projectId as computeProjectId } from "../../src/gitback/project_id.ts";
 import { signScopeStatement } from "../../src/gitback/scope_statement.ts";
-import { seedSigner } from "../../src/gitback/tokens.ts";
+import { seedSigner } from "../../src/crypto/signed_object.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 const base = Deno.makeTempDirSync({ prefix: "vigo-mc-" });
