@@ -33,6 +33,7 @@ export {
   type DecodedObject,
   type DecodeOptions,
   decodeSigned,
+  isSignatureHex,
   seedSigner,
   type SignedObject,
   SignedObjectError,

@@ -118,6 +118,11 @@ export interface DecodeOptions<T> {
 
 const SIGNATURE_HEX = /^[0-9a-f]{128}$/;
 
+/** True for a wire signature: 128 lowercase hex digits. */
+export function isSignatureHex(sig: unknown): sig is string {
+  return typeof sig === "string" && SIGNATURE_HEX.test(sig);
+}
+
 /**
  * The id of a signed object: lowercase hex SHA-256 of its body bytes
  * (the same value as `bodyId`, computed synchronously).
@@ -168,7 +173,7 @@ export function decodeSigned<T = Record<string, unknown>>(
   ) {
     throw new SignedObjectError("too-large");
   }
-  if (!SIGNATURE_HEX.test(w.sig)) throw new SignedObjectError("signature");
+  if (!isSignatureHex(w.sig)) throw new SignedObjectError("signature");
   let bytes: Uint8Array;
   try {
     bytes = decodeBase64(w.body);
@@ -219,6 +224,6 @@ export function verifySigned(
   bytes: Uint8Array,
   sig: string,
 ): boolean {
-  if (!SIGNATURE_HEX.test(sig)) return false;
+  if (!isSignatureHex(sig)) return false;
   return verifyWithContext(publicKey, context, bytes, fromHex(sig));
 }

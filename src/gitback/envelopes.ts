@@ -18,11 +18,19 @@
  */
 
 import { sha256 } from "@noble/hashes/sha2.js";
-import { canonicalBytes } from "../crypto/canonical.ts";
 import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
-import { fromHex, toHex } from "../crypto/hex.ts";
-import { type SignContext, verifyWithContext } from "../crypto/signed.ts";
-import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
+import { toHex } from "../crypto/hex.ts";
+import { SIGN_CONTEXTS } from "../crypto/signed.ts";
+import {
+  decodeSigned,
+  isSignatureHex,
+  type SignedObject,
+  SignedObjectError,
+  type SignedObjectErrorReason,
+  type Signer,
+  signObject,
+  verifySigned,
+} from "../crypto/signed_object.ts";
 import {
   CLOCK_SKEW_S,
   decodeToken,
@@ -30,7 +38,6 @@ import {
   TokenError,
   verifyChain,
 } from "./tokens.ts";
-import type { Signer } from "../crypto/signed_object.ts";
 
 /** Largest envelope accepted: characters of its base64 `body`. */
 export const MAX_ENVELOPE_BYTES = 32 * 1024;
@@ -48,8 +55,8 @@ export function reasonLength(reason: string): number {
   return count;
 }
 
-const REVOKE: SignContext = "vigo-swarm/v1/gitback-envelope-revoke";
-const LEAVE: SignContext = "vigo-swarm/v1/gitback-envelope-leave";
+const REVOKE = SIGN_CONTEXTS.gitbackEnvelopeRevoke;
+const LEAVE = SIGN_CONTEXTS.gitbackEnvelopeLeave;
 
 /** Body of a REVOKE. */
 export interface RevokeBody {
@@ -79,83 +86,47 @@ export interface LeaveBody {
 }
 
 /** An envelope as it travels. */
-export interface SignedEnvelope {
-  body: string;
-  sig: string;
-}
+export type SignedEnvelope = SignedObject;
 
-async function seal(
-  signer: Signer,
-  context: SignContext,
-  body: unknown,
-): Promise<SignedEnvelope> {
-  const bytes = canonicalBytes(body);
-  return {
-    body: encodeBase64(bytes),
-    sig: toHex(await signer.sign(context, bytes)),
-  };
-}
+/** Why an envelope's wire form was refused, in an envelope's words. */
+const OPEN_MESSAGES: Record<SignedObjectErrorReason, string> = {
+  "shape": 'an envelope must be {"body": "<base64>", "sig": "<hex>"}.',
+  "too-large": "the envelope is too large.",
+  "signature": 'an envelope must be {"body": "<base64>", "sig": "<hex>"}.',
+  "base64": "the envelope body is not base64 of UTF-8 JSON.",
+  "json": "the envelope body is not base64 of UTF-8 JSON.",
+  "not-object": "the envelope body is not an object.",
+  "not-i-json": "the envelope body is not I-JSON (RFC 8785 cannot encode it).",
+  "not-canonical": "the envelope body is not in canonical form.",
+};
 
 function open(
   wire: unknown,
 ): {
   bytes: Uint8Array;
   body: Record<string, unknown>;
-  sig: Uint8Array;
+  sig: string;
   id: string;
 } {
-  const w = wire as Partial<SignedEnvelope>;
-  if (
-    typeof w !== "object" || w === null || typeof w.body !== "string" ||
-    typeof w.sig !== "string" ||
-    !/^[0-9a-f]{128}$/.test(w.sig)
-  ) {
-    throw new TokenError(
-      "malformed",
-      'an envelope must be {"body": "<base64>", "sig": "<hex>"}.',
-    );
-  }
-  if (w.body.length > MAX_ENVELOPE_BYTES) {
-    throw new TokenError("too-large", "the envelope is too large.");
-  }
-  let bytes: Uint8Array;
-  let body: unknown;
   try {
-    bytes = decodeBase64(w.body);
-    body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-  } catch {
+    const { bytes, body, wire: w, id } = decodeSigned(wire, {
+      extraFields: true,
+      maxBodyChars: MAX_ENVELOPE_BYTES,
+    });
+    return { bytes, body, sig: w.sig, id };
+  } catch (error) {
+    if (!(error instanceof SignedObjectError)) throw error;
+    // An envelope's signature form is checked with its shape, before its
+    // size: a malformed signature makes a malformed envelope at any size.
+    const reason = error.reason === "too-large" &&
+        !isSignatureHex((wire as SignedObject).sig)
+      ? "signature"
+      : error.reason;
     throw new TokenError(
-      "malformed",
-      "the envelope body is not base64 of UTF-8 JSON.",
+      reason === "too-large" ? "too-large" : "malformed",
+      OPEN_MESSAGES[reason],
     );
   }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new TokenError("malformed", "the envelope body is not an object.");
-  }
-  let canonical: Uint8Array;
-  try {
-    canonical = canonicalBytes(body);
-  } catch {
-    throw new TokenError(
-      "malformed",
-      "the envelope body is not I-JSON (RFC 8785 cannot encode it).",
-    );
-  }
-  if (
-    canonical.length !== bytes.length ||
-    canonical.some((b, i) => b !== bytes[i])
-  ) {
-    throw new TokenError(
-      "malformed",
-      "the envelope body is not in canonical form.",
-    );
-  }
-  return {
-    bytes,
-    body: body as Record<string, unknown>,
-    sig: fromHex(w.sig),
-    id: toHex(sha256(bytes)),
-  };
 }
 
 function now(): number {
@@ -199,7 +170,7 @@ export async function mintRevocation(
     );
   }
   const target = decodeToken(options.chain[options.chain.length - 1]);
-  return await seal(
+  return await signObject(
     signer,
     REVOKE,
     {
@@ -260,7 +231,7 @@ export async function verifyRevocation(
       "the revocation's signer is not a public key.",
     );
   }
-  if (!verifyWithContext(signerKey, REVOKE, bytes, sig)) {
+  if (!verifySigned(signerKey, REVOKE, bytes, sig)) {
     throw new TokenError(
       "bad-signature",
       "the revocation's signature is invalid.",
@@ -329,7 +300,7 @@ export async function mintLeave(
       "the chain given does not end at the token being left.",
     );
   }
-  return await seal(
+  return await signObject(
     signer,
     LEAVE,
     {
@@ -394,7 +365,7 @@ export async function verifyLeave(
       "the leave's subject is not a public key.",
     );
   }
-  if (!verifyWithContext(subject, LEAVE, bytes, sig)) {
+  if (!verifySigned(subject, LEAVE, bytes, sig)) {
     throw new TokenError(
       "bad-signature",
       "the leave was not signed by its subject.",
