@@ -13,12 +13,18 @@
  * @module
  */
 
-import { sha256 } from "@noble/hashes/sha2.js";
 import { canonicalBytes } from "../crypto/canonical.ts";
 import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
-import { fromHex, toHex } from "../crypto/hex.ts";
-import { verifyWithContext } from "../crypto/signed.ts";
-import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
+import { SIGN_CONTEXTS } from "../crypto/signed.ts";
+import {
+  decodeSigned,
+  SignedObjectError,
+  type SignedObjectErrorReason,
+  signedObjectWire,
+  type Signer,
+  signObject,
+  verifySigned,
+} from "../crypto/signed_object.ts";
 import { writeTextAtomic } from "../platform/fs.ts";
 import {
   decodeToken,
@@ -26,9 +32,8 @@ import {
   type VerifiedChain,
   verifyChain,
 } from "./tokens.ts";
-import type { Signer } from "../crypto/signed_object.ts";
 
-const CONTEXT = "vigo-swarm/v1/gitback-refs" as const;
+const CONTEXT = SIGN_CONTEXTS.gitbackRefs;
 
 /** Most refs one state may list. */
 export const MAX_REFS = 4096;
@@ -168,6 +173,18 @@ function checkBody(value: unknown): RefStateBody {
   return b as unknown as RefStateBody;
 }
 
+/** Why a state's `{body, sig}` was refused, completing "ref state …". */
+const DECODE_MESSAGES: Record<SignedObjectErrorReason, string> = {
+  "shape": 'is not {"body": "<base64>", "sig": "<hex>", "chain": […]}',
+  "too-large": `is larger than ${MAX_REF_STATE_BYTES} bytes`,
+  "signature": "signature is not 128 hex digits",
+  "base64": "body is not base64 of UTF-8 JSON",
+  "json": "body is not base64 of UTF-8 JSON",
+  "not-object": "body is not an object",
+  "not-i-json": "body is not in canonical (RFC 8785) form",
+  "not-canonical": "body is not in canonical (RFC 8785) form",
+};
+
 /** Decodes a wire state and checks its shape and canonical encoding. */
 export function decodeRefState(wire: unknown): RefState {
   const w = wire as Partial<RefStateWire>;
@@ -176,37 +193,23 @@ export function decodeRefState(wire: unknown): RefState {
     typeof w.sig !== "string" || !Array.isArray(w.chain) ||
     Object.keys(w).length !== 3
   ) {
-    malformed('is not {"body": "<base64>", "sig": "<hex>", "chain": […]}');
+    malformed(DECODE_MESSAGES.shape);
   }
   if (JSON.stringify(w).length > MAX_REF_STATE_BYTES) {
-    malformed(`is larger than ${MAX_REF_STATE_BYTES} bytes`);
+    malformed(DECODE_MESSAGES["too-large"]);
   }
-  if (!/^[0-9a-f]{128}$/.test(w.sig)) {
-    malformed("signature is not 128 hex digits");
-  }
-  let bytes: Uint8Array;
-  let parsed: unknown;
   try {
-    bytes = decodeBase64(w.body);
-    parsed = JSON.parse(
-      new TextDecoder("utf-8", { fatal: true }).decode(bytes),
-    );
-  } catch {
-    malformed("body is not base64 of UTF-8 JSON");
+    const { body, id } = decodeSigned({ body: w.body, sig: w.sig }, {
+      check: checkBody,
+    });
+    return { wire: { body: w.body, sig: w.sig, chain: w.chain }, body, id };
+  } catch (error) {
+    if (!(error instanceof SignedObjectError)) throw error;
+    // A body RFC 8785 cannot encode (a lone surrogate) passes the field
+    // checks; it fails with the encoder's TypeError, as it always did.
+    if (error.reason === "not-i-json") throw error.cause;
+    malformed(DECODE_MESSAGES[error.reason]);
   }
-  const body = checkBody(parsed);
-  const canonical = canonicalBytes(body);
-  if (
-    canonical.length !== bytes.length ||
-    canonical.some((x, i) => x !== bytes[i])
-  ) {
-    malformed("body is not in canonical (RFC 8785) form");
-  }
-  return {
-    wire: { body: w.body, sig: w.sig, chain: w.chain },
-    body,
-    id: toHex(sha256(bytes)),
-  };
 }
 
 /**
@@ -230,8 +233,9 @@ export async function verifyRefState(
     );
   }
   const signer = parsePublicKey(state.body.signer);
-  const bytes = canonicalBytes(state.body);
-  if (!verifyWithContext(signer, CONTEXT, bytes, fromHex(state.wire.sig))) {
+  if (
+    !verifySigned(signer, CONTEXT, refStateBytes(state.body), state.wire.sig)
+  ) {
     throw new TokenError(
       "bad-signature",
       "the ref state was not signed by its signer.",
@@ -279,9 +283,7 @@ export async function signRefState(
   body: RefStateBody,
   chain: unknown[],
 ): Promise<RefStateWire> {
-  const bytes = refStateBytes(checkBody(body));
-  const sig = await signer.sign(CONTEXT, bytes);
-  return { body: encodeBase64(bytes), sig: toHex(sig), chain };
+  return { ...await signObject(signer, CONTEXT, checkBody(body)), chain };
 }
 
 /** The wire form of a body signed elsewhere (by a session helper). */
@@ -290,11 +292,7 @@ export function refStateWire(
   signature: Uint8Array,
   chain: unknown[],
 ): RefStateWire {
-  return {
-    body: encodeBase64(refStateBytes(body)),
-    sig: toHex(signature),
-    chain,
-  };
+  return { ...signedObjectWire(refStateBytes(body), signature), chain };
 }
 
 /**
