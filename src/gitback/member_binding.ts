@@ -12,12 +12,19 @@
 
 import { canonicalBytes } from "../crypto/canonical.ts";
 import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
-import { fromHex, toHex } from "../crypto/hex.ts";
-import { verifyWithContext } from "../crypto/signed.ts";
-import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
+import { SIGN_CONTEXTS } from "../crypto/signed.ts";
+import {
+  type DecodedObject,
+  decodeSigned,
+  type SignedObject,
+  SignedObjectError,
+  type SignedObjectErrorReason,
+  signedObjectWire,
+  verifySigned,
+} from "../crypto/signed_object.ts";
 import { CLOCK_SKEW_S } from "./tokens.ts";
 
-const CONTEXT = "vigo-swarm/v1/puddle-envoy-binding" as const;
+const CONTEXT = SIGN_CONTEXTS.puddleEnvoyBinding;
 
 /** How long a binding is valid; every unlock makes a fresh one. */
 export const MEMBER_BINDING_S = 30 * 24 * 3600;
@@ -38,10 +45,7 @@ export interface MemberBindingBody {
 }
 
 /** A binding as it travels and is stored. */
-export interface MemberBindingWire {
-  body: string;
-  sig: string;
-}
+export type MemberBindingWire = SignedObject;
 
 const KEYS = ["envoy", "expires", "kind", "member", "not_before", "v"];
 
@@ -82,21 +86,11 @@ export function memberBindingWire(
   body: MemberBindingBody,
   signature: Uint8Array,
 ): MemberBindingWire {
-  return {
-    body: encodeBase64(memberBindingBytes(body)),
-    sig: toHex(signature),
-  };
+  return signedObjectWire(memberBindingBytes(body), signature);
 }
 
-function parseBody(bytes: Uint8Array): MemberBindingBody {
-  let b: Record<string, unknown>;
-  try {
-    b = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-  } catch {
-    throw new BindingError("the binding body is not UTF-8 JSON.");
-  }
+function checkBody(b: Record<string, unknown>): MemberBindingBody {
   if (
-    typeof b !== "object" || b === null || Array.isArray(b) ||
     Object.keys(b).sort().join(",") !== KEYS.join(",") || b.v !== 1 ||
     b.kind !== "member-envoy-binding" || typeof b.member !== "string" ||
     typeof b.envoy !== "string" || b.envoy.length === 0 ||
@@ -105,15 +99,20 @@ function parseBody(bytes: Uint8Array): MemberBindingBody {
   ) {
     throw new BindingError("the binding body is malformed.");
   }
-  const canonical = canonicalBytes(b);
-  if (
-    canonical.length !== bytes.length ||
-    canonical.some((x, i) => x !== bytes[i])
-  ) {
-    throw new BindingError("the binding body is not in canonical form.");
-  }
   return b as unknown as MemberBindingBody;
 }
+
+/** Why a binding's wire form was refused, in a binding's words. */
+const DECODE_MESSAGES: Record<SignedObjectErrorReason, string> = {
+  "shape": 'a binding must be {"body": "<base64>", "sig": "<128 hex>"}.',
+  "too-large": 'a binding must be {"body": "<base64>", "sig": "<128 hex>"}.',
+  "signature": 'a binding must be {"body": "<base64>", "sig": "<128 hex>"}.',
+  "base64": "the binding body is not base64.",
+  "json": "the binding body is not UTF-8 JSON.",
+  "not-object": "the binding body is malformed.",
+  "not-i-json": "the binding body is not in canonical form.",
+  "not-canonical": "the binding body is not in canonical form.",
+};
 
 /**
  * Checks that `wire` binds `member` to `envoy` now: signed by `member`,
@@ -123,23 +122,20 @@ export function verifyMemberBinding(
   wire: unknown,
   expected: { member: string; envoy: string; now?: number },
 ): MemberBindingBody {
-  const w = wire as Partial<MemberBindingWire>;
-  if (
-    typeof w !== "object" || w === null || typeof w.body !== "string" ||
-    typeof w.sig !== "string" || Object.keys(w).length !== 2 ||
-    w.body.length > MAX_BINDING_BYTES || !/^[0-9a-f]{128}$/.test(w.sig)
-  ) {
-    throw new BindingError(
-      'a binding must be {"body": "<base64>", "sig": "<128 hex>"}.',
-    );
-  }
-  let bytes: Uint8Array;
+  let decoded: DecodedObject<MemberBindingBody>;
   try {
-    bytes = decodeBase64(w.body);
-  } catch {
-    throw new BindingError("the binding body is not base64.");
+    decoded = decodeSigned(wire, {
+      maxBodyChars: MAX_BINDING_BYTES,
+      check: checkBody,
+    });
+  } catch (error) {
+    if (!(error instanceof SignedObjectError)) throw error;
+    // A body RFC 8785 cannot encode (a lone surrogate) passes the field
+    // checks; it fails with the encoder's TypeError, as it always did.
+    if (error.reason === "not-i-json") throw error.cause;
+    throw new BindingError(DECODE_MESSAGES[error.reason]);
   }
-  const body = parseBody(bytes);
+  const { bytes, body } = decoded;
   let member: Uint8Array;
   try {
     member = parsePublicKey(body.member);
@@ -160,7 +156,7 @@ export function verifyMemberBinding(
   ) {
     throw new BindingError("the binding is not valid now (expired?).");
   }
-  if (!verifyWithContext(member, CONTEXT, bytes, fromHex(w.sig))) {
+  if (!verifySigned(member, CONTEXT, bytes, decoded.wire.sig)) {
     throw new BindingError("the binding was not signed by its member.");
   }
   return body;
