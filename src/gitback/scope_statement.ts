@@ -21,13 +21,21 @@
  */
 
 import { sha256 } from "@noble/hashes/sha2.js";
-import { canonicalBytes } from "../crypto/canonical.ts";
 import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
-import { fromHex, toHex } from "../crypto/hex.ts";
-import { SIGN_CONTEXTS, verifyWithContext } from "../crypto/signed.ts";
+import { toHex } from "../crypto/hex.ts";
+import { SIGN_CONTEXTS } from "../crypto/signed.ts";
+import {
+  type DecodedObject,
+  decodeSigned,
+  type SignedObject,
+  SignedObjectError,
+  type SignedObjectErrorReason,
+  type Signer,
+  signObject,
+  verifySigned,
+} from "../crypto/signed_object.ts";
 import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
 import { HANDLE_PATTERN } from "./project_id.ts";
-import type { Signer } from "../crypto/signed_object.ts";
 
 /** Where a project's bare repositories may live. */
 export type Scope = "swarm-wide" | "members-only";
@@ -55,10 +63,7 @@ export interface ScopeStatementBody {
 }
 
 /** A statement as it travels and is stored. */
-export interface ScopeStatementWire {
-  body: string;
-  sig: string;
-}
+export type ScopeStatementWire = SignedObject;
 
 /** A statement refused, with why. */
 export class ScopeStatementError extends Error {
@@ -119,21 +124,10 @@ export async function signScopeStatement(
     scope: fields.scope,
     at: fields.now ?? Math.floor(Date.now() / 1000),
   };
-  const bytes = canonicalBytes(body);
-  const signature = await signer.sign(SIGN_CONTEXTS.gitbackScope, bytes);
-  return { body: encodeBase64(bytes), sig: toHex(signature) };
+  return await signObject(signer, SIGN_CONTEXTS.gitbackScope, body);
 }
 
-function parseBody(bytes: Uint8Array): ScopeStatementBody {
-  let b: Record<string, unknown>;
-  try {
-    b = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-  } catch {
-    refuse("the scope statement's body is not UTF-8 JSON.");
-  }
-  if (typeof b !== "object" || b === null || Array.isArray(b)) {
-    refuse("the scope statement's body is not an object.");
-  }
+function checkBody(b: Record<string, unknown>): ScopeStatementBody {
   if (Object.keys(b).sort().join(",") !== KEYS) {
     refuse(
       `the scope statement's body has fields ${
@@ -150,15 +144,21 @@ function parseBody(bytes: Uint8Array): ScopeStatementBody {
   ) {
     refuse("the scope statement's body is malformed.");
   }
-  const canonical = canonicalBytes(b);
-  if (
-    canonical.length !== bytes.length ||
-    canonical.some((x, i) => x !== bytes[i])
-  ) {
-    refuse("the scope statement's body is not in canonical form.");
-  }
   return b as unknown as ScopeStatementBody;
 }
+
+/** Why a statement's wire form was refused, in a statement's words. */
+const DECODE_MESSAGES: Record<SignedObjectErrorReason, string> = {
+  "shape": 'a scope statement must be {"body": "<base64>", "sig": "<hex>"}.',
+  "too-large":
+    `the scope statement is larger than ${MAX_SCOPE_STATEMENT_BYTES} characters.`,
+  "signature": "the scope statement's signature is not 128 hex digits.",
+  "base64": "the scope statement's body is not base64.",
+  "json": "the scope statement's body is not UTF-8 JSON.",
+  "not-object": "the scope statement's body is not an object.",
+  "not-i-json": "the scope statement's body is not in canonical form.",
+  "not-canonical": "the scope statement's body is not in canonical form.",
+};
 
 /**
  * Checks a statement for `projectId` and returns its body: the wire form is
@@ -171,29 +171,20 @@ export function verifyScopeStatementBody(
   wire: unknown,
   projectId: string,
 ): ScopeStatementBody {
-  const w = wire as Partial<ScopeStatementWire>;
-  if (
-    typeof w !== "object" || w === null || Array.isArray(w) ||
-    Object.keys(w).length !== 2 || typeof w.body !== "string" ||
-    typeof w.sig !== "string"
-  ) {
-    refuse('a scope statement must be {"body": "<base64>", "sig": "<hex>"}.');
-  }
-  if (w.body.length > MAX_SCOPE_STATEMENT_BYTES) {
-    refuse(
-      `the scope statement is larger than ${MAX_SCOPE_STATEMENT_BYTES} characters.`,
-    );
-  }
-  if (!/^[0-9a-f]{128}$/.test(w.sig)) {
-    refuse("the scope statement's signature is not 128 hex digits.");
-  }
-  let bytes: Uint8Array;
+  let decoded: DecodedObject<ScopeStatementBody>;
   try {
-    bytes = decodeBase64(w.body);
-  } catch {
-    refuse("the scope statement's body is not base64.");
+    decoded = decodeSigned(wire, {
+      maxBodyChars: MAX_SCOPE_STATEMENT_BYTES,
+      check: checkBody,
+    });
+  } catch (error) {
+    if (!(error instanceof SignedObjectError)) throw error;
+    // A body RFC 8785 cannot encode (a lone surrogate) passes the field
+    // checks; it fails with the encoder's TypeError, as it always did.
+    if (error.reason === "not-i-json") throw error.cause;
+    refuse(DECODE_MESSAGES[error.reason]);
   }
-  const body = parseBody(bytes);
+  const { bytes, body } = decoded;
   if (body.project_id !== projectId) {
     refuse("the scope statement is for another project.");
   }
@@ -212,11 +203,11 @@ export function verifyScopeStatementBody(
     );
   }
   if (
-    !verifyWithContext(
+    !verifySigned(
       founder,
       SIGN_CONTEXTS.gitbackScope,
       bytes,
-      fromHex(w.sig),
+      decoded.wire.sig,
     )
   ) {
     refuse("the scope statement was not signed by the project's founder.");
