@@ -25,7 +25,7 @@ import {
 import { encodeBase64 } from "../platform/encoding.ts";
 import { fromHex } from "../crypto/hex.ts";
 import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
-import { verifyWithContext } from "../crypto/signed.ts";
+import { SIGN_CONTEXTS, verifyWithContext } from "../crypto/signed.ts";
 import { verifyChain } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import { toHex } from "../crypto/hex.ts";
@@ -276,7 +276,7 @@ async function answerProof(
   if (
     !verifyWithContext(
       key,
-      "vigo-swarm/v1/puddle-agent-challenge",
+      SIGN_CONTEXTS.puddleAgentChallenge,
       payload,
       signature,
     )
@@ -383,7 +383,7 @@ async function serveConnection(
     if (
       !verifyWithContext(
         subject,
-        "vigo-swarm/v1/puddle-agent-challenge",
+        SIGN_CONTEXTS.puddleAgentChallenge,
         payload,
         signature,
       )

@@ -8,6 +8,7 @@
  */
 
 import { toHex } from "../crypto/hex.ts";
+import { SIGN_CONTEXTS } from "../crypto/signed.ts";
 import { formatPublicKey } from "../crypto/ed25519.ts";
 import { SessionClient } from "../puddle/session/client.ts";
 import {
@@ -59,7 +60,7 @@ export async function proveToAgent(
     }
     const pubkey = formatPublicKey(publicKey);
     const signature = await session.sign(
-      "vigo-swarm/v1/puddle-agent-challenge",
+      SIGN_CONTEXTS.puddleAgentChallenge,
       proofPayload({
         agent: challenge.agent,
         challenge: challenge.challenge,
@@ -77,7 +78,7 @@ export async function proveToAgent(
         throw new Error("the agent asked to bind another key; refused.");
       }
       const bound = await session.sign(
-        "vigo-swarm/v1/puddle-envoy-binding",
+        SIGN_CONTEXTS.puddleEnvoyBinding,
         memberBindingBytes(bind),
       );
       await writeHandshakeLine(conn, { signature: toHex(bound) });

@@ -11,6 +11,7 @@
 import { systemPaths, userPaths } from "../platform/paths.ts";
 import { StdinLines } from "../platform/tty.ts";
 import { toHex } from "../crypto/hex.ts";
+import { SIGN_CONTEXTS } from "../crypto/signed.ts";
 import { SessionClient, SessionError } from "../puddle/session/client.ts";
 import { parseProjectUrl } from "./project_id.ts";
 import { readTokens } from "./project.ts";
@@ -86,7 +87,7 @@ async function connectService(
     const session = await SessionClient.connect(paths.sessionSocket);
     try {
       signature = await session.sign(
-        "vigo-swarm/v1/puddle-agent-challenge",
+        SIGN_CONTEXTS.puddleAgentChallenge,
         challengePayload({
           agent: reply.agent,
           challenge: reply.challenge,
@@ -158,7 +159,7 @@ async function signPushedState(
           );
         }
         signature = await session.sign(
-          "vigo-swarm/v1/gitback-refs",
+          SIGN_CONTEXTS.gitbackRefs,
           refStateBytes(body),
         );
       } finally {
