@@ -353,7 +353,7 @@ async function invite(args: string[]): Promise<number> {
         "ask an admin of the project to invite this puddle.",
       );
     }
-    const child = await mintChildToken(signer, chain as never, {
+    const child = await mintChildToken(signer, verified.chain, {
       subject,
       role,
       expires,

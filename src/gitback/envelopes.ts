@@ -134,7 +134,7 @@ function now(): number {
 }
 
 /** Who may revoke the last token of `chain`: the founder and its issuers. */
-function authorities(chain: unknown[]): Set<string> {
+function authorities(chain: readonly SignedToken[]): Set<string> {
   const links = chain.map(decodeToken);
   const set = new Set<string>([links[0].body.issuer]);
   for (const link of links) set.add(link.body.issuer);
@@ -158,12 +158,12 @@ export async function mintRevocation(
       `a reason may have at most ${MAX_REASON_LENGTH} characters.`,
     );
   }
-  await verifyChain(options.chain, {
+  const signerKey = formatPublicKey(signer.publicKey);
+  const verified = await verifyChain(options.chain, {
     projectId: options.projectId,
     ignoreTime: true,
   });
-  const signerKey = formatPublicKey(signer.publicKey);
-  if (!authorities(options.chain).has(signerKey)) {
+  if (!authorities(verified.chain).has(signerKey)) {
     throw new TokenError(
       "broken-link",
       "only the founder or an issuer in the token's chain may revoke it.",
@@ -181,7 +181,7 @@ export async function mintRevocation(
       reason,
       issued_at: options.now ?? now(),
       signer: signerKey,
-      chain: options.chain as SignedToken[],
+      chain: verified.chain,
     } satisfies RevokeBody,
   );
 }
@@ -288,7 +288,7 @@ export async function mintLeave(
       "a LEAVE must carry the leaver's token chain (format 2); pass `chain`, the chain from tokens.json, root first.",
     );
   }
-  await verifyChain(options.chain, {
+  const verified = await verifyChain(options.chain, {
     projectId: options.projectId,
     ignoreTime: true,
     presenter: signer.publicKey,
@@ -310,7 +310,7 @@ export async function mintLeave(
       subject,
       token_id: leaf.id,
       issued_at: options.now ?? now(),
-      chain: options.chain as SignedToken[],
+      chain: verified.chain,
     } satisfies LeaveBody,
   );
 }

@@ -59,6 +59,8 @@ export interface VerifiedChain {
   leaf: DecodedToken;
   role: Role;
   ids: string[];
+  /** The chain's wire tokens, root first, as they verified. */
+  chain: SignedToken[];
 }
 
 /** Most links a chain may have. */
@@ -226,7 +228,7 @@ export async function mintBootstrapToken(
  */
 export async function mintChildToken(
   signer: Signer,
-  parentChain: unknown[],
+  parentChain: readonly SignedToken[],
   options: {
     subject: Uint8Array;
     role: Role;
@@ -448,5 +450,6 @@ export async function verifyChain(
     leaf,
     role: leaf.body.role,
     ids: links.map((l) => l.id),
+    chain: links.map((l) => l.wire),
   };
 }
