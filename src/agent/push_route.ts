@@ -116,6 +116,15 @@ export async function verifyMemberRequest(
   return verified;
 }
 
+/** The `:project` of a route's path; 400 unless it is 64 hex digits. */
+export function projectParam(params: Record<string, string>): string {
+  const projectId = params.project;
+  if (!/^[0-9a-f]{64}$/.test(projectId ?? "")) {
+    throw new HttpError(400, "the project id must be 64 hex digits.");
+  }
+  return projectId;
+}
+
 /** Parses and verifies the chain header for `projectId`. */
 export async function verifyChainHeader(
   config: AgentConfig,
@@ -279,10 +288,7 @@ export function pushRoute(
     // sender waits (fan-out allows 120 s).
     timeoutMs: 120_000,
     handler: async (ctx) => {
-      const projectId = ctx.params.project;
-      if (!/^[0-9a-f]{64}$/.test(projectId)) {
-        throw new HttpError(400, "the project id must be 64 hex digits.");
-      }
+      const projectId = projectParam(ctx.params);
       if (!gitbackEnabledHere(config)) {
         throw new HttpError(
           403,
@@ -450,10 +456,7 @@ export function membersRoute(config: AgentConfig): SwarmRoute {
     pattern: "/swarm/gitback/members/:project",
     maxBodyBytes: 0,
     handler: async (ctx) => {
-      const projectId = ctx.params.project;
-      if (!/^[0-9a-f]{64}$/.test(projectId)) {
-        throw new HttpError(400, "the project id must be 64 hex digits.");
-      }
+      const projectId = projectParam(ctx.params);
       await verifyMemberRequest(config, ctx, projectId);
       const revoked = revokedTokenIds(config.paths, projectId);
       const members: { chain: unknown[]; binding: unknown }[] = [];
@@ -491,10 +494,7 @@ export function bundleRoute(config: AgentConfig): SwarmRoute {
     pattern: "/swarm/gitback/bundle/:project",
     maxBodyBytes: 0,
     handler: async (ctx) => {
-      const projectId = ctx.params.project;
-      if (!/^[0-9a-f]{64}$/.test(projectId)) {
-        throw new HttpError(400, "the project id must be 64 hex digits.");
-      }
+      const projectId = projectParam(ctx.params);
       await verifyMemberRequest(config, ctx, projectId);
       const repo = bareRepoPath(config.paths, projectId);
       if (!exists(repo)) {

@@ -6,7 +6,7 @@
  */
 
 import { sha1 } from "@noble/hashes/legacy.js";
-import { git, gitWithInput, listRefs } from "./repo.ts";
+import { git, gitWithInput, listRefs, walkNewObjects } from "./repo.ts";
 
 /**
  * A bundle could not be ingested. `message` says why without naming any
@@ -429,18 +429,9 @@ export async function ingestBundleFile(
     }
     const updates = [...refs].filter(([ref, id]) => before.get(ref) !== id);
     if (updates.length > 0) {
-      const connected = await gitWithInput(
-        [
-          "-C",
-          repo,
-          "rev-list",
-          "--objects",
-          "--quiet",
-          "--stdin",
-          "--not",
-          "--all",
-        ],
-        updates.map(([, id]) => `${id}\n`).join(""),
+      const connected = await walkNewObjects(
+        repo,
+        updates.map(([, id]) => id),
         env,
       );
       if (!connected.success) {

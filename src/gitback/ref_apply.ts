@@ -15,7 +15,7 @@
  * @module
  */
 
-import { git, gitWithInput, listRefs } from "./repo.ts";
+import { git, gitWithInput, listRefs, walkNewObjects } from "./repo.ts";
 import {
   LOST_PREFIX,
   readRefStates,
@@ -67,20 +67,7 @@ export function lostRefName(state: RefState, ref: string): string {
 /** Objects `tips` needs that are not in `repo`; empty when complete. */
 async function missingObjects(repo: string, tips: string[]): Promise<boolean> {
   if (tips.length === 0) return false;
-  const walk = await gitWithInput(
-    [
-      "-C",
-      repo,
-      "rev-list",
-      "--objects",
-      "--quiet",
-      "--stdin",
-      "--not",
-      "--all",
-    ],
-    tips.map((t) => `${t}\n`).join(""),
-  );
-  return !walk.success;
+  return !(await walkNewObjects(repo, tips)).success;
 }
 
 /** The tips of `refs` not reachable from `from`. */

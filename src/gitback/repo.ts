@@ -107,6 +107,32 @@ export async function gitWithInput(
   };
 }
 
+/**
+ * Walks every object `tips` need, stopping at what `repo`'s refs already
+ * reach (`git rev-list --objects --stdin --not --all`): it fails when one is
+ * missing or unconnected. `env` points git at a quarantine, if any.
+ */
+export async function walkNewObjects(
+  repo: string,
+  tips: string[],
+  env: Record<string, string> = {},
+): Promise<{ success: boolean; stdout: string; stderr: string }> {
+  return await gitWithInput(
+    [
+      "-C",
+      repo,
+      "rev-list",
+      "--objects",
+      "--quiet",
+      "--stdin",
+      "--not",
+      "--all",
+    ],
+    tips.map((t) => `${t}\n`).join(""),
+    env,
+  );
+}
+
 function ensureProjectsDir(paths: SystemPaths): string {
   const dir = projectsDir(paths);
   Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
