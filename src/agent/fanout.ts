@@ -10,7 +10,12 @@
 import { readOwnedJson, writeTextAtomic } from "../platform/fs.ts";
 import { encodeBase64 } from "../platform/encoding.ts";
 import { createBundle } from "../gitback/bundle.ts";
-import { bareRepoPath, gitbackBase, listRefs } from "../gitback/repo.ts";
+import {
+  bareRepoPath,
+  gitbackBase,
+  ingestTempDir,
+  listRefs,
+} from "../gitback/repo.ts";
 import {
   readRefStates,
   type RefState,
@@ -601,7 +606,9 @@ async function sendTo(
     if (scopeHeader) headers[SCOPE_HEADER] = scopeHeader;
     let delivered = false;
     for (let attempt = 0; attempt < 2 && !delivered; attempt++) {
-      const bundle = i === 0 ? await createBundle(repo, known) : null;
+      const bundle = i === 0
+        ? await createBundle(repo, ingestTempDir(config.paths), known)
+        : null;
       if (i === 0 && known.length === 0 && !bundle) {
         return { peer, ok: false, bytes: 0, thin: false, error: "no refs" };
       }

@@ -504,7 +504,9 @@ export function bundleRoute(config: AgentConfig): SwarmRoute {
         );
       }
       const current = readRefStates(repo).current;
-      const bundle = current ? await createBundle(repo) : null;
+      const bundle = current
+        ? await createBundle(repo, ingestTempDir(config.paths))
+        : null;
       const scopeHeader = scopeHeaderOf(config, projectId);
       if (!bundle || !current) {
         throw new HttpError(

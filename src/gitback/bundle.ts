@@ -82,10 +82,13 @@ async function hasCommit(repo: string, id: string): Promise<boolean> {
 /**
  * A bundle of every ref of `repo`, leaving out what is reachable from
  * `known` (tips the peer already holds). Returns null when the peer already
- * has everything.
+ * has everything. git writes the bundle in `tempDir`, which must be private
+ * (the agent's 0700 spool, emptied at start-up): a bundle holds a whole
+ * repository, members-only ones included, and git makes it 0644.
  */
 export async function createBundle(
   repo: string,
+  tempDir: string,
   known: string[] = [],
 ): Promise<{ bytes: Uint8Array; thin: boolean } | null> {
   const usable: string[] = [];
@@ -99,7 +102,11 @@ export async function createBundle(
   if (
     usable.length > 0 && [...refs.values()].every((id) => usable.includes(id))
   ) return null;
-  const file = await Deno.makeTempFile({ prefix: "vigo-bundle-" });
+  Deno.mkdirSync(tempDir, { recursive: true, mode: 0o700 });
+  const file = await Deno.makeTempFile({
+    prefix: "vigo-bundle-",
+    dir: tempDir,
+  });
   try {
     const args = ["-C", repo, "bundle", "create", "--quiet", file, "--all"];
     if (usable.length > 0) args.push("--not", ...usable);

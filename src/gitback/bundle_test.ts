@@ -67,7 +67,11 @@ Deno.test("bundle refusals name no local path; the detail keeps git's account", 
     const source = `${dir}/source.git`;
     git("init", "--quiet", "--bare", source);
     git("-C", work, "push", "--quiet", source, "main");
-    const full = (await createBundle(source))!.bytes;
+    const spool = `${dir}/spool`;
+    const full = (await createBundle(source, spool))!.bytes;
+    // Written in the private directory it was given, and removed from it.
+    assert.deepEqual([...Deno.readDirSync(spool)], []);
+    assert.equal(Deno.statSync(spool).mode! & 0o777, 0o700);
     const text = asText(full);
     const head = git("-C", work, "rev-parse", "HEAD");
     const thinFile = `${dir}/thin.bundle`;
