@@ -114,6 +114,12 @@ export interface DecodeOptions<T> {
    * canonical-form check and throws the caller's own error.
    */
   check?: (body: Record<string, unknown>) => T;
+  /**
+   * Turns a refusal into the caller's own error. With it, a body that
+   * RFC 8785 cannot encode (a lone surrogate, which field checks pass)
+   * throws the encoder's own error, and every other refusal goes here.
+   */
+  refuse?: (reason: SignedObjectErrorReason) => never;
 }
 
 const SIGNATURE_HEX = /^[0-9a-f]{128}$/;
@@ -159,6 +165,20 @@ export async function signObject(
 export function decodeSigned<T = Record<string, unknown>>(
   wire: unknown,
   options: DecodeOptions<T> = {},
+): DecodedObject<T> {
+  if (!options.refuse) return decodeWire(wire, options);
+  try {
+    return decodeWire(wire, options);
+  } catch (error) {
+    if (!(error instanceof SignedObjectError)) throw error;
+    if (error.reason === "not-i-json") throw error.cause;
+    return options.refuse(error.reason);
+  }
+}
+
+function decodeWire<T>(
+  wire: unknown,
+  options: DecodeOptions<T>,
 ): DecodedObject<T> {
   const w = wire as Partial<SignedObject>;
   if (

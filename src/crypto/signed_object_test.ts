@@ -77,3 +77,24 @@ Deno.test("the caller's check runs before the canonical-form check", async () =>
   const decoded = decodeSigned(good, { check: (b) => ({ a: b.a as number }) });
   assert.equal(decoded.body.a, 1);
 });
+
+Deno.test("with refuse, refusals become the caller's error, and an unencodable body the encoder's", async () => {
+  class Mine extends Error {}
+  const wire = await signObject(signer, CONTEXT, { a: 1 });
+  const refuse = (reason: SignedObjectErrorReason): never => {
+    throw new Mine(reason);
+  };
+  assert.throws(
+    () => decodeSigned({ ...wire, sig: "00" }, { refuse }),
+    (e) => e instanceof Mine && e.message === "signature",
+  );
+  assert.throws(
+    () => decodeSigned({ ...wire, body: btoa('{ "a": 1 }') }, { refuse }),
+    (e) => e instanceof Mine && e.message === "not-canonical",
+  );
+  assert.throws(
+    () => decodeSigned({ ...wire, body: btoa('{"a":"\\ud800"}') }, { refuse }),
+    (e) => e instanceof TypeError,
+  );
+  assert.deepEqual(decodeSigned(wire, { refuse }).body, { a: 1 });
+});

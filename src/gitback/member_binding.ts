@@ -14,10 +14,8 @@ import { canonicalBytes } from "../crypto/canonical.ts";
 import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
 import { SIGN_CONTEXTS } from "../crypto/signed.ts";
 import {
-  type DecodedObject,
   decodeSigned,
   type SignedObject,
-  SignedObjectError,
   type SignedObjectErrorReason,
   signedObjectWire,
   verifySigned,
@@ -122,19 +120,13 @@ export function verifyMemberBinding(
   wire: unknown,
   expected: { member: string; envoy: string; now?: number },
 ): MemberBindingBody {
-  let decoded: DecodedObject<MemberBindingBody>;
-  try {
-    decoded = decodeSigned(wire, {
-      maxBodyChars: MAX_BINDING_BYTES,
-      check: checkBody,
-    });
-  } catch (error) {
-    if (!(error instanceof SignedObjectError)) throw error;
-    // A body RFC 8785 cannot encode (a lone surrogate) passes the field
-    // checks; it fails with the encoder's TypeError, as it always did.
-    if (error.reason === "not-i-json") throw error.cause;
-    throw new BindingError(DECODE_MESSAGES[error.reason]);
-  }
+  const decoded = decodeSigned(wire, {
+    maxBodyChars: MAX_BINDING_BYTES,
+    check: checkBody,
+    refuse: (reason) => {
+      throw new BindingError(DECODE_MESSAGES[reason]);
+    },
+  });
   const { bytes, body } = decoded;
   let member: Uint8Array;
   try {

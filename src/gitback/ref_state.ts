@@ -18,7 +18,6 @@ import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
 import { SIGN_CONTEXTS } from "../crypto/signed.ts";
 import {
   decodeSigned,
-  SignedObjectError,
   type SignedObjectErrorReason,
   signedObjectWire,
   type Signer,
@@ -198,18 +197,11 @@ export function decodeRefState(wire: unknown): RefState {
   if (JSON.stringify(w).length > MAX_REF_STATE_BYTES) {
     malformed(DECODE_MESSAGES["too-large"]);
   }
-  try {
-    const { body, id } = decodeSigned({ body: w.body, sig: w.sig }, {
-      check: checkBody,
-    });
-    return { wire: { body: w.body, sig: w.sig, chain: w.chain }, body, id };
-  } catch (error) {
-    if (!(error instanceof SignedObjectError)) throw error;
-    // A body RFC 8785 cannot encode (a lone surrogate) passes the field
-    // checks; it fails with the encoder's TypeError, as it always did.
-    if (error.reason === "not-i-json") throw error.cause;
-    malformed(DECODE_MESSAGES[error.reason]);
-  }
+  const { body, id } = decodeSigned({ body: w.body, sig: w.sig }, {
+    check: checkBody,
+    refuse: (reason) => malformed(DECODE_MESSAGES[reason]),
+  });
+  return { wire: { body: w.body, sig: w.sig, chain: w.chain }, body, id };
 }
 
 /**

@@ -25,10 +25,8 @@ import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
 import { toHex } from "../crypto/hex.ts";
 import { SIGN_CONTEXTS } from "../crypto/signed.ts";
 import {
-  type DecodedObject,
   decodeSigned,
   type SignedObject,
-  SignedObjectError,
   type SignedObjectErrorReason,
   type Signer,
   signObject,
@@ -171,19 +169,11 @@ export function verifyScopeStatementBody(
   wire: unknown,
   projectId: string,
 ): ScopeStatementBody {
-  let decoded: DecodedObject<ScopeStatementBody>;
-  try {
-    decoded = decodeSigned(wire, {
-      maxBodyChars: MAX_SCOPE_STATEMENT_BYTES,
-      check: checkBody,
-    });
-  } catch (error) {
-    if (!(error instanceof SignedObjectError)) throw error;
-    // A body RFC 8785 cannot encode (a lone surrogate) passes the field
-    // checks; it fails with the encoder's TypeError, as it always did.
-    if (error.reason === "not-i-json") throw error.cause;
-    refuse(DECODE_MESSAGES[error.reason]);
-  }
+  const decoded = decodeSigned(wire, {
+    maxBodyChars: MAX_SCOPE_STATEMENT_BYTES,
+    check: checkBody,
+    refuse: (reason) => refuse(DECODE_MESSAGES[reason]),
+  });
   const { bytes, body } = decoded;
   if (body.project_id !== projectId) {
     refuse("the scope statement is for another project.");

@@ -15,7 +15,6 @@ import { SIGN_CONTEXTS } from "../crypto/signed.ts";
 import {
   decodeSigned,
   type SignedObject,
-  SignedObjectError,
   type SignedObjectErrorReason,
   type Signer,
   signObject,
@@ -173,21 +172,18 @@ const DECODE_MESSAGES: Record<SignedObjectErrorReason, string> = {
  * synchronously so that listings need no await.
  */
 export function decodeToken(wire: unknown): DecodedToken {
-  try {
-    const decoded = decodeSigned(wire, { check: checkBody });
-    return {
-      wire: decoded.wire,
-      bodyBytes: decoded.bytes,
-      body: decoded.body,
-      id: decoded.id,
-    };
-  } catch (error) {
-    if (!(error instanceof SignedObjectError)) throw error;
-    // A body RFC 8785 cannot encode (a lone surrogate) passes the field
-    // checks; it fails with the encoder's TypeError, as it always did.
-    if (error.reason === "not-i-json") throw error.cause;
-    throw new TokenError("malformed", DECODE_MESSAGES[error.reason]);
-  }
+  const decoded = decodeSigned(wire, {
+    check: checkBody,
+    refuse: (reason) => {
+      throw new TokenError("malformed", DECODE_MESSAGES[reason]);
+    },
+  });
+  return {
+    wire: decoded.wire,
+    bodyBytes: decoded.bytes,
+    body: decoded.body,
+    id: decoded.id,
+  };
 }
 
 async function sign(signer: Signer, body: TokenBody): Promise<SignedToken> {
