@@ -172,6 +172,7 @@ export async function applyRefStates(
     if (known.some((s) => s.id === state.id)) continue;
     const current = stored.current;
     const parent = known.find((s) => s.id === state.body.parent) ?? null;
+    const admin = state.chain.role === "admin";
     // Judged against its parent, a state must also rank just after it: a
     // far higher seq over an old parent would win over every state since
     // while only the changes from that parent are checked.
@@ -185,14 +186,12 @@ export async function applyRefStates(
     // seq could jump arbitrarily far ahead. Senders send every state since
     // the last admin state the receiver lacks (fanout.ts).
     if (
-      !parent && current !== null && state.body.parent !== null &&
-      state.chain.role !== "admin"
+      !parent && current !== null && state.body.parent !== null && !admin
     ) {
       throw new RefStateRefused(
         `ref state ${state.body.seq} follows a state this envoy does not know, and only an admin's state may; send the states between.`,
       );
     }
-    const admin = state.chain.role === "admin";
     const wins = current === null || supersedes(state, current) ||
       (stored.anchored === false && admin);
     if (!wins && current && state.body.seq < current.body.seq && !parent) {
@@ -206,16 +205,19 @@ export async function applyRefStates(
         `this envoy lacks objects that ref state ${state.body.seq} names.`,
       );
     }
-    // Old values: the state it follows when known, else what is here now.
-    // A repository with no state yet (or an older one, from before signed
-    // states) is judged by the refs it has, whatever parent is named.
+    // What the repository holds: the current state's refs, or, with no
+    // state yet (or one from before signed states), the refs it has.
+    const held = current ? refsOf(current) : withoutLost(await listRefs(repo));
+    // Old values: the state it follows when known, else what is held. A
+    // repository with no state is judged by its refs, whatever parent is
+    // named.
     const base = parent
       ? refsOf(parent)
       : current === null
-      ? withoutLost(await listRefs(repo))
+      ? held
       : state.body.parent === null
       ? new Map<string, string>()
-      : refsOf(current);
+      : held;
     const refused = await refusedUpdates(
       repo,
       refUpdates(base, refs),
@@ -229,23 +231,15 @@ export async function applyRefStates(
       );
     }
     if (wins) {
-      const held = current
-        ? refsOf(current)
-        : withoutLost(await listRefs(repo));
       changed += await setRefs(repo, refs);
       // A state that follows the current one replaces it on purpose; any
-      // other winner (a conflict, or a gap) keeps what it drops.
+      // other winner (a conflict, or a gap) keeps what it drops, named
+      // after the state that lost (refs with no state: after the winner).
       if (!current || state.body.parent !== current.id) {
         const dropped = await unreachable(repo, held, refs);
-        if (dropped.length > 0 && current) {
-          const names = await keepLost(repo, current, dropped);
-          lost.push(...names);
-          changed += names.length;
-        } else if (dropped.length > 0) {
-          const names = await keepLost(repo, state, dropped);
-          lost.push(...names);
-          changed += names.length;
-        }
+        const names = await keepLost(repo, current ?? state, dropped);
+        lost.push(...names);
+        changed += names.length;
       }
       writeRefStates(repo, {
         current: state,
@@ -257,7 +251,7 @@ export async function applyRefStates(
             (parent.id !== current?.id || stored.anchored !== false)),
       });
     } else {
-      const dropped = await unreachable(repo, refs, refsOf(current!));
+      const dropped = await unreachable(repo, refs, held);
       const names = await keepLost(repo, state, dropped);
       lost.push(...names);
       changed += names.length;
