@@ -9,7 +9,7 @@
  * @module
  */
 
-import { encodeBase64 } from "../platform/encoding.ts";
+import { encodeJsonBase64 } from "../platform/encoding.ts";
 import { exists } from "../platform/fs.ts";
 import { BundleError, ingestBundle } from "../gitback/bundle.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
@@ -269,9 +269,7 @@ async function pullMissing(
             ),
             {
               headers: {
-                [CHAIN_HEADER]: encodeBase64(
-                  new TextEncoder().encode(JSON.stringify(project.chain)),
-                ),
+                [CHAIN_HEADER]: encodeJsonBase64(project.chain),
                 [MEMBER_HEADER]: project.memberHeader,
               },
               headersTimeoutMs: PEER_DEADLINE_MS,

@@ -8,7 +8,7 @@
  */
 
 import { readOwnedJson, writeTextAtomic } from "../platform/fs.ts";
-import { encodeBase64 } from "../platform/encoding.ts";
+import { encodeJsonBase64 } from "../platform/encoding.ts";
 import { createBundle } from "../gitback/bundle.ts";
 import {
   bareRepoPath,
@@ -60,9 +60,7 @@ export const MAX_STATES_HEADER_BYTES = 2 * 1024 * 1024;
 
 /** Encodes signed ref states for {@link REFS_HEADER}. */
 export function encodeStatesHeader(states: RefState[]): string {
-  return encodeBase64(
-    new TextEncoder().encode(JSON.stringify(states.map((s) => s.wire))),
-  );
+  return encodeJsonBase64(states.map((s) => s.wire));
 }
 
 /** Per-project, per-peer state the sender keeps root-side. */
@@ -467,23 +465,17 @@ export async function retryPendingFanOut(
  * whose binding names `peer` (the members route, push_route.ts).
  */
 async function peerHasMember(
+  config: AgentConfig,
   tls: SwarmTls,
-  pushUrl: string,
-  projectId: string,
   peer: string,
+  projectId: string,
   chain: unknown[],
   memberHeader: string,
-  config: AgentConfig,
 ): Promise<boolean> {
-  const url = pushUrl.replace(
-    `/swarm/gitback/push/${projectId}`,
-    `/swarm/gitback/members/${projectId}`,
-  );
+  const url = swarmUrl(config, peer, `/swarm/gitback/members/${projectId}`);
   const response = await swarmRequest(tls, url, {
     headers: {
-      [CHAIN_HEADER]: encodeBase64(
-        new TextEncoder().encode(JSON.stringify(chain)),
-      ),
+      [CHAIN_HEADER]: encodeJsonBase64(chain),
       [MEMBER_HEADER]: memberHeader,
     },
     timeoutMs: PEER_DEADLINE_MS,
@@ -558,15 +550,7 @@ async function sendTo(
   // proved to live.
   if (
     scopeOf(config, projectId) === "members-only" &&
-    !(await peerHasMember(
-      tls,
-      url,
-      projectId,
-      peer,
-      chain,
-      memberHeader,
-      config,
-    ))
+    !(await peerHasMember(config, tls, peer, projectId, chain, memberHeader))
   ) {
     return {
       peer,
@@ -597,9 +581,7 @@ async function sendTo(
   const scopeHeader = scopeHeaderOf(config, projectId);
   for (const [i, batch] of batches.entries()) {
     const headers: Record<string, string> = {
-      [CHAIN_HEADER]: encodeBase64(
-        new TextEncoder().encode(JSON.stringify(chain)),
-      ),
+      [CHAIN_HEADER]: encodeJsonBase64(chain),
       [REFS_HEADER]: encodeStatesHeader(batch),
       [MEMBER_HEADER]: memberHeader,
     };

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
+import { decodeJsonBase64, encodeJsonBase64 } from "../platform/encoding.ts";
 import { verifyMemberBinding } from "../gitback/member_binding.ts";
 import type { AgentConfig } from "./config.ts";
 import { bindingStatementOf, statementForKey } from "./puddle_bindings.ts";
@@ -35,9 +35,7 @@ export function memberHeaderFor(
     : bindingStatementOf(config.paths, uid)?.pubkey === pubkey
     ? bindingStatementOf(config.paths, uid)!.statement
     : null;
-  return statement
-    ? encodeBase64(new TextEncoder().encode(JSON.stringify(statement)))
-    : null;
+  return statement ? encodeJsonBase64(statement) : null;
 }
 
 /**
@@ -57,7 +55,7 @@ export function requireMemberBinding(
   }
   let wire: unknown;
   try {
-    wire = JSON.parse(new TextDecoder().decode(decodeBase64(header)));
+    wire = decodeJsonBase64(header);
   } catch {
     throw new HttpError(400, `the ${MEMBER_HEADER} header is not base64 JSON.`);
   }
@@ -93,12 +91,8 @@ export function localMemberHeaders(
       continue;
     }
     return {
-      [CHAIN_HEADER]: encodeBase64(
-        new TextEncoder().encode(JSON.stringify(chain)),
-      ),
-      [MEMBER_HEADER]: encodeBase64(
-        new TextEncoder().encode(JSON.stringify(bound.statement)),
-      ),
+      [CHAIN_HEADER]: encodeJsonBase64(chain),
+      [MEMBER_HEADER]: encodeJsonBase64(bound.statement),
     };
   }
   return null;

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { decodeBase64 } from "../platform/encoding.ts";
+import { decodeJsonBase64 } from "../platform/encoding.ts";
 import { exists } from "../platform/fs.ts";
 import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
 import { managedHomes } from "./user_homes.ts";
@@ -139,7 +139,7 @@ export async function verifyChainHeader(
   }
   let chain: unknown;
   try {
-    chain = JSON.parse(new TextDecoder().decode(decodeBase64(header)));
+    chain = decodeJsonBase64(header);
   } catch {
     throw new HttpError(400, `the ${CHAIN_HEADER} header is not base64 JSON.`);
   }
@@ -212,7 +212,7 @@ export async function verifyStatesHeader(
   }
   let wires: unknown;
   try {
-    wires = JSON.parse(new TextDecoder().decode(decodeBase64(header)));
+    wires = decodeJsonBase64(header);
   } catch {
     throw new HttpError(400, `the ${REFS_HEADER} header is not base64 JSON.`);
   }

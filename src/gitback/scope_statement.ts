@@ -32,7 +32,7 @@ import {
   signObject,
   verifySigned,
 } from "../crypto/signed_object.ts";
-import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
+import { decodeJsonBase64, encodeJsonBase64 } from "../platform/encoding.ts";
 import { HANDLE_PATTERN } from "./project_id.ts";
 
 /** Where a project's bare repositories may live. */
@@ -263,11 +263,7 @@ export function scopeFromStatement(wire: unknown, projectId: string): Scope {
 
 /** A statement as a header value: standard base64 of its JSON. */
 export function encodeScopeHeader(wire: ScopeStatementWire): string {
-  return encodeBase64(
-    new TextEncoder().encode(
-      JSON.stringify({ body: wire.body, sig: wire.sig }),
-    ),
-  );
+  return encodeJsonBase64({ body: wire.body, sig: wire.sig });
 }
 
 /**
@@ -278,9 +274,7 @@ export function encodeScopeHeader(wire: ScopeStatementWire): string {
 export function decodeScopeHeader(header: string | null | undefined): unknown {
   if (!header || header.length > MAX_SCOPE_HEADER_BYTES) return null;
   try {
-    return JSON.parse(
-      new TextDecoder("utf-8", { fatal: true }).decode(decodeBase64(header)),
-    );
+    return decodeJsonBase64(header);
   } catch {
     return null;
   }

@@ -25,3 +25,16 @@ export function decodeBase64(text: string): Uint8Array {
   for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
   return out;
 }
+
+/**
+ * Standard base64 of `value` as UTF-8 JSON: the form of every header that
+ * carries a JSON value (chains, ref states, bindings, scope statements).
+ */
+export function encodeJsonBase64(value: unknown): string {
+  return encodeBase64(new TextEncoder().encode(JSON.stringify(value)));
+}
+
+/** The JSON value that {@link encodeJsonBase64} made `text` of; throws when it is none. */
+export function decodeJsonBase64(text: string): unknown {
+  return JSON.parse(new TextDecoder().decode(decodeBase64(text)));
+}
