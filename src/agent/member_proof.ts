@@ -30,11 +30,12 @@ export function memberHeaderFor(
   pubkey: string,
   uid?: number,
 ): string | null {
-  const statement = uid === undefined
-    ? statementForKey(config.paths, pubkey)
-    : bindingStatementOf(config.paths, uid)?.pubkey === pubkey
-    ? bindingStatementOf(config.paths, uid)!.statement
-    : null;
+  let statement = null;
+  if (uid === undefined) statement = statementForKey(config.paths, pubkey);
+  else {
+    const bound = bindingStatementOf(config.paths, uid);
+    if (bound?.pubkey === pubkey) statement = bound.statement;
+  }
   return statement ? encodeJsonBase64(statement) : null;
 }
 
