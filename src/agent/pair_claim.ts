@@ -1,6 +1,8 @@
 /**
  * `POST /swarm/puddle/pair-claim/<user>`: another enrolled envoy presents
  * the user's pairing code and receives the wrapped identity once.
+ * `POST /swarm/puddle/rekey-claim/<user>`: the same for a rotated key, with
+ * the rotation log and the rotation's project changes.
  *
  * Authorization is dual: the mutual-TLS certificate (any envoy of this
  * fleet) and the single-use code the user just read out.
@@ -10,7 +12,13 @@
 
 import { encodeBase64 } from "../platform/encoding.ts";
 import { userByName } from "../platform/users.ts";
-import { claimPairing, normalizePairCode } from "../puddle/pair.ts";
+import {
+  claimPairing,
+  normalizePairCode,
+  PAIR_PENDING,
+  REKEY_PENDING,
+} from "../puddle/pair.ts";
+import { RETIRED_FILE } from "../puddle/rotation.ts";
 import { recordMember } from "../puddle/members.ts";
 import { type AgentConfig, homeOf } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -28,14 +36,34 @@ function ownerOf(user: string, home: string): number | undefined {
   }
 }
 
+/** Which claim a route serves: its path, pending file, and the verb that starts it. */
+const CLAIMS = {
+  pair: { path: "pair-claim", pending: PAIR_PENDING, verb: "pair" },
+  rekey: { path: "rekey-claim", pending: REKEY_PENDING, verb: "rekey-pair" },
+} as const;
+
 /** The pair-claim route for this agent. */
 export function pairClaimRoute(config: AgentConfig, log: Logger): SwarmRoute {
+  return claimRoute(config, log, "pair");
+}
+
+/** The rekey-claim route for this agent. */
+export function rekeyClaimRoute(config: AgentConfig, log: Logger): SwarmRoute {
+  return claimRoute(config, log, "rekey");
+}
+
+function claimRoute(
+  config: AgentConfig,
+  log: Logger,
+  kind: keyof typeof CLAIMS,
+): SwarmRoute {
+  const claim = CLAIMS[kind];
   // Claims for one user run one at a time, so a code cannot be used twice.
   const inFlight = new Map<string, Promise<unknown>>();
 
   return {
     method: "POST",
-    pattern: "/swarm/puddle/pair-claim/:user",
+    pattern: `/swarm/puddle/${claim.path}/:user`,
     maxBodyBytes: 1024,
     handler: async (ctx) => {
       const user = ctx.params.user;
@@ -56,14 +84,14 @@ export function pairClaimRoute(config: AgentConfig, log: Logger): SwarmRoute {
       const home = homeOf(config, user);
       const uid = home === undefined ? undefined : ownerOf(user, home);
       if (home === undefined || uid === undefined) {
-        log.warn("pair-claim for unknown user", { user, peer });
+        log.warn(`${claim.path} for unknown user`, { user, peer });
         throw new HttpError(
           404,
           `there is no user ${user} on ${config.hostname}.`,
         );
       }
       if (!readPolicy(config.paths, user)?.puddle) {
-        log.warn("pair-claim for user without puddle", { user, peer });
+        log.warn(`${claim.path} for user without puddle`, { user, peer });
         throw new HttpError(
           403,
           `puddle is not enabled for ${user} on ${config.hostname}.`,
@@ -71,31 +99,42 @@ export function pairClaimRoute(config: AgentConfig, log: Logger): SwarmRoute {
       }
 
       const previous = inFlight.get(user) ?? Promise.resolve();
-      const claim = previous.catch(() => {}).then(() =>
-        claimPairing(`${home}/.vigo-puddle`, uid, code)
+      const attempt = previous.catch(() => {}).then(() =>
+        claimPairing(`${home}/.vigo-puddle`, uid, code, new Date(), {
+          kind: claim.pending,
+          extraFiles: kind === "rekey" ? [RETIRED_FILE] : [],
+        })
       );
-      inFlight.set(user, claim);
-      const outcome = await claim.finally(() => {
-        if (inFlight.get(user) === claim) inFlight.delete(user);
+      inFlight.set(user, attempt);
+      const outcome = await attempt.finally(() => {
+        if (inFlight.get(user) === attempt) inFlight.delete(user);
       });
 
+      const what = kind === "pair" ? "pairing" : "rekey";
+      const again = kind === "pair"
+        ? "`vigo swarm puddle pair`"
+        : "`vigo swarm puddle rekey-pair --reissue`";
       if (!outcome.ok) {
-        log.warn("pair-claim refused", { user, peer, reason: outcome.reason });
+        log.warn(`${claim.path} refused`, {
+          user,
+          peer,
+          reason: outcome.reason,
+        });
         switch (outcome.reason) {
           case "no-pending":
             throw new HttpError(
               404,
-              `no pairing is pending for ${user} on ${config.hostname}; run \`vigo swarm puddle pair\` there first.`,
+              `no ${what} is pending for ${user} on ${config.hostname}; run \`vigo swarm puddle ${claim.verb}\` there first.`,
             );
           case "expired":
             throw new HttpError(
               410,
-              `the pairing code for ${user} expired; run \`vigo swarm puddle pair\` again.`,
+              `the ${what} code for ${user} expired; run ${again} again.`,
             );
           case "mismatch":
             throw new HttpError(
               403,
-              `wrong pairing code for ${user}; the code is now used up, run \`vigo swarm puddle pair\` again.`,
+              `wrong ${what} code for ${user}; the code is now used up, run ${again} again.`,
             );
           default:
             throw new HttpError(
@@ -104,12 +143,14 @@ export function pairClaimRoute(config: AgentConfig, log: Logger): SwarmRoute {
             );
         }
       }
-      log.info("pair-claim accepted", { user, peer });
-      await recordMember(config.paths, user, {
-        host: peer,
-        direction: "joined-from-here",
-        at: new Date().toISOString(),
-      });
+      log.info(`${claim.path} accepted`, { user, peer });
+      if (kind === "pair") {
+        await recordMember(config.paths, user, {
+          host: peer,
+          direction: "joined-from-here",
+          at: new Date().toISOString(),
+        });
+      }
       const reply = {
         status: 200,
         json: {
@@ -117,6 +158,13 @@ export function pairClaimRoute(config: AgentConfig, log: Logger): SwarmRoute {
           pubkey: outcome.pubkey,
           salt: encodeBase64(outcome.salt),
           wrapped: encodeBase64(outcome.wrapped),
+          ...(kind === "rekey"
+            ? {
+              // Public data: the claimant verifies every statement itself.
+              rotations: rotationStatements(outcome.extra[RETIRED_FILE]),
+              payload: outcome.payload ?? null,
+            }
+            : {}),
         },
       };
       outcome.salt.fill(0);
@@ -124,4 +172,17 @@ export function pairClaimRoute(config: AgentConfig, log: Logger): SwarmRoute {
       return reply;
     },
   };
+}
+
+/** The statements of a rotation log's bytes, unchecked (the claimant checks). */
+function rotationStatements(bytes: Uint8Array | undefined): unknown[] {
+  if (!bytes) return [];
+  try {
+    const log = JSON.parse(new TextDecoder().decode(bytes));
+    return Array.isArray(log?.rotations)
+      ? log.rotations.map((entry: { statement?: unknown }) => entry?.statement)
+      : [];
+  } catch {
+    return [];
+  }
 }

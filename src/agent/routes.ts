@@ -7,7 +7,7 @@
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { SwarmRoute } from "./swarm_server.ts";
-import { pairClaimRoute } from "./pair_claim.ts";
+import { pairClaimRoute, rekeyClaimRoute } from "./pair_claim.ts";
 import { bundleRoute, membersRoute, pushRoute } from "./push_route.ts";
 import { gossipRoutes } from "./gossip.ts";
 import { chainsRoute } from "./member_adopt.ts";
@@ -24,9 +24,10 @@ export function swarmRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
       }),
     },
     pairClaimRoute(config, log),
+    rekeyClaimRoute(config, log),
     pushRoute(config, log),
-    bundleRoute(config),
-    membersRoute(config),
+    bundleRoute(config, log),
+    membersRoute(config, log),
     ...gossipRoutes(config, log),
     chainsRoute(config),
   ];

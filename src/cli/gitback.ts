@@ -19,6 +19,7 @@ import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { requireFeature } from "./policy_gate.ts";
 import { runProject } from "./gitback_project.ts";
+import { finishFounderUpdates } from "./puddle_rekey.ts";
 
 const USAGE = `vigo swarm gitback <verb>
 
@@ -288,6 +289,8 @@ export async function runGitback(args: string[]): Promise<number> {
       case "gc-orphans":
         return gcOrphans(rest);
       case "project":
+        // A key rotation's unapplied project changes come first.
+        await finishFounderUpdates(userPaths());
         return await runProject(rest);
       case ADOPT_VERB:
         return await adoptFromStdin(rest);

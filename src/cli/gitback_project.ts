@@ -29,7 +29,9 @@ import { mintLeave, mintRevocation } from "../gitback/envelopes.ts";
 import {
   listProjects,
   projectDir,
+  readIssued,
   readTokens,
+  recordIssued,
   resolveProject,
   type Scope,
   writeProjectState,
@@ -395,30 +397,6 @@ async function invite(args: string[]): Promise<number> {
     return 0;
   } finally {
     signer.close();
-  }
-}
-
-/** Keeps the chains this user issued, so it can later revoke them. */
-function recordIssued(gitbackDir: string, projectId: string, chain: unknown[]) {
-  const path = `${projectDir(gitbackDir, projectId)}/issued.json`;
-  let issued: unknown[][] = [];
-  try {
-    issued = JSON.parse(Deno.readTextFileSync(path));
-  } catch {
-    // First one.
-  }
-  issued.push(chain);
-  writeTextAtomic(path, JSON.stringify(issued, null, 2) + "\n", 0o600);
-}
-
-function readIssued(gitbackDir: string, projectId: string): unknown[][] {
-  try {
-    const value = JSON.parse(
-      Deno.readTextFileSync(`${projectDir(gitbackDir, projectId)}/issued.json`),
-    );
-    return Array.isArray(value) ? value : [];
-  } catch {
-    return [];
   }
 }
 

@@ -5,6 +5,7 @@
  */
 
 import { systemPaths, type UserPaths, userPaths } from "../platform/paths.ts";
+import { proveToLocalAgent } from "./puddle_prove.ts";
 import { adoptFoundedProjects } from "../gitback/adopt.ts";
 import { SecretReader } from "../platform/tty.ts";
 import { formatPublicKey } from "../crypto/ed25519.ts";
@@ -19,8 +20,9 @@ import {
   rotatePassphrase,
   unwrapIdentity,
 } from "../puddle/identity.ts";
-import { SessionClient, sessionStatus } from "../puddle/session/client.ts";
-import { proveToAgent } from "../gitback/agent_proof.ts";
+import { sessionStatus } from "../puddle/session/client.ts";
+import { rotationStatus } from "../puddle/rekey.ts";
+import { RETIRED_FILE } from "../puddle/rotation.ts";
 import { liveHelperPid } from "../puddle/session/sentinel.ts";
 import {
   DEFAULT_IDLE_MINUTES,
@@ -43,6 +45,13 @@ import {
   pair,
 } from "./puddle_pair.ts";
 import { seedSigner } from "../crypto/signed_object.ts";
+import {
+  finishFounderUpdates,
+  INSTALL_ROTATION_VERB,
+  installRotationFromStdin,
+  rekey,
+  rekeyPair,
+} from "./puddle_rekey.ts";
 
 const USAGE = `vigo swarm puddle <verb>
 
@@ -58,10 +67,15 @@ verbs:
   join --from <host> [--code C]
                        (sudo) claim a code on <host> and install the identity
   members [--json]     this envoy and the envoys it paired with
+  rekey-pair [--force-orphan-projects] [--reissue]
+                       rotate to a new key (puddle unlocked; asks for the
+                       passphrase) and print a 5-minute code for the others
+  rekey --from <host> [--code C] | --from-dir <dir>
+                       (sudo with --from) take the rotated key on this envoy
 
 Passphrases are read without echo on a terminal; otherwise one per line
 from standard input (init and rotate-passphrase take the new one twice;
-join takes the code, then the passphrase).`;
+join and rekey take the code, then the passphrase).`;
 
 /** Reads a new passphrase twice and checks the copies agree. */
 async function readNewPassphrase(
@@ -143,6 +157,7 @@ async function unlock(args: string[]): Promise<number> {
   );
   const paths = userPaths();
   await repairPuddleDir(paths.puddleDir);
+  await finishFounderUpdates(paths);
   const running = await sessionStatus(paths.sessionSocket).catch(() => null);
   const pid = running?.pid ?? liveHelperPid(paths.puddleDir);
   if (pid !== null) {
@@ -185,36 +200,6 @@ async function unlock(args: string[]): Promise<number> {
     } idle`,
   );
   return 0;
-}
-
-/**
- * Shows the local agent, by signing its fresh challenge through the new
- * session, which key this user holds; the agent's decisions for this user
- * rest on that proof, never on identity.pub. Never fatal: says what
- * happened.
- */
-async function proveToLocalAgent(
-  paths: UserPaths,
-  publicKey: Uint8Array,
-): Promise<string> {
-  let session: SessionClient | undefined;
-  try {
-    session = await SessionClient.connect(paths.sessionSocket);
-    const recorded = await proveToAgent(
-      `${systemPaths().varRun}/gitback.sock`,
-      session,
-      publicKey,
-    );
-    return recorded
-      ? "key proven to the local agent"
-      : "no local agent answered (it learns your key at your next unlock or git push)";
-  } catch (error) {
-    return `the local agent did not take the proof: ${
-      (error as Error).message
-    }`;
-  } finally {
-    session?.close();
-  }
 }
 
 /**
@@ -293,7 +278,9 @@ async function status(args: string[]): Promise<number> {
   );
   const paths = userPaths();
   await repairPuddleDir(paths.puddleDir);
+  const applied = await finishFounderUpdates(paths);
   const initialized = isInitialized(paths.puddleDir);
+  const rotation = rotationStatus(paths.puddleDir);
   let pubkey: string | null = null;
   let wrapping: {
     version: number;
@@ -344,6 +331,13 @@ async function status(args: string[]): Promise<number> {
       : { state: "locked" },
     pair,
     rekey,
+    rotation: {
+      rotations: rotation.retired.length,
+      retired: rotation.retired,
+      projects_pending: rotation.projectsPending,
+      finished_now: applied?.updated ?? [],
+      ...(rotation.logError ? { problem: rotation.logError } : {}),
+    },
     problem,
     recovery: RECOVERY_HINT,
   };
@@ -388,6 +382,25 @@ async function status(args: string[]): Promise<number> {
         : "none pending"
     }`,
   );
+  console.log(
+    `  rotation:  ${
+      rotation.retired.length === 0
+        ? "never rotated"
+        : `${rotation.retired.length} retired key(s), newest ${
+          rotation.retired[rotation.retired.length - 1]
+        }`
+    }`,
+  );
+  if (rotation.logError) {
+    console.log(`  problem:   ${RETIRED_FILE}: ${rotation.logError}`);
+  }
+  if (applied && applied.updated.length > 0) {
+    console.log(
+      `  finished:  the key rotation's project changes (${
+        applied.updated.join(", ")
+      })`,
+    );
+  }
   if (problem) console.log(`  problem:   ${problem}`);
   if (!initialized) {
     console.log("next: `vigo swarm puddle init` on your first envoy");
@@ -469,7 +482,8 @@ async function sessionHelper(args: string[]): Promise<number> {
 /** Runs `vigo swarm puddle <verb> …`. */
 export async function runPuddle(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
-  const hidden = verb === HELPER_VERB || verb === INSTALL_VERB;
+  const hidden = verb === HELPER_VERB || verb === INSTALL_VERB ||
+    verb === INSTALL_ROTATION_VERB;
   const help = verb === undefined || ["help", "--help", "-h"].includes(verb);
   try {
     if (!hidden && !help) requireFeature("puddle");
@@ -492,6 +506,12 @@ export async function runPuddle(args: string[]): Promise<number> {
         return await join(rest);
       case "members":
         return members(rest);
+      case "rekey-pair":
+        return await rekeyPair(rest);
+      case "rekey":
+        return await rekey(rest);
+      case INSTALL_ROTATION_VERB:
+        return await installRotationFromStdin();
       case HELPER_VERB:
         return await sessionHelper(rest);
       case INSTALL_VERB:

@@ -38,7 +38,7 @@ import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError, warnUnfinishedChange } from "./errors.ts";
 
 /** The envoy's name: the agent's configured hostname, else the host's. */
-function envoyName(): string {
+export function envoyName(): string {
   try {
     return loadAgentConfig(systemPaths()).hostname;
   } catch {
@@ -62,7 +62,8 @@ export async function pair(args: string[]): Promise<number> {
   return 0;
 }
 
-interface JoinTarget {
+/** The user whose files a root verb writes, as that user. */
+export interface JoinTarget {
   user: string;
   uid: number;
   gid: number;
@@ -70,7 +71,7 @@ interface JoinTarget {
 }
 
 /** Whose puddle `join` installs: the sudo caller's, or root's own. */
-function joinTarget(config: AgentConfig): JoinTarget {
+export function joinTarget(config: AgentConfig): JoinTarget {
   const sudoUser = Deno.env.get("SUDO_USER");
   if (sudoUser && sudoUser !== "root") {
     const entry = userByName(sudoUser);
@@ -96,7 +97,8 @@ interface ClaimReply {
   wrapped: string;
 }
 
-function decodeClaim(reply: unknown, host: string) {
+/** Decodes and checks the identity in a claim's answer. */
+export function decodeClaim(reply: unknown, host: string) {
   const r = reply as Partial<ClaimReply> | null;
   try {
     if (

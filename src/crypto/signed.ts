@@ -23,6 +23,10 @@ export const SIGN_CONTEXTS = {
   puddleAgentChallenge: "vigo-swarm/v1/puddle-agent-challenge",
   /** Puddle: a member's binding to the envoy they live on. */
   puddleEnvoyBinding: "vigo-swarm/v1/puddle-envoy-binding",
+  /** Puddle: a key rotation, signed by the retiring key. */
+  puddleRotation: "vigo-swarm/v1/puddle-rotation",
+  /** Puddle: the new key's acceptance of a key rotation. */
+  puddleRotationAccept: "vigo-swarm/v1/puddle-rotation-accept",
   /** Puddle: name claim. */
   puddleNameClaim: "vigo-swarm/v1/puddle-name-claim",
   /** Gitback: capability token. */

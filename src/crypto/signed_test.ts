@@ -22,6 +22,8 @@ Deno.test("SIGN_CONTEXTS lists the expected, distinct, NUL-free strings", () => 
     "vigo-swarm/v1/puddle-session-probe",
     "vigo-swarm/v1/puddle-agent-challenge",
     "vigo-swarm/v1/puddle-envoy-binding",
+    "vigo-swarm/v1/puddle-rotation",
+    "vigo-swarm/v1/puddle-rotation-accept",
     "vigo-swarm/v1/puddle-name-claim",
     "vigo-swarm/v1/gitback-token",
     "vigo-swarm/v1/gitback-envelope-revoke",

@@ -1,6 +1,7 @@
 /**
- * Per-user project state: `~/.vigo-gitback/<project_id>/project.json` and
- * `tokens.json`, both 0600 in 0700 directories, written atomically.
+ * Per-user project state: `~/.vigo-gitback/<project_id>/project.json`,
+ * `tokens.json` and, once the founder rotated, `delegations.json`, all 0600
+ * in 0700 directories, written atomically.
  *
  * @module
  */
@@ -9,8 +10,10 @@ import {
   ensurePrivateDir,
   exists,
   readFileBounded,
+  removeIfExists,
   writeTextAtomic,
 } from "../platform/fs.ts";
+import type { DelegationWire } from "./delegations.ts";
 import {
   checkScopeStatement,
   type Scope,
@@ -137,6 +140,74 @@ export function readTokens(gitbackDir: string, projectId: string): TokenStore {
     throw new ProjectError(`${path} holds no token chain.`);
   }
   return { version: 1, chain };
+}
+
+/** `delegations.json`: the founder's delegations, first rotation first. */
+export interface DelegationsFile {
+  version: 1;
+  delegations: DelegationWire[];
+}
+
+/**
+ * The delegations this user holds for `projectId`: none when the file is
+ * missing. Verifiers check them; this only reads the list.
+ */
+export function readDelegations(
+  gitbackDir: string,
+  projectId: string,
+): DelegationWire[] {
+  const path = `${projectDir(gitbackDir, projectId)}/delegations.json`;
+  if (!exists(path)) return [];
+  const value = readJson(path, new ProjectError(`${path} vanished.`));
+  const list = (value as Partial<DelegationsFile>)?.delegations;
+  if (!Array.isArray(list)) {
+    throw new ProjectError(`${path} holds no list of delegations.`);
+  }
+  return list as DelegationWire[];
+}
+
+/** Writes `delegations.json`, or removes it when `delegations` is empty. */
+export function writeDelegations(
+  gitbackDir: string,
+  projectId: string,
+  delegations: readonly DelegationWire[],
+): void {
+  const path = `${projectDir(gitbackDir, projectId)}/delegations.json`;
+  if (delegations.length === 0) {
+    removeIfExists(path);
+    return;
+  }
+  const file: DelegationsFile = { version: 1, delegations: [...delegations] };
+  writeTextAtomic(path, JSON.stringify(file, null, 2) + "\n", 0o600);
+}
+
+/**
+ * Keeps a chain this user issued (`issued.json`), so they can later revoke
+ * it and so a rotation can seal it.
+ */
+export function recordIssued(
+  gitbackDir: string,
+  projectId: string,
+  chain: unknown[],
+): void {
+  const path = `${projectDir(gitbackDir, projectId)}/issued.json`;
+  const issued = readIssued(gitbackDir, projectId);
+  issued.push(chain);
+  writeTextAtomic(path, JSON.stringify(issued, null, 2) + "\n", 0o600);
+}
+
+/** The chains this user issued for `projectId`, oldest first. */
+export function readIssued(gitbackDir: string, projectId: string): unknown[][] {
+  const path = `${projectDir(gitbackDir, projectId)}/issued.json`;
+  if (!exists(path)) return [];
+  try {
+    const value = JSON.parse(
+      new TextDecoder().decode(readFileBounded(path, MAX_STATE_BYTES)),
+    );
+    return Array.isArray(value) ? value.filter(Array.isArray) : [];
+  } catch {
+    return [];
+  }
 }
 
 /** Writes `project.json` and `tokens.json` (the directory is made 0700). */

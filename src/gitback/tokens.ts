@@ -21,6 +21,11 @@ import {
   verifySigned,
 } from "../crypto/signed_object.ts";
 import { projectId as computeProjectId } from "./project_id.ts";
+import {
+  DelegationError,
+  type FounderPath,
+  verifyDelegations,
+} from "./delegations.ts";
 
 /** A token's role; admins may mint children and revoke. */
 export type Role = "admin" | "member";
@@ -60,6 +65,10 @@ export interface VerifiedChain {
   ids: string[];
   /** The chain's wire tokens, root first, as they verified. */
   chain: SignedToken[];
+  /** The founder keys the delegations made, genesis first. */
+  founderPath: FounderPath;
+  /** The current founder: `founder` when the project has no delegations. */
+  currentFounder: Uint8Array;
 }
 
 /** Most links a chain may have. */
@@ -100,7 +109,10 @@ export type TokenErrorCode =
   | "expired"
   | "revoked"
   | "tombstoned"
-  | "not-presenter";
+  | "not-presenter"
+  | "bad-delegation"
+  | "not-sealed"
+  | "retired-holder";
 
 /** A refused token or chain. */
 export class TokenError extends Error {
@@ -271,6 +283,37 @@ export async function mintChildToken(
   });
 }
 
+/**
+ * The new founder's admin token after a rotation: issued by the new key to
+ * itself under the bootstrap token, which a delegation lets it do.
+ */
+export async function mintSuccessorToken(
+  signer: Signer,
+  bootstrap: SignedToken,
+  options: { now?: number } = {},
+): Promise<SignedToken> {
+  const root = decodeToken(bootstrap);
+  if (root.body.parent !== null) {
+    throw new TokenError(
+      "not-anchored",
+      "a successor token hangs under the bootstrap token.",
+    );
+  }
+  const key = formatPublicKey(signer.publicKey);
+  return await sign(signer, {
+    v: 1,
+    project_id: root.body.project_id,
+    handle: root.body.handle,
+    issuer: key,
+    subject: key,
+    role: "admin",
+    not_before: Math.max(options.now ?? nowSeconds(), root.body.not_before),
+    expires: null,
+    parent: root.id,
+    nonce: nonce(),
+  });
+}
+
 /** Options for {@link verifyChain}. */
 export interface VerifyOptions {
   projectId: string;
@@ -282,13 +325,32 @@ export interface VerifyOptions {
   tombstoned?: boolean;
   /** Skip validity-window checks (used to judge revocations of expired tokens). */
   ignoreTime?: boolean;
+  /**
+   * The founder's delegations (delegations.ts), first rotation first; none
+   * when the genesis founder never rotated.
+   */
+  delegations?: readonly unknown[];
 }
+
+/**
+ * Something that verifies a chain as {@link verifyChain} does: that
+ * function, or an envoy's wrapper that supplies the delegations it knows.
+ */
+export type ChainVerifier = (
+  chain: unknown,
+  options: VerifyOptions,
+) => Promise<VerifiedChain>;
 
 /**
  * Verifies a chain offline: root first, anchored to the founder key that
  * reproduces `projectId`, every link issued by its parent's subject under an
  * admin parent, never outranking or outliving it, every signature valid,
  * every link within its validity window (±60 s), none revoked.
+ *
+ * With delegations, the walk from the genesis founder to the current one
+ * comes first. Any founder key may then issue under a token held by any
+ * founder key, but a retired founder key's tokens verify only when its
+ * delegation sealed them, and a retired key cannot hold the leaf.
  */
 export async function verifyChain(
   chain: unknown,
@@ -336,6 +398,16 @@ export async function verifyChain(
       `the chain's founder and handle do not make project ${options.projectId}.`,
     );
   }
+  let path: FounderPath;
+  try {
+    path = verifyDelegations(options.delegations ?? [], {
+      projectId: options.projectId,
+      genesis: root.issuer,
+    });
+  } catch (error) {
+    if (!(error instanceof DelegationError)) throw error;
+    throw new TokenError("bad-delegation", error.message);
+  }
   const now = options.now ?? nowSeconds();
   for (const [i, link] of links.entries()) {
     const b = link.body;
@@ -355,7 +427,11 @@ export async function verifyChain(
     }
     if (i > 0) {
       const parent = links[i - 1];
-      if (b.parent !== parent.id || b.issuer !== parent.body.subject) {
+      // The founder role passes along the delegations: any founder key may
+      // issue under a token held by a founder key.
+      const issuerHeldParent = b.issuer === parent.body.subject ||
+        (path.isFounder(b.issuer) && path.isFounder(parent.body.subject));
+      if (b.parent !== parent.id || !issuerHeldParent) {
         throw new TokenError(
           "broken-link",
           `token ${i + 1} was not issued by the subject of token ${i}.`,
@@ -390,6 +466,16 @@ export async function verifyChain(
       }
     } else if (b.parent !== null) {
       throw new TokenError("not-anchored", "the root token has a parent.");
+    }
+    if (path.isRetired(b.issuer) && !path.sealed(b.issuer, link.id)) {
+      throw new TokenError(
+        "not-sealed",
+        `token ${
+          i + 1
+        } was issued by ${b.issuer}, a founder key retired by delegation ${
+          path.retiredAt(b.issuer)
+        }, and that delegation did not seal it.`,
+      );
     }
     if (
       !verifySigned(
@@ -430,6 +516,14 @@ export async function verifyChain(
     }
   }
   const leaf = links[links.length - 1];
+  if (path.isRetired(leaf.body.subject)) {
+    throw new TokenError(
+      "retired-holder",
+      `the chain's last token is held by ${leaf.body.subject}, a founder key retired by delegation ${
+        path.retiredAt(leaf.body.subject)
+      }.`,
+    );
+  }
   if (
     options.presenter &&
     leaf.body.subject !== formatPublicKey(options.presenter)
@@ -447,5 +541,7 @@ export async function verifyChain(
     role: leaf.body.role,
     ids: links.map((l) => l.id),
     chain: links.map((l) => l.wire),
+    founderPath: path,
+    currentFounder: parsePublicKey(path.current),
   };
 }

@@ -25,6 +25,13 @@ import {
 export const PAIR_TTL_MS = 5 * 60 * 1000;
 /** The pending-pairing file in `~/.vigo-puddle`. */
 export const PAIR_PENDING = "pair.pending";
+/** The pending rekey-claim file: same rules, and the rotation's payload. */
+export const REKEY_PENDING = "rekey.pending";
+/** Most bytes of a pending file (a rekey's payload carries delegations). */
+export const MAX_PENDING_BYTES = 1024 * 1024;
+
+/** Which claim session: joining the puddle, or taking a key rotation. */
+export type PendingKind = typeof PAIR_PENDING | typeof REKEY_PENDING;
 
 const CODE_CONTEXT = new TextEncoder().encode("vigo-swarm/v1/pair-code\0");
 const CODE_PATTERN = /^(\d{4})-?(\d{4})$/;
@@ -38,6 +45,8 @@ export interface PendingPair {
   salt: string;
   created_at: string;
   expires_at: string;
+  /** Public data handed over with the identity on a claim (rekey only). */
+  payload?: unknown;
 }
 
 /** Puts a code typed by a person into its `NNNN-NNNN` form, or null. */
@@ -87,23 +96,39 @@ export async function startPairing(
     );
   }
   return await withPuddleLock(puddleDir, async () => {
-    const code = generatePairCode();
-    const salt = crypto.getRandomValues(new Uint8Array(16));
-    const expiresAt = new Date(now.getTime() + PAIR_TTL_MS);
-    const pending: PendingPair = {
-      version: 1,
-      code_sha256: toHex(await hashCode(salt, code)),
-      salt: toHex(salt),
-      created_at: now.toISOString(),
-      expires_at: expiresAt.toISOString(),
-    };
-    writeTextAtomic(
-      `${puddleDir}/${PAIR_PENDING}`,
-      JSON.stringify(pending) + "\n",
-      0o600,
-    );
+    const { code, expiresAt, text } = await pendingClaim(now);
+    writeTextAtomic(`${puddleDir}/${PAIR_PENDING}`, text, 0o600);
     return { code, expiresAt };
   });
+}
+
+/**
+ * A fresh code and the text of its pending file, holding only a salted
+ * hash of the code, and `payload` when given. The caller writes the file
+ * (under the puddle lock, or inside a commit with other files).
+ */
+export async function pendingClaim(
+  now = new Date(),
+  payload?: unknown,
+): Promise<{ code: string; expiresAt: Date; text: string }> {
+  const code = generatePairCode();
+  const salt = crypto.getRandomValues(new Uint8Array(16));
+  const expiresAt = new Date(now.getTime() + PAIR_TTL_MS);
+  const pending: PendingPair = {
+    version: 1,
+    code_sha256: toHex(await hashCode(salt, code)),
+    salt: toHex(salt),
+    created_at: now.toISOString(),
+    expires_at: expiresAt.toISOString(),
+    ...(payload === undefined ? {} : { payload }),
+  };
+  const text = JSON.stringify(pending) + "\n";
+  if (text.length > MAX_PENDING_BYTES) {
+    throw new PuddleError(
+      `the claim's payload is larger than ${MAX_PENDING_BYTES} bytes.`,
+    );
+  }
+  return { code, expiresAt, text };
 }
 
 /** What a claim found. */
@@ -113,6 +138,10 @@ export type ClaimOutcome =
     wrapped: Uint8Array;
     salt: Uint8Array;
     pubkey: string;
+    /** The pending file's payload (rekey), if it had one. */
+    payload?: unknown;
+    /** Extra files the claim asked for, read from the same directory. */
+    extra: Record<string, Uint8Array>;
   }
   | {
     ok: false;
@@ -149,7 +178,9 @@ export async function claimPairing(
   uid: number,
   code: string,
   now = new Date(),
+  session: { kind?: PendingKind; extraFiles?: readonly string[] } = {},
 ): Promise<ClaimOutcome> {
+  const pendingName = session.kind ?? PAIR_PENDING;
   // The directory is opened once and must be the user's own; every file is
   // read from that descriptor (no symlinks, FIFOs or foreign files), and the
   // pending file is removed only there.
@@ -163,15 +194,15 @@ export async function claimPairing(
     return { ok: false, reason: "damaged" };
   }
   try {
-    if (!dir.has(PAIR_PENDING)) return { ok: false, reason: "no-pending" };
+    if (!dir.has(pendingName)) return { ok: false, reason: "no-pending" };
     let pending: PendingPair | null;
     try {
-      pending = parsePending(dir.readFile(PAIR_PENDING, 4096));
+      pending = parsePending(dir.readFile(pendingName, MAX_PENDING_BYTES));
     } catch {
       pending = null;
     }
     try {
-      dir.removeFile(PAIR_PENDING);
+      dir.removeFile(pendingName);
     } catch {
       // Not a regular file of the user's: it was never a pending pairing.
     }
@@ -190,7 +221,18 @@ export async function claimPairing(
       const pubkey = new TextDecoder().decode(
         dir.readFile(IDENTITY_FILES.pub, 256),
       ).trim();
-      return { ok: true, wrapped, salt, pubkey };
+      const extra: Record<string, Uint8Array> = {};
+      for (const name of session.extraFiles ?? []) {
+        if (dir.has(name)) extra[name] = dir.readFile(name, MAX_PENDING_BYTES);
+      }
+      return {
+        ok: true,
+        wrapped,
+        salt,
+        pubkey,
+        extra,
+        ...(pending.payload === undefined ? {} : { payload: pending.payload }),
+      };
     } catch {
       return { ok: false, reason: "no-identity" };
     }
