@@ -350,7 +350,7 @@ Deno.test({
             service: "git-upload-pack",
             project_id: secretId,
             handle: "secret-plan",
-            chain: ["x".repeat(70 * 1024)],
+            chain: ["x".repeat(260 * 1024)],
           });
           const file = `${dir}/long-line`;
           Deno.writeTextFileSync(file, line + "\n");
@@ -359,7 +359,7 @@ Deno.test({
             await probe(mallory, ["ask", socket, file]),
           );
           assert.equal(answer.ok, false);
-          assert.match(answer.error, /longer than 65536 bytes/);
+          assert.match(answer.error, /longer than 262144 bytes/);
         },
       );
 

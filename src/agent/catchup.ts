@@ -9,7 +9,7 @@
  * @module
  */
 
-import { encodeJsonBase64 } from "../platform/encoding.ts";
+import { decodeJsonBase64 } from "../platform/encoding.ts";
 import { exists } from "../platform/fs.ts";
 import { BundleError, ingestBundle } from "../gitback/bundle.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
@@ -34,10 +34,14 @@ import {
 } from "./announce.ts";
 import {
   CHAIN_HEADER,
+  chainHeaderFor,
+  DELEGATIONS_HEADER,
+  MAX_CHAIN_HEADER_BYTES,
   REFS_HEADER,
   retryPendingFanOut,
   SCOPE_HEADER,
 } from "./fanout.ts";
+import { verifyChainWithDelegations } from "./delegation_store.ts";
 import { verifyStatesHeader } from "./push_route.ts";
 import {
   checkScopeStatement,
@@ -68,6 +72,8 @@ interface Missing {
   /** The user's copy of the founder's scope statement, verified, if any. */
   statement: ScopeStatementWire | null;
   chain: unknown[];
+  /** The user's copy of the founder's delegations (verified before use). */
+  delegations: unknown[];
   /** The user's binding to this envoy, which holders ask for. */
   memberHeader: string;
 }
@@ -82,7 +88,10 @@ function missingProjects(config: AgentConfig): Missing[] {
   for (const home of managedHomes(config)) {
     for (const projectId of userProjectIds(home)) {
       if (exists(bareRepoPath(config.paths, projectId))) continue;
-      const project = readUserProject(home, projectId, { chain: true });
+      const project = readUserProject(home, projectId, {
+        chain: true,
+        delegations: true,
+      });
       if (!project?.chain || throughRevoked(config, projectId, project.chain)) {
         continue;
       }
@@ -100,6 +109,7 @@ function missingProjects(config: AgentConfig): Missing[] {
         handle: project.handle,
         statement: project.scopeStatement,
         chain: project.chain,
+        delegations: project.delegations ?? [],
         memberHeader,
       });
     }
@@ -256,6 +266,25 @@ async function pullMissing(
       .filter((holder) => backoff.ready(holder.host));
     if (holders.length === 0) continue;
     const tls = readSwarmTls(config);
+    // The user's delegations are learned here once their chain verifies
+    // with them; holders get the ones recorded here.
+    await verifyChainWithDelegations(
+      config.paths,
+      project.chain,
+      project.delegations,
+      {
+        projectId: project.projectId,
+        revoked: revokedTokenIds(config.paths, project.projectId),
+      },
+      log,
+    ).catch(() => {
+      // The holder judges the chain with what it knows.
+    });
+    const chainHeader = chainHeaderFor(
+      config,
+      project.projectId,
+      project.chain,
+    );
     for (const holder of holders) {
       try {
         let response;
@@ -269,7 +298,7 @@ async function pullMissing(
             ),
             {
               headers: {
-                [CHAIN_HEADER]: encodeJsonBase64(project.chain),
+                [CHAIN_HEADER]: chainHeader,
                 [MEMBER_HEADER]: project.memberHeader,
               },
               headersTimeoutMs: PEER_DEADLINE_MS,
@@ -319,6 +348,8 @@ async function pullMissing(
             config,
             response.headers.get(REFS_HEADER) ?? undefined,
             project.projectId,
+            offeredDelegations(response.headers.get(DELEGATIONS_HEADER)),
+            log,
           );
           await ingestBundle(staging, response.body, {
             tempDir,
@@ -357,6 +388,21 @@ async function pullMissing(
     return null;
   }
   return null;
+}
+
+/**
+ * The delegations a holder's answer offers ({@link DELEGATIONS_HEADER}):
+ * none when absent; anything unreadable is passed on for the verifier to
+ * refuse.
+ */
+function offeredDelegations(header: string | null): unknown {
+  if (!header) return [];
+  if (header.length > MAX_CHAIN_HEADER_BYTES) return null;
+  try {
+    return decodeJsonBase64(header);
+  } catch {
+    return null;
+  }
 }
 
 /** Retries of undelivered pushes under way, per agent (its peer index). */

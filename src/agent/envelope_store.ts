@@ -8,11 +8,21 @@
  * minted, fills a known amount of disk and no more. Envelopes past their
  * retention ({@link reapEnvelopes}) are removed and not taken back.
  *
+ * "The founder" here is any key of the project's founder path: the genesis
+ * key and each key a delegation handed the project to, retired or not. The
+ * founder's budget exists so that admins filling the project's cap never
+ * stop the founder revoking; what the founder revoked under a key since
+ * retired was revoked with founder authority and stays on that budget, and
+ * a retired key signs no new revocation that verifies (envelopes.ts), so it
+ * cannot spend it.
+ *
  * @module
  */
 
 import { writeTextAtomic } from "../platform/fs.ts";
 import type { SystemPaths } from "../platform/paths.ts";
+import { decodeDelegation } from "../gitback/delegations.ts";
+import type { ChainVerifier } from "../gitback/tokens.ts";
 import {
   leaveRetainedUntil,
   revocationRetainedUntil,
@@ -22,6 +32,11 @@ import {
 } from "../gitback/envelopes.ts";
 import { envelopesDir } from "../gitback/repo.ts";
 import type { AgentConfig } from "./config.ts";
+import {
+  storedDelegations,
+  verifyChainWithDelegations,
+} from "./delegation_store.ts";
+import type { Logger } from "./log.ts";
 
 /** The two kinds of envelope. */
 export type EnvelopeKind = "revokes" | "leaves";
@@ -69,8 +84,29 @@ function listNames(dir: string): string[] {
   }
 }
 
+/**
+ * The keys the recorded delegations handed `projectId` to; with the genesis
+ * key (each envelope's chain root) they are its founder keys. The record is
+ * root's own and was verified when written.
+ */
+function delegatedKeys(paths: SystemPaths, projectId: string): Set<string> {
+  try {
+    return new Set(
+      storedDelegations(paths, projectId).map((d) =>
+        decodeDelegation(d).body.to
+      ),
+    );
+  } catch {
+    return new Set();
+  }
+}
+
 /** The directory's index, brought in line with what is on disk. */
-function indexOf(dir: string, kind: EnvelopeKind): Map<string, Entry> {
+function indexOf(
+  dir: string,
+  kind: EnvelopeKind,
+  founderKeys: () => Set<string>,
+): Map<string, Entry> {
   let index = indexes.get(dir);
   if (!index) {
     index = new Map();
@@ -89,7 +125,8 @@ function indexOf(dir: string, kind: EnvelopeKind): Map<string, Entry> {
       );
       index.set(name, {
         signer: info.signer,
-        founder: info.signer === info.founder,
+        founder: info.signer === info.founder ||
+          founderKeys().has(info.signer),
       });
     } catch {
       // Unreadable or of an old format: counts against the project only,
@@ -154,7 +191,12 @@ export function storeEnvelope(
   const dir = envelopesDir(config.paths, projectId, kind);
   Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
   const path = `${dir}/${name}.json`;
-  const index = indexOf(dir, kind);
+  let keys: Set<string> | undefined;
+  const index = indexOf(
+    dir,
+    kind,
+    () => keys ??= delegatedKeys(config.paths, projectId),
+  );
   if (index.has(name)) return false;
   checkCaps(index, projectId, kind, signer.key, signer.founder);
   const { body, sig } = envelope as { body: string; sig: string };
@@ -165,10 +207,12 @@ export function storeEnvelope(
 
 /**
  * Verifies an envelope of `kind` for `projectId` (signature, project, the
- * chain it carries, and for revocations the signer's authority) and stores
- * it. Returns true when it was new, false when it was already stored or is
- * past its retention; throws when it does not verify (a TokenError) or a cap
- * is reached (an {@link EnvelopeCapError}).
+ * chain it carries, through the founder's delegations recorded here merged
+ * with `options.delegations` offered with it, and for revocations the
+ * signer's authority) and stores it. Returns true when it was new, false
+ * when it was already stored or is past its retention; throws when it does
+ * not verify (a TokenError) or a cap is reached (an
+ * {@link EnvelopeCapError}).
  */
 export async function acceptEnvelope(
   config: AgentConfig,
@@ -176,22 +220,34 @@ export async function acceptEnvelope(
   kind: EnvelopeKind,
   envelope: unknown,
   now: number = Math.floor(Date.now() / 1000),
+  options: { delegations?: unknown; log?: Logger } = {},
 ): Promise<boolean> {
+  const verifyChain: ChainVerifier = (chain, verifyOptions) =>
+    verifyChainWithDelegations(
+      config.paths,
+      chain,
+      options.delegations,
+      verifyOptions,
+      options.log,
+    );
   if (kind === "revokes") {
-    const verified = await verifyRevocation(envelope, { projectId });
+    const verified = await verifyRevocation(envelope, {
+      projectId,
+      verifyChain,
+    });
     const until = revocationRetainedUntil(verified.tokenExpires);
     if (until !== null && until <= now) return false;
     return storeEnvelope(config, projectId, kind, verified.tokenId, envelope, {
       key: verified.signer,
-      founder: verified.signer === verified.founder,
+      founder: verified.founderPath.isFounder(verified.signer),
     });
   }
-  const verified = await verifyLeave(envelope, { projectId });
+  const verified = await verifyLeave(envelope, { projectId, verifyChain });
   const until = leaveRetainedUntil(verified.tokenExpires);
   if (until !== null && until <= now) return false;
   return storeEnvelope(config, projectId, kind, verified.id, envelope, {
     key: verified.subject,
-    founder: verified.subject === verified.founder,
+    founder: verified.founderPath.isFounder(verified.subject),
   });
 }
 

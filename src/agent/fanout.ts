@@ -31,7 +31,7 @@ import {
   swarmUrl,
 } from "./swarm_client.ts";
 import { MEMBER_HEADER, memberHeaderFor } from "./member_proof.ts";
-import { decodeToken, verifyChain } from "../gitback/tokens.ts";
+import { decodeToken, MAX_CHAIN_BYTES } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import { verifyMemberBinding } from "../gitback/member_binding.ts";
 import { PEER_DEADLINE_MS } from "./peer_work.ts";
@@ -39,9 +39,35 @@ import { type PeerIndex, readProjectMeta } from "./announce.ts";
 import { encodeScopeHeader, type Scope } from "../gitback/scope_statement.ts";
 import { describeUntrusted, hostDigest, isHostName } from "./host_name.ts";
 import { managedHomes } from "./user_homes.ts";
+import {
+  DELEGATION_MAX_LEN,
+  MAX_DELEGATION_BYTES,
+  pushChain,
+} from "../gitback/delegations.ts";
+import {
+  delegationsToSend,
+  verifyChainWithDelegations,
+} from "./delegation_store.ts";
 
-/** Header carrying the pusher's token chain (base64 of its JSON). */
+/**
+ * Header carrying the pusher's token chain with the founder's delegations
+ * this envoy knows: base64 of `{"chain": [...], "delegations": [...]}`
+ * (delegations.ts `pushChain`); a bare chain array still reads.
+ */
 export const CHAIN_HEADER = "x-vigo-chain";
+/**
+ * Largest {@link CHAIN_HEADER} value: base64 of the largest chain and the
+ * most delegations of the largest size, with their JSON around them.
+ */
+export const MAX_CHAIN_HEADER_BYTES = Math.ceil(
+  (MAX_CHAIN_BYTES + DELEGATION_MAX_LEN * (MAX_DELEGATION_BYTES + 256) +
+    256) * 4 / 3,
+);
+/**
+ * Header carrying the founder's delegations an envoy knows (base64 of a
+ * JSON array) on an answer whose signed ref states the asker verifies.
+ */
+export const DELEGATIONS_HEADER = "x-vigo-delegations";
 /**
  * Header carrying the founder's scope statement (base64 of its JSON, see
  * scope_statement.ts). Without one that verifies, a receiver treats the
@@ -57,6 +83,20 @@ export const MAX_STATES_PER_DELIVERY = 8;
  * largest size, within the listener's 2.5 MiB request head.
  */
 export const MAX_STATES_HEADER_BYTES = 2 * 1024 * 1024;
+
+/**
+ * The {@link CHAIN_HEADER} value for `chain` of `projectId`: the chain and
+ * the delegations this envoy recorded for the project.
+ */
+export function chainHeaderFor(
+  config: AgentConfig,
+  projectId: string,
+  chain: readonly unknown[],
+): string {
+  return encodeJsonBase64(
+    pushChain(chain, delegationsToSend(config.paths, projectId)),
+  );
+}
 
 /** Encodes signed ref states for {@link REFS_HEADER}. */
 export function encodeStatesHeader(states: RefState[]): string {
@@ -471,11 +511,12 @@ async function peerHasMember(
   projectId: string,
   chain: unknown[],
   memberHeader: string,
+  log?: Logger,
 ): Promise<boolean> {
   const url = swarmUrl(config, peer, `/swarm/gitback/members/${projectId}`);
   const response = await swarmRequest(tls, url, {
     headers: {
-      [CHAIN_HEADER]: encodeJsonBase64(chain),
+      [CHAIN_HEADER]: chainHeaderFor(config, projectId, chain),
       [MEMBER_HEADER]: memberHeader,
     },
     timeoutMs: PEER_DEADLINE_MS,
@@ -484,8 +525,11 @@ async function peerHasMember(
   });
   if (response.status !== 200) return false;
   let members: unknown;
+  let delegations: unknown;
   try {
-    members = response.json<{ members?: unknown }>().members;
+    ({ members, delegations } = response.json<
+      { members?: unknown; delegations?: unknown }
+    >());
   } catch {
     return false;
   }
@@ -493,7 +537,14 @@ async function peerHasMember(
   const revoked = revokedTokenIds(config.paths, projectId);
   for (const member of members.slice(0, 16)) {
     try {
-      const verified = await verifyChain(member?.chain, { projectId, revoked });
+      // The peer's delegations, merged with ours, first seen winning.
+      const verified = await verifyChainWithDelegations(
+        config.paths,
+        member?.chain,
+        delegations,
+        { projectId, revoked },
+        log,
+      );
       verifyMemberBinding(member?.binding, {
         member: verified.leaf.body.subject,
         envoy: peer,
@@ -513,6 +564,7 @@ async function sendTo(
   peer: string,
   repo: string,
   tips: string[],
+  log?: Logger,
 ): Promise<PeerResult> {
   const tls = readSwarmTls(config);
   const url = swarmUrl(config, peer, `/swarm/gitback/push/${projectId}`);
@@ -550,7 +602,15 @@ async function sendTo(
   // proved to live.
   if (
     scopeOf(config, projectId) === "members-only" &&
-    !(await peerHasMember(config, tls, peer, projectId, chain, memberHeader))
+    !(await peerHasMember(
+      config,
+      tls,
+      peer,
+      projectId,
+      chain,
+      memberHeader,
+      log,
+    ))
   ) {
     return {
       peer,
@@ -579,9 +639,10 @@ async function sendTo(
   // The objects go with the first batch: every state sent follows the last
   // admin state, so all they name is reachable from the current refs.
   const scopeHeader = scopeHeaderOf(config, projectId);
+  const chainHeader = chainHeaderFor(config, projectId, chain);
   for (const [i, batch] of batches.entries()) {
     const headers: Record<string, string> = {
-      [CHAIN_HEADER]: encodeJsonBase64(chain),
+      [CHAIN_HEADER]: chainHeader,
       [REFS_HEADER]: encodeStatesHeader(batch),
       [MEMBER_HEADER]: memberHeader,
     };
@@ -674,7 +735,9 @@ export async function fanOut(
   const tips = [...new Set((await listRefs(repo)).values())];
   const results: PeerResult[] = await Promise.all(
     targets.map((peer) =>
-      sendTo(config, projectId, chain, peer, repo, tips).catch((error) => ({
+      sendTo(config, projectId, chain, peer, repo, tips, log).catch((
+        error,
+      ) => ({
         peer,
         ok: false,
         bytes: 0,

@@ -26,7 +26,6 @@ import { encodeBase64 } from "../platform/encoding.ts";
 import { fromHex } from "../crypto/hex.ts";
 import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
 import { SIGN_CONTEXTS, verifyWithContext } from "../crypto/signed.ts";
-import { verifyChain } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import { toHex } from "../crypto/hex.ts";
 import type { Role } from "../gitback/tokens.ts";
@@ -73,6 +72,11 @@ import { type ManagedHome, managedHomes } from "./user_homes.ts";
 import { collectEnvoyStatus } from "../gitback/envoy_status.ts";
 import { listUserProjects, readUserProject } from "./user_state.ts";
 import { recordBinding } from "./puddle_bindings.ts";
+import {
+  delegationSummary,
+  storedDelegations,
+  verifyChainWithDelegations,
+} from "./delegation_store.ts";
 
 /** Called after a push changed refs, with the refs before and after. */
 export type PushListener = (
@@ -179,6 +183,7 @@ function send(socket: net.Socket, value: unknown) {
 
 async function authorize(
   config: AgentConfig,
+  log: Logger,
   uid: number,
   request: ConnectRequest,
 ) {
@@ -196,11 +201,18 @@ async function authorize(
   }
   const tombstoned = exists(tombstonePath(config.paths, request.project_id));
   try {
-    const verified = await verifyChain(request.chain, {
-      projectId: request.project_id,
-      revoked: revokedTokenIds(config.paths, request.project_id),
-      tombstoned,
-    });
+    // The delegations the caller holds, merged with those recorded here.
+    const verified = await verifyChainWithDelegations(
+      config.paths,
+      request.chain,
+      request.delegations,
+      {
+        projectId: request.project_id,
+        revoked: revokedTokenIds(config.paths, request.project_id),
+        tombstoned,
+      },
+      log,
+    );
     if (verified.handle !== request.handle) {
       throw new Refusal(
         `the handle ${
@@ -229,7 +241,12 @@ async function answerStatus(
       scope: p.scope,
     }))
   );
-  const status = await collectEnvoyStatus(config.paths, projects, uid === 0);
+  const status = await collectEnvoyStatus(
+    config.paths,
+    projects,
+    uid === 0,
+    (projectId) => delegationSummary(config.paths, projectId),
+  );
   send(socket, { ok: true, status });
   socket.end();
 }
@@ -353,7 +370,7 @@ async function serveConnection(
     } catch (error) {
       throw new Refusal(`malformed request: ${(error as Error).message}`);
     }
-    const { user, verified } = await authorize(config, uid, request);
+    const { user, verified } = await authorize(config, log, uid, request);
 
     const challenge = encodeBase64(crypto.getRandomValues(new Uint8Array(32)));
     send(socket, { challenge, agent: config.hostname });
@@ -555,6 +572,7 @@ async function servePush(
             projectId,
             revoked: revokedTokenIds(config.paths, projectId),
             tombstoned: exists(tombstonePath(config.paths, projectId)),
+            delegations: storedDelegations(config.paths, projectId),
           });
           if (verified.body.signer !== formatPublicKey(pusher.signer)) {
             throw new Error("the ref state was signed by another key");

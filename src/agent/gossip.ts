@@ -10,6 +10,12 @@
  * next reconcile instead. So no burst of envelopes grows memory or floods a
  * peer.
  *
+ * After a founder rotation an envelope's chain verifies only with the
+ * founder's delegations, so a post carries the ones this envoy recorded
+ * (`{"body","sig","delegations"}`, only `body` and `sig` are stored) and the
+ * `all` answer lists them beside the envelopes; the receiver merges them
+ * with its own record, first seen winning (delegation_store.ts).
+ *
  * @module
  */
 
@@ -32,6 +38,12 @@ import {
   swarmUrl,
 } from "./swarm_client.ts";
 import {
+  DELEGATION_MAX_LEN,
+  MAX_DELEGATION_BYTES,
+} from "../gitback/delegations.ts";
+import { MAX_ENVELOPE_BYTES } from "../gitback/envelopes.ts";
+import { delegationsToSend } from "./delegation_store.ts";
+import {
   acceptEnvelope,
   EnvelopeCapError,
   type EnvelopeKind,
@@ -40,7 +52,9 @@ import {
 } from "./envelope_store.ts";
 
 const KINDS: EnvelopeKind[] = ["revokes", "leaves"];
-const MAX_ENVELOPE_BODY = 64 * 1024;
+/** Largest post: an envelope and the most delegations of the largest size. */
+const MAX_ENVELOPE_BODY = MAX_ENVELOPE_BYTES + 4096 +
+  DELEGATION_MAX_LEN * (MAX_DELEGATION_BYTES + 256);
 /** Most envelope posts waiting for one peer; more are left to reconcile. */
 export const MAX_PENDING_SENDS_PER_PEER = 64;
 /**
@@ -120,6 +134,12 @@ export function gossipRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
             project,
             kind as EnvelopeKind,
             envelope,
+            undefined,
+            {
+              delegations: (envelope as { delegations?: unknown } | null)
+                ?.delegations,
+              log,
+            },
           );
         } catch (error) {
           if (error instanceof EnvelopeCapError) {
@@ -176,9 +196,15 @@ export function gossipRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
         // envoy where a member lives: a chain and its binding, as for a
         // bundle.
         if (readProjectMeta(config, project).scope === "members-only") {
-          await verifyMemberRequest(config, ctx, project);
+          await verifyMemberRequest(config, ctx, project, log);
         }
-        return { status: 200, json: readAll(config, project) };
+        return {
+          status: 200,
+          json: {
+            ...readAll(config, project),
+            delegations: delegationsToSend(config.paths, project),
+          },
+        };
       },
     },
   ];
@@ -224,8 +250,11 @@ export function gossipEnvelope(
   envelope: unknown,
 ): Promise<void> {
   const { body, sig } = envelope as { body: string; sig: string };
-  const text = JSON.stringify({ body, sig });
-  const key = `${projectId}/${kind}/${text}`;
+  const key = `${projectId}/${kind}/${JSON.stringify({ body, sig })}`;
+  const delegations = delegationsToSend(config.paths, projectId);
+  const text = JSON.stringify(
+    delegations.length > 0 ? { body, sig, delegations } : { body, sig },
+  );
   for (const peer of peersOf(config, projectId, index)) {
     const id = `${config.paths.root}\0${peer}`;
     let queue = queues.get(id);
@@ -385,6 +414,7 @@ export async function reconcileOnce(
         );
         if (all.status !== 200) continue;
         const lists = all.json<Record<string, unknown>>();
+        const offered = lists.delegations;
         // One line per kind of refusal and peer, not one per envelope.
         const refused = { invalid: 0, overCap: 0, error: "" };
         for (const kind of KINDS) {
@@ -393,7 +423,16 @@ export async function reconcileOnce(
             : [];
           for (const envelope of list) {
             try {
-              if (await acceptEnvelope(config, projectId, kind, envelope)) {
+              if (
+                await acceptEnvelope(
+                  config,
+                  projectId,
+                  kind,
+                  envelope,
+                  undefined,
+                  { delegations: offered, log },
+                )
+              ) {
                 merged++;
               }
             } catch (error) {

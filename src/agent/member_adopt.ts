@@ -6,7 +6,8 @@
  * name, so handing them out reveals nothing usable. A chain that verifies
  * for the project, presented by that key, is written into the user's state
  * by a child running as the user, with the founder's scope statement that
- * peer holds, once it verified (never the announced scope).
+ * peer holds, once it verified (never the announced scope), and the
+ * founder's delegations the chain verified with.
  * Only chains the member accepted (joined with) are handed out, and only
  * by an envoy where that member proved to hold the key, so an admin cannot
  * push membership onto someone. A peer that had no chain for a user is
@@ -20,7 +21,7 @@
 
 import { runSelfAs } from "../platform/run_as.ts";
 import { parsePublicKey } from "../crypto/ed25519.ts";
-import { decodeToken, verifyChain } from "../gitback/tokens.ts";
+import { decodeToken, type VerifiedChain } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -36,6 +37,10 @@ import {
   userLeftProjects,
 } from "./user_state.ts";
 import { boundKeyOf } from "./puddle_bindings.ts";
+import {
+  delegationsToSend,
+  verifyChainWithDelegations,
+} from "./delegation_store.ts";
 import {
   MEMBER_HEADER,
   memberHeaderFor,
@@ -92,7 +97,9 @@ function chainsFor(
 
 /**
  * `GET /swarm/gitback/chains/<project_id>/<subject hex>`. Besides the
- * chains, `scope_statement` is the founder's scope statement recorded here
+ * chains, `delegations` are the founder's delegations recorded here (with
+ * which the chains verify), `scope_statement` is the founder's scope
+ * statement recorded here
  * (or null; `scope` is what it says, else `members-only`), and `held` says
  * whether this envoy holds a bare repository of the project
  * (`{"handle","scope","scope_statement"}` as recorded here, else null),
@@ -123,6 +130,7 @@ export function chainsRoute(config: AgentConfig): SwarmRoute {
         status: 200,
         json: {
           chains: chainsFor(config, project, `ed25519:${subject}`).slice(0, 16),
+          delegations: delegationsToSend(config.paths, project),
           scope: held?.scope ?? scopeOf(config, project),
           scope_statement: held?.scope_statement ?? null,
           held,
@@ -208,6 +216,7 @@ export async function adoptMemberships(
       budget--;
       const asked = `${uid}:${projectId}:${host}`;
       let chain: unknown[] | undefined;
+      let verified: VerifiedChain | undefined;
       let statement: unknown = null;
       try {
         const response = await swarmRequest(
@@ -232,7 +241,11 @@ export async function adoptMemberships(
         backoff.succeeded(host);
         if (response.status !== 200) continue;
         const answer = response.json<
-          { chains?: unknown[][]; scope_statement?: unknown }
+          {
+            chains?: unknown[][];
+            delegations?: unknown;
+            scope_statement?: unknown;
+          }
         >();
         // The founder's statement, if the holder has one that verifies;
         // the holder's word on the scope alone is not taken.
@@ -241,11 +254,14 @@ export async function adoptMemberships(
         const revoked = revokedTokenIds(config.paths, projectId);
         for (const candidate of answer.chains ?? []) {
           try {
-            await verifyChain(candidate, {
-              projectId,
-              presenter: parsePublicKey(pubkey),
-              revoked,
-            });
+            // The holder's delegations, merged with ours, first seen winning.
+            verified = await verifyChainWithDelegations(
+              config.paths,
+              candidate,
+              answer.delegations,
+              { projectId, presenter: parsePublicKey(pubkey), revoked },
+              log,
+            );
             chain = candidate;
             break;
           } catch {
@@ -256,7 +272,7 @@ export async function adoptMemberships(
         backoff.failed(host);
         continue;
       }
-      if (!chain) {
+      if (!chain || !verified) {
         misses.set(asked, Date.now());
         continue;
       }
@@ -268,7 +284,12 @@ export async function adoptMemberships(
           home,
         },
         ["swarm", "gitback", ADOPT_VERB, projectId],
-        JSON.stringify({ chain, scope_statement: statement }),
+        JSON.stringify({
+          chain,
+          scope_statement: statement,
+          // Exactly the delegations the chain verified with.
+          delegations: verified.founderPath.delegations.map((d) => d.wire),
+        }),
       );
       if (out.code === 0) {
         adopted++;

@@ -15,7 +15,7 @@ import { HttpError } from "./swarm_server.ts";
 import { managedHomes } from "./user_homes.ts";
 import { readUserProject } from "./user_state.ts";
 import { decodeToken } from "../gitback/tokens.ts";
-import { CHAIN_HEADER } from "./fanout.ts";
+import { CHAIN_HEADER, chainHeaderFor } from "./fanout.ts";
 
 /** Header carrying the member's binding (base64 of its JSON wire form). */
 export const MEMBER_HEADER = "x-vigo-member";
@@ -72,9 +72,9 @@ export function requireMemberBinding(
 
 /**
  * Headers by which this envoy shows a peer that a member of `projectId`
- * lives here: the chain and binding of the first local user whose proven
- * key presents a chain for the project and who made a binding here. Null
- * when no local user can.
+ * lives here: the chain (with the delegations recorded here) and binding of
+ * the first local user whose proven key presents a chain for the project
+ * and who made a binding here. Null when no local user can.
  */
 export function localMemberHeaders(
   config: AgentConfig,
@@ -92,7 +92,7 @@ export function localMemberHeaders(
       continue;
     }
     return {
-      [CHAIN_HEADER]: encodeJsonBase64(chain),
+      [CHAIN_HEADER]: chainHeaderFor(config, projectId, chain),
       [MEMBER_HEADER]: encodeJsonBase64(bound.statement),
     };
   }

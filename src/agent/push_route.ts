@@ -12,13 +12,17 @@
  * @module
  */
 
-import { decodeJsonBase64 } from "../platform/encoding.ts";
+import { decodeJsonBase64, encodeJsonBase64 } from "../platform/encoding.ts";
 import { exists } from "../platform/fs.ts";
 import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
 import { managedHomes } from "./user_homes.ts";
 import { readUserProject } from "./user_state.ts";
 import { bindingStatementOf, boundKeyOf } from "./puddle_bindings.ts";
-import { type VerifiedChain, verifyChain } from "../gitback/tokens.ts";
+import {
+  type ChainVerifier,
+  type VerifiedChain,
+  verifyChain,
+} from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import {
   BundleError,
@@ -35,13 +39,14 @@ import {
   tombstonePath,
   writeRepoMeta,
 } from "../gitback/repo.ts";
-import { MAX_CHAIN_BYTES } from "../gitback/tokens.ts";
 import { type AgentConfig, gitbackEnabledHere } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { HttpError, SpoolQuota, type SwarmRoute } from "./swarm_server.ts";
 import {
   CHAIN_HEADER,
+  DELEGATIONS_HEADER,
   encodeStatesHeader,
+  MAX_CHAIN_HEADER_BYTES,
   MAX_STATES_HEADER_BYTES,
   MAX_STATES_PER_DELIVERY,
   REFS_HEADER,
@@ -70,6 +75,12 @@ import {
   type ScopeStatementWire,
 } from "../gitback/scope_statement.ts";
 import { createBundle } from "../gitback/bundle.ts";
+import { readPushChain } from "../gitback/delegations.ts";
+import {
+  delegationsToSend,
+  storedDelegations,
+  verifyChainWithDelegations,
+} from "./delegation_store.ts";
 
 /** Largest bundle a peer may deliver. */
 export const MAX_BUNDLE_BYTES = 1024 * 1024 * 1024;
@@ -102,11 +113,13 @@ export async function verifyMemberRequest(
     peer: { subject: string };
   },
   projectId: string,
+  log?: Logger,
 ): Promise<VerifiedChain> {
   const verified = await verifyChainHeader(
     config,
     ctx.headers[CHAIN_HEADER],
     projectId,
+    log,
   );
   requireMemberBinding(
     ctx.headers[MEMBER_HEADER],
@@ -125,30 +138,42 @@ export function projectParam(params: Record<string, string>): string {
   return projectId;
 }
 
-/** Parses and verifies the chain header for `projectId`. */
+/**
+ * Parses and verifies the chain header for `projectId`: `{chain,
+ * delegations}` (or a bare chain), the delegations merged with those
+ * recorded here (delegation_store.ts).
+ */
 export async function verifyChainHeader(
   config: AgentConfig,
   header: string | undefined,
   projectId: string,
+  log?: Logger,
 ): Promise<VerifiedChain> {
-  if (!header || header.length > MAX_CHAIN_BYTES * 2) {
+  if (!header || header.length > MAX_CHAIN_HEADER_BYTES) {
     throw new HttpError(
       401,
       `the ${CHAIN_HEADER} header is missing or too large.`,
     );
   }
-  let chain: unknown;
+  let value: unknown;
   try {
-    chain = decodeJsonBase64(header);
+    value = decodeJsonBase64(header);
   } catch {
     throw new HttpError(400, `the ${CHAIN_HEADER} header is not base64 JSON.`);
   }
+  const { chain, delegations } = readPushChain(value);
   try {
-    return await verifyChain(chain, {
-      projectId,
-      revoked: revokedTokenIds(config.paths, projectId),
-      tombstoned: exists(tombstonePath(config.paths, projectId)),
-    });
+    return await verifyChainWithDelegations(
+      config.paths,
+      chain,
+      delegations,
+      {
+        projectId,
+        revoked: revokedTokenIds(config.paths, projectId),
+        tombstoned: exists(tombstonePath(config.paths, projectId)),
+      },
+      log,
+    );
   } catch (error) {
     throw new HttpError(
       403,
@@ -160,7 +185,8 @@ export async function verifyChainHeader(
 /**
  * True when a local user is a member of the project: a key that user proved
  * to hold (never `identity.pub` alone) is the presented chain's subject or
- * founder, or presents a chain of their own that verifies for the project.
+ * the current founder (a retired founder key is no member), or presents a
+ * chain of their own that verifies for the project.
  */
 export async function hasLocalMember(
   config: AgentConfig,
@@ -169,7 +195,7 @@ export async function hasLocalMember(
 ): Promise<boolean> {
   const subjects = new Set([
     verified.leaf.body.subject,
-    formatPublicKey(verified.founder),
+    formatPublicKey(verified.currentFounder),
   ]);
   for (const managed of managedHomes(config)) {
     const key = boundKeyOf(config.paths, managed.uid);
@@ -182,6 +208,7 @@ export async function hasLocalMember(
         projectId,
         presenter: parsePublicKey(key),
         revoked: revokedTokenIds(config.paths, projectId),
+        delegations: storedDelegations(config.paths, projectId),
       });
       return true;
     } catch {
@@ -194,12 +221,15 @@ export async function hasLocalMember(
 /**
  * Parses and verifies the signed ref states of {@link REFS_HEADER} for
  * `projectId`: at most {@link MAX_STATES_PER_DELIVERY}, each signed by its
- * signer under a chain that verifies for the project.
+ * signer under a chain that verifies for the project with the delegations
+ * recorded here, merged with `offered` ones when an answer brought some.
  */
 export async function verifyStatesHeader(
   config: AgentConfig,
   header: string | undefined,
   projectId: string,
+  offered?: unknown,
+  log?: Logger,
 ): Promise<VerifiedRefState[]> {
   if (
     !header ||
@@ -227,11 +257,18 @@ export async function verifyStatesHeader(
   }
   const revoked = revokedTokenIds(config.paths, projectId);
   const tombstoned = exists(tombstonePath(config.paths, projectId));
+  const verify: ChainVerifier = (chain, options) =>
+    verifyChainWithDelegations(config.paths, chain, offered, options, log);
   const states: VerifiedRefState[] = [];
   for (const wire of wires) {
     try {
       states.push(
-        await verifyRefState(wire, { projectId, revoked, tombstoned }),
+        await verifyRefState(wire, {
+          projectId,
+          revoked,
+          tombstoned,
+          verifyChain: verify,
+        }),
       );
     } catch (error) {
       throw new HttpError(
@@ -295,11 +332,13 @@ export function pushRoute(
           `gitback is not enabled on ${config.hostname}.`,
         );
       }
-      const verified = await verifyMemberRequest(config, ctx, projectId);
+      const verified = await verifyMemberRequest(config, ctx, projectId, log);
       const states = await verifyStatesHeader(
         config,
         ctx.headers[REFS_HEADER],
         projectId,
+        undefined,
+        log,
       );
       const { scope, statement } = deliveredScope(
         config,
@@ -446,19 +485,21 @@ export const MAX_MEMBERS_LISTED = 16;
 /**
  * `GET /swarm/gitback/members/<project_id>`: the local members of a
  * project, each as `{chain, binding}` (their chain and their binding to
- * this envoy), so a sender can tell, before it sends anything of a
- * members-only project, that a member lives here. The asker presents a
- * chain and its member's binding to the asking envoy, as for a push.
+ * this envoy), with the founder's `delegations` recorded here, so a sender
+ * can tell, before it sends anything of a members-only project, that a
+ * member lives here. The asker presents a chain and its member's binding
+ * to the asking envoy, as for a push.
  */
-export function membersRoute(config: AgentConfig): SwarmRoute {
+export function membersRoute(config: AgentConfig, log?: Logger): SwarmRoute {
   return {
     method: "GET",
     pattern: "/swarm/gitback/members/:project",
     maxBodyBytes: 0,
     handler: async (ctx) => {
       const projectId = projectParam(ctx.params);
-      await verifyMemberRequest(config, ctx, projectId);
+      await verifyMemberRequest(config, ctx, projectId, log);
       const revoked = revokedTokenIds(config.paths, projectId);
+      const delegations = storedDelegations(config.paths, projectId);
       const members: { chain: unknown[]; binding: unknown }[] = [];
       for (const managed of managedHomes(config)) {
         if (members.length >= MAX_MEMBERS_LISTED) break;
@@ -472,13 +513,14 @@ export function membersRoute(config: AgentConfig): SwarmRoute {
             projectId,
             presenter: parsePublicKey(bound.pubkey),
             revoked,
+            delegations,
           });
           members.push({ chain, binding: bound.statement });
         } catch {
           // Not a member by this chain.
         }
       }
-      return { status: 200, json: { members } };
+      return { status: 200, json: { members, delegations } };
     },
   };
 }
@@ -486,16 +528,17 @@ export function membersRoute(config: AgentConfig): SwarmRoute {
 /**
  * `GET /swarm/gitback/bundle/<project_id>`: a full bundle of a held project,
  * for DR catch-up. The caller presents a chain for the project, exactly as
- * a push does.
+ * a push does; the answer carries the delegations recorded here, with which
+ * its signed ref states verify.
  */
-export function bundleRoute(config: AgentConfig): SwarmRoute {
+export function bundleRoute(config: AgentConfig, log?: Logger): SwarmRoute {
   return {
     method: "GET",
     pattern: "/swarm/gitback/bundle/:project",
     maxBodyBytes: 0,
     handler: async (ctx) => {
       const projectId = projectParam(ctx.params);
-      await verifyMemberRequest(config, ctx, projectId);
+      await verifyMemberRequest(config, ctx, projectId, log);
       const repo = bareRepoPath(config.paths, projectId);
       if (!exists(repo)) {
         throw new HttpError(
@@ -508,6 +551,7 @@ export function bundleRoute(config: AgentConfig): SwarmRoute {
         ? await createBundle(repo, ingestTempDir(config.paths))
         : null;
       const scopeHeader = scopeHeaderOf(config, projectId);
+      const delegations = delegationsToSend(config.paths, projectId);
       if (!bundle || !current) {
         throw new HttpError(
           404,
@@ -523,6 +567,9 @@ export function bundleRoute(config: AgentConfig): SwarmRoute {
           ...(scopeHeader ? { [SCOPE_HEADER]: scopeHeader } : {}),
           // The refs the bundle's objects are for, as their pusher signed them.
           [REFS_HEADER]: encodeStatesHeader([current]),
+          ...(delegations.length > 0
+            ? { [DELEGATIONS_HEADER]: encodeJsonBase64(delegations) }
+            : {}),
         },
       };
     },

@@ -14,7 +14,7 @@ import { acceptEnvelope, type EnvelopeKind } from "./envelope_store.ts";
 import type { Logger } from "./log.ts";
 import { startReactor } from "./reactor.ts";
 import { managedHomes } from "./user_homes.ts";
-import { GITBACK_DIR, projectIdsIn } from "./user_state.ts";
+import { delegationsIn, GITBACK_DIR, projectIdsIn } from "./user_state.ts";
 
 /** Called for each envelope the sweep stored (to gossip it). */
 export type StoredListener = (
@@ -36,6 +36,15 @@ async function collect(
   onStored?: StoredListener,
 ): Promise<number> {
   const name = `${kind === "revokes" ? "revoke" : "leave"}.pending`;
+  if (!dir.has(name)) return 0;
+  // The user's copy of the founder's delegations, merged with the record
+  // here (first seen wins); unreadable, none is offered.
+  let delegations: unknown[] = [];
+  try {
+    delegations = delegationsIn(dir);
+  } catch {
+    // None offered.
+  }
   let list: unknown;
   try {
     list = dir.readJson(name, 1024 * 1024);
@@ -56,7 +65,12 @@ async function collect(
   const envelopes = Array.isArray(list) ? list : [list];
   for (const envelope of envelopes.slice(0, MAX_ENVELOPES_PER_FILE)) {
     try {
-      if (await acceptEnvelope(config, projectId, kind, envelope)) {
+      if (
+        await acceptEnvelope(config, projectId, kind, envelope, undefined, {
+          delegations,
+          log,
+        })
+      ) {
         stored++;
         onStored?.(projectId, kind, envelope);
       }
@@ -188,6 +202,12 @@ export async function sweepOnce(
               onStored,
             );
           }
+          // Kept by a LEAVE for this sweep: once the project is gone and
+          // nothing waits, the delegations go too.
+          if (
+            !dir.has("project.json") && !dir.has("leave.pending") &&
+            !dir.has("revoke.pending") && dir.has("delegations.json")
+          ) removeQueued(log, user, dir, "delegations.json");
         } finally {
           dir.close();
         }

@@ -42,6 +42,23 @@ export interface UserProject {
 export interface UserProjectState extends UserProject {
   /** `tokens.json`'s chain, when asked for and present. */
   chain?: unknown[];
+  /**
+   * `delegations.json`'s list, when asked for: the user's claim, which a
+   * verifier merges with what the envoy recorded (delegation_store.ts).
+   */
+  delegations?: unknown[];
+}
+
+/** Largest `delegations.json` read: five of the largest delegations fit. */
+const MAX_DELEGATIONS_FILE_BYTES = 256 * 1024;
+
+/** `delegations.json` of an opened project directory; none when absent. */
+export function delegationsIn(dir: OwnedDir): unknown[] {
+  if (!dir.has("delegations.json")) return [];
+  const file = dir.readJson("delegations.json", MAX_DELEGATIONS_FILE_BYTES) as {
+    delegations?: unknown;
+  };
+  return Array.isArray(file?.delegations) ? file.delegations : [];
 }
 
 function projectFrom(dir: OwnedDir, projectId: string): UserProject | null {
@@ -100,12 +117,13 @@ export function listUserProjects(home: ManagedHome): UserProject[] {
 
 /**
  * One project's state, or null when the user holds none (or it is not
- * readable as theirs). `include.chain` asks for the token chain too.
+ * readable as theirs). `include.chain` asks for the token chain too,
+ * `include.delegations` for the founder's delegations.
  */
 export function readUserProject(
   home: ManagedHome,
   projectId: string,
-  include: { chain?: boolean } = {},
+  include: { chain?: boolean; delegations?: boolean } = {},
 ): UserProjectState | null {
   if (!PROJECT_ID.test(projectId)) return null;
   try {
@@ -122,6 +140,13 @@ export function readUserProject(
             if (Array.isArray(tokens?.chain)) project.chain = tokens.chain;
           } catch {
             // No chain here.
+          }
+        }
+        if (include.delegations) {
+          try {
+            project.delegations = delegationsIn(dir);
+          } catch {
+            // Unreadable: none offered.
           }
         }
         return project;

@@ -255,12 +255,14 @@ async function adoptFromStdin(args: string[]): Promise<number> {
     throw new UsageError("the project id must be 64 hex digits.");
   }
   const paths = userPaths();
-  let input: { chain?: unknown; scope_statement?: unknown } | null;
+  let input:
+    | { chain?: unknown; scope_statement?: unknown; delegations?: unknown }
+    | null;
   try {
     input = JSON.parse(await new Response(Deno.stdin.readable).text());
   } catch {
     throw new CliError(
-      "standard input is not JSON; this verb is run by the agent with {chain, scope_statement}.",
+      "standard input is not JSON; this verb is run by the agent with {chain, scope_statement, delegations}.",
     );
   }
   await adoptMembership(

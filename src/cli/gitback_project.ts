@@ -29,14 +29,22 @@ import { mintLeave, mintRevocation } from "../gitback/envelopes.ts";
 import {
   listProjects,
   projectDir,
+  readDelegations,
   readIssued,
   readTokens,
   recordIssued,
   resolveProject,
   type Scope,
+  writeDelegations,
   writeProjectState,
 } from "../gitback/project.ts";
 import { sessionSigner } from "../gitback/session_signer.ts";
+import {
+  decodeDelegation,
+  DELEGATION_MAX_LEN,
+  DELEGATION_WARN_LEN,
+  type DelegationWire,
+} from "../gitback/delegations.ts";
 import {
   checkScopeStatement,
   signScopeStatement,
@@ -343,11 +351,13 @@ async function invite(args: string[]): Promise<number> {
     );
   }
   const { chain } = readTokens(paths.gitbackDir, project.project_id);
+  const delegations = readDelegations(paths.gitbackDir, project.project_id);
   const signer = await sessionSigner(paths.sessionSocket);
   try {
     const verified = await verifyChain(chain, {
       projectId: project.project_id,
       presenter: signer.publicKey,
+      delegations,
     });
     if (verified.role !== "admin") {
       throw new CliError(
@@ -372,7 +382,7 @@ async function invite(args: string[]): Promise<number> {
         members: project.members,
       },
       chain: [...chain, child],
-      delegations: [],
+      delegations,
     };
     const member = formatPublicKey(subject);
     if (!project.members.includes(member)) {
@@ -472,6 +482,9 @@ async function join(args: string[]): Promise<number> {
     verified = await verifyChain(invitation.chain, {
       projectId,
       presenter: me,
+      delegations: Array.isArray(invitation.delegations)
+        ? invitation.delegations
+        : [],
     });
   } catch (error) {
     throw new CliError(
@@ -516,6 +529,11 @@ async function join(args: string[]): Promise<number> {
     created_at: new Date().toISOString(),
     tombstoned_at: null,
   }, { version: 1, chain: invitation.chain });
+  writeDelegations(
+    paths.gitbackDir,
+    projectId,
+    (invitation.delegations ?? []) as DelegationWire[],
+  );
   // Joining again undoes an earlier leave or purge on this envoy.
   await clearLeft(paths.gitbackDir, projectId);
   const url = formatProjectUrl(projectId, verified.handle);
@@ -596,6 +614,7 @@ async function leave(args: string[]): Promise<number> {
       projectId: project.project_id,
       chain,
       tokenId: leaf.id,
+      delegations: readDelegations(paths.gitbackDir, project.project_id),
     });
   } finally {
     signer.close();
@@ -714,10 +733,17 @@ async function status(args: string[]): Promise<number> {
   );
   console.log(`  members:     ${project.members.length}`);
   for (const member of project.members) console.log(`               ${member}`);
+  let delegations: DelegationWire[] = [];
+  try {
+    delegations = readDelegations(paths.gitbackDir, project.project_id);
+  } catch (error) {
+    console.log(`  delegations: unreadable (${(error as Error).message})`);
+  }
   try {
     const { chain } = readTokens(paths.gitbackDir, project.project_id);
     const verified = await verifyChain(chain, {
       projectId: project.project_id,
+      delegations,
     });
     const leaf = verified.leaf.body;
     console.log(`  chain depth: ${chain.length}`);
@@ -746,7 +772,7 @@ async function status(args: string[]): Promise<number> {
       );
     }
   }
-  console.log(`  delegations: 0 hop(s)`);
+  printDelegations(project.founder, delegations);
   if (project.tombstoned_at) {
     console.log(
       `  TOMBSTONED:  since ${project.tombstoned_at}; drop it with \`vigo swarm gitback project leave ${project.handle}\``,
@@ -755,6 +781,11 @@ async function status(args: string[]): Promise<number> {
   const here = (await askAgentStatus(
     `${systemPaths().varRun}/gitback.sock`,
   ))?.projects.find((p) => p.project_id === project.project_id);
+  if (here?.conflicted) {
+    console.log(
+      "  CONFLICTED:  this envoy was shown a second, validly signed delegation where it holds one; it keeps the first (see the agent's WARN lines)",
+    );
+  }
   if (here?.bare_repo) {
     console.log(
       `  envoy refs:  ${here.refs}${
@@ -777,6 +808,34 @@ async function status(args: string[]): Promise<number> {
   );
   console.log(`  pending:     ${pending.length ? pending.join(", ") : "none"}`);
   return 0;
+}
+
+/** The founder delegations of a project, as `status` shows them. */
+function printDelegations(
+  genesis: string,
+  delegations: readonly DelegationWire[],
+): void {
+  let current = genesis;
+  try {
+    current = delegations.length > 0
+      ? decodeDelegation(delegations[delegations.length - 1]).body.to
+      : genesis;
+  } catch {
+    // The chain line above already says the delegations do not verify.
+  }
+  console.log(
+    `  delegations: ${delegations.length} hop(s) (chain anchors to genesis founder ${genesis})`,
+  );
+  console.log(`  founder now: ${current}`);
+  if (delegations.length >= DELEGATION_MAX_LEN) {
+    console.log(
+      `  AT CAP:      ${DELEGATION_MAX_LEN} of ${DELEGATION_MAX_LEN} delegations; the founder cannot rotate again without re-founding the project`,
+    );
+  } else if (delegations.length >= DELEGATION_WARN_LEN) {
+    console.log(
+      `  warning:     ${delegations.length} of ${DELEGATION_MAX_LEN} delegations; plan a re-found before the cap`,
+    );
+  }
 }
 
 async function revoke(args: string[]): Promise<number> {
@@ -826,6 +885,7 @@ async function revoke(args: string[]): Promise<number> {
   try {
     envelope = await mintRevocation(signer, {
       projectId: project.project_id,
+      delegations: readDelegations(paths.gitbackDir, project.project_id),
       chain: chain as never,
       reason: (values.reason as string | undefined) ?? "",
     });

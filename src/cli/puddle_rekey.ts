@@ -363,7 +363,12 @@ function packageFromDir(dir: string): RotationPackage {
     .trim();
   const salt = encodeBase64(read(IDENTITY_FILES.salt, 4096));
   const wrapped = encodeBase64(read(IDENTITY_FILES.wrapped, 4096));
-  const log = decodeRetiredLog(read(RETIRED_FILE, MAX_RETIRED_BYTES));
+  let log;
+  try {
+    log = decodeRetiredLog(read(RETIRED_FILE, MAX_RETIRED_BYTES));
+  } catch (error) {
+    throw nothingWritten(error);
+  }
   const identity = decodeClaim({ pubkey, salt, wrapped }, dir);
   const last = log[log.length - 1];
   const gitbackCopy = `${dir}/gitback`;
@@ -397,17 +402,7 @@ async function checkPassphrase(
       );
     }
   } catch (error) {
-    if (error instanceof PuddleError) {
-      throw new CliError(
-        `${error.message.replace(/\.$/, "")}${
-          error.message.includes("nothing was written")
-            ? ""
-            : "; nothing was written"
-        }.`,
-        error.hint,
-      );
-    }
-    throw error;
+    throw nothingWritten(error);
   }
   const passphrase = await reader.read("passphrase: ", "passphrase");
   let seed: Uint8Array;
@@ -433,6 +428,18 @@ async function checkPassphrase(
       `${source} handed over a wrapped key that does not match its public key; nothing was written.`,
     );
   }
+}
+
+/** A refusal of a rotation, saying that nothing was written. */
+function nothingWritten(error: unknown): unknown {
+  if (!(error instanceof PuddleError)) return error;
+  const message = error.message.replace(/\.$/, "");
+  return new CliError(
+    message.endsWith("nothing was written")
+      ? `${message}.`
+      : `${message}; nothing was written.`,
+    error.hint,
+  );
 }
 
 /** Installs as the target user, never as root in their home. */

@@ -13,7 +13,13 @@ import { formatPublicKey } from "../crypto/ed25519.ts";
 import { exists } from "../platform/fs.ts";
 import { projectId as computeProjectId } from "./project_id.ts";
 import { readLeft } from "./left.ts";
-import { projectDir, ProjectError, writeProjectState } from "./project.ts";
+import {
+  projectDir,
+  ProjectError,
+  writeDelegations,
+  writeProjectState,
+} from "./project.ts";
+import type { DelegationWire } from "./delegations.ts";
 import { mintBootstrapToken, verifyChain } from "./tokens.ts";
 import {
   checkScopeStatement,
@@ -39,6 +45,8 @@ function writeAdopted(
     /** The founder's scope statement as given; kept only if it verifies. */
     statement: unknown;
     chain: unknown[];
+    /** The founder's delegations the chain verified with. */
+    delegations?: readonly DelegationWire[];
   },
 ): void {
   const founder = formatPublicKey(adopted.founder);
@@ -56,21 +64,25 @@ function writeAdopted(
     created_at: new Date().toISOString(),
     tombstoned_at: null,
   }, { version: 1, chain: adopted.chain });
+  writeDelegations(gitbackDir, adopted.projectId, adopted.delegations ?? []);
 }
 
 /**
  * Adopts a project this key is a member of, from a chain a peer held: the
- * chain must verify for `projectId` with `me` as presenter. The founder's
- * scope statement given with it is kept when it verifies; without one the
- * project is members-only. Any other `scope` given is not looked at. Does
- * nothing when the project is already here; refuses one the user dropped
- * here.
+ * chain must verify for `projectId` with `me` as presenter, through the
+ * founder's `delegations` given with it (kept in `delegations.json`). The
+ * founder's scope statement given with it is kept when it verifies;
+ * without one the project is members-only. Any other `scope` given is not
+ * looked at. Does nothing when the project is already here; refuses one
+ * the user dropped here.
  */
 export async function adoptMembership(
   gitbackDir: string,
   projectId: string,
   me: Uint8Array,
-  input: { chain?: unknown; scope_statement?: unknown } | null,
+  input:
+    | { chain?: unknown; scope_statement?: unknown; delegations?: unknown }
+    | null,
 ): Promise<void> {
   if (exists(`${projectDir(gitbackDir, projectId)}/project.json`)) return;
   if (readLeft(gitbackDir).has(projectId)) {
@@ -79,9 +91,16 @@ export async function adoptMembership(
       "join it again with a new invitation (`vigo swarm gitback project join`) to hold it here.",
     );
   }
+  const delegations = input?.delegations ?? [];
+  if (!Array.isArray(delegations)) {
+    throw new ProjectError(
+      "the adopted project's delegations are not a list; nothing was adopted.",
+    );
+  }
   const verified = await verifyChain(input?.chain, {
     projectId,
     presenter: me,
+    delegations,
   });
   writeAdopted(gitbackDir, {
     projectId,
@@ -91,6 +110,7 @@ export async function adoptMembership(
     statement: input?.scope_statement,
     // verifyChain accepted it, so it is a non-empty array.
     chain: input?.chain as unknown[],
+    delegations: verified.founderPath.delegations.map((d) => d.wire),
   });
 }
 

@@ -7,12 +7,16 @@
  */
 
 import { canonicalBytes } from "../crypto/canonical.ts";
+import { DELEGATION_MAX_LEN } from "./delegations.ts";
 
 /** The git services the socket proxies. */
 export type GitService = "git-upload-pack" | "git-receive-pack";
 
-/** Longest handshake line, in bytes. */
-export const MAX_HANDSHAKE_LINE = 64 * 1024;
+/**
+ * Longest handshake line, in bytes: a connect request with the longest
+ * chain and the most delegations of the largest size fits.
+ */
+export const MAX_HANDSHAKE_LINE = 256 * 1024;
 /** The handshake must finish within this time. */
 export const HANDSHAKE_TIMEOUT_MS = 15_000;
 
@@ -24,6 +28,11 @@ export interface ConnectRequest {
   handle: string;
   /** Token chain, root first, as stored in tokens.json. */
   chain: unknown[];
+  /**
+   * The founder's delegations, first rotation first, as stored in
+   * delegations.json; left out when the founder never rotated.
+   */
+  delegations?: unknown[];
 }
 
 /** The agent's answer to a valid request: a fresh challenge. */
@@ -67,6 +76,15 @@ export function parseConnectRequest(value: unknown): ConnectRequest {
   }
   if (typeof r.handle !== "string") throw new Error("handle is missing.");
   if (!Array.isArray(r.chain)) throw new Error("chain must be an array.");
+  if (
+    r.delegations !== undefined &&
+    (!Array.isArray(r.delegations) ||
+      r.delegations.length > DELEGATION_MAX_LEN)
+  ) {
+    throw new Error(
+      `delegations must be a list of at most ${DELEGATION_MAX_LEN}.`,
+    );
+  }
   return r as ConnectRequest;
 }
 

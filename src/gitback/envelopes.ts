@@ -4,7 +4,11 @@
  * under its own signing context.
  *
  * A REVOKE carries the chain of the token it revokes, so any envoy can check
- * offline that the signer is the founder or an issuer in that chain. A LEAVE
+ * offline that the signer is the founder or an issuer in that chain. After
+ * a founder rotation (delegations.ts) the founder is the current founder
+ * key, and a retired founder key has lost its authority: it revokes
+ * nothing, not even what it issued (a deposed key could otherwise revoke
+ * the bootstrap token and with it the project). A LEAVE
  * (format 2) carries the leaver's own chain, so only a member can leave and
  * a flood of LEAVEs from made-up keys is refused before it is stored.
  *
@@ -32,12 +36,24 @@ import {
   verifySigned,
 } from "../crypto/signed_object.ts";
 import {
+  type ChainVerifier,
   CLOCK_SKEW_S,
   decodeToken,
   type SignedToken,
   TokenError,
+  type VerifiedChain,
   verifyChain,
 } from "./tokens.ts";
+import type { FounderPath } from "./delegations.ts";
+
+/**
+ * How an envelope's chain is verified: with the founder's `delegations`,
+ * or by an envoy's own `verifyChain`, which supplies the ones it knows.
+ */
+export interface EnvelopeChainOptions {
+  delegations?: readonly unknown[];
+  verifyChain?: ChainVerifier;
+}
 
 /** Largest envelope accepted: characters of its base64 `body`. */
 export const MAX_ENVELOPE_BYTES = 32 * 1024;
@@ -133,11 +149,16 @@ function now(): number {
   return Math.floor(Date.now() / 1000);
 }
 
-/** Who may revoke the last token of `chain`: the founder and its issuers. */
-function authorities(chain: readonly SignedToken[]): Set<string> {
-  const links = chain.map(decodeToken);
-  const set = new Set<string>([links[0].body.issuer]);
-  for (const link of links) set.add(link.body.issuer);
+/**
+ * Who may revoke the last token of a verified chain: the current founder
+ * and the chain's issuers, except founder keys retired by a delegation.
+ */
+function authorities(verified: VerifiedChain): Set<string> {
+  const path = verified.founderPath;
+  const set = new Set<string>([path.current]);
+  for (const link of verified.chain.map(decodeToken)) {
+    if (!path.isRetired(link.body.issuer)) set.add(link.body.issuer);
+  }
   return set;
 }
 
@@ -149,6 +170,8 @@ export async function mintRevocation(
     chain: unknown[];
     reason?: string;
     now?: number;
+    /** The founder's delegations, first rotation first. */
+    delegations?: readonly unknown[];
   },
 ): Promise<SignedEnvelope> {
   const reason = options.reason ?? "";
@@ -162,8 +185,9 @@ export async function mintRevocation(
   const verified = await verifyChain(options.chain, {
     projectId: options.projectId,
     ignoreTime: true,
+    delegations: options.delegations,
   });
-  if (!authorities(verified.chain).has(signerKey)) {
+  if (!authorities(verified).has(signerKey)) {
     throw new TokenError(
       "broken-link",
       "only the founder or an issuer in the token's chain may revoke it.",
@@ -193,6 +217,8 @@ export interface VerifiedRevocation {
   signer: string;
   /** The project's founder (`ed25519:<hex>`), the chain's root issuer. */
   founder: string;
+  /** The founder keys the delegations made, genesis first. */
+  founderPath: FounderPath;
   reason: string;
   issuedAt: number;
   /** The revoked token's `expires` (Unix s), or null when it never expires. */
@@ -202,7 +228,7 @@ export interface VerifiedRevocation {
 /** Checks a REVOKE: signature, project, embedded chain, and authority. */
 export async function verifyRevocation(
   wire: unknown,
-  options: { projectId: string },
+  options: { projectId: string } & EnvelopeChainOptions,
 ): Promise<VerifiedRevocation> {
   const { bytes, body, sig, id } = open(wire);
   const b = body as Partial<RevokeBody>;
@@ -237,9 +263,10 @@ export async function verifyRevocation(
       "the revocation's signature is invalid.",
     );
   }
-  await verifyChain(b.chain, {
+  const verified = await (options.verifyChain ?? verifyChain)(b.chain, {
     projectId: options.projectId,
     ignoreTime: true,
+    delegations: options.delegations,
   });
   const target = decodeToken(b.chain[b.chain.length - 1]);
   if (target.id !== b.token_id) {
@@ -248,7 +275,7 @@ export async function verifyRevocation(
       "the revocation's chain does not end at the revoked token.",
     );
   }
-  if (!authorities(b.chain).has(b.signer)) {
+  if (!authorities(verified).has(b.signer)) {
     throw new TokenError(
       "broken-link",
       "the revocation was signed by someone without authority over the token.",
@@ -259,6 +286,7 @@ export async function verifyRevocation(
     tokenId: b.token_id,
     signer: b.signer,
     founder: decodeToken(b.chain[0]).body.issuer,
+    founderPath: verified.founderPath,
     reason: b.reason,
     issuedAt: b.issued_at,
     tokenExpires: target.body.expires,
@@ -279,6 +307,8 @@ export async function mintLeave(
     /** Format 1's input; optional now, checked against `chain` when given. */
     tokenId?: string;
     now?: number;
+    /** The founder's delegations, first rotation first. */
+    delegations?: readonly unknown[];
   },
 ): Promise<SignedEnvelope> {
   const subject = formatPublicKey(signer.publicKey);
@@ -292,6 +322,7 @@ export async function mintLeave(
     projectId: options.projectId,
     ignoreTime: true,
     presenter: signer.publicKey,
+    delegations: options.delegations,
   });
   const leaf = decodeToken(options.chain[options.chain.length - 1]);
   if (options.tokenId !== undefined && options.tokenId !== leaf.id) {
@@ -321,6 +352,8 @@ export interface VerifiedLeave {
   subject: string;
   tokenId: string;
   founder: string;
+  /** The founder keys the delegations made, genesis first. */
+  founderPath: FounderPath;
   issuedAt: number;
   /** The left token's `expires` (Unix s), or null when it never expires. */
   tokenExpires: number | null;
@@ -334,7 +367,7 @@ export interface VerifiedLeave {
  */
 export async function verifyLeave(
   wire: unknown,
-  options: { projectId: string },
+  options: { projectId: string } & EnvelopeChainOptions,
 ): Promise<VerifiedLeave> {
   const { bytes, body, sig, id } = open(wire);
   const b = body as Partial<Omit<LeaveBody, "v">> & { v?: unknown };
@@ -371,11 +404,13 @@ export async function verifyLeave(
       "the leave was not signed by its subject.",
     );
   }
+  let verified: VerifiedChain;
   try {
-    await verifyChain(b.chain, {
+    verified = await (options.verifyChain ?? verifyChain)(b.chain, {
       projectId: options.projectId,
       ignoreTime: true,
       presenter: subject,
+      delegations: options.delegations,
     });
   } catch (error) {
     throw new TokenError(
@@ -397,6 +432,7 @@ export async function verifyLeave(
     subject: b.subject,
     tokenId: b.token_id,
     founder: decodeToken(b.chain[0]).body.issuer,
+    founderPath: verified.founderPath,
     issuedAt: b.issued_at,
     tokenExpires: leaf.body.expires,
   };

@@ -17,6 +17,7 @@ import {
 } from "./repo.ts";
 import { readRefStates } from "./ref_state.ts";
 import { LOST_REFS } from "./ref_apply.ts";
+import { decodeToken } from "./tokens.ts";
 
 /** One project as seen from this envoy. */
 export interface EnvoyProject {
@@ -30,6 +31,23 @@ export interface EnvoyProject {
   signed_seq: number | null;
   /** Tips kept after conflicting pushes (ref_apply.ts): name → object id. */
   lost: Record<string, string>;
+  /** Founder delegations the agent recorded; absent without an agent. */
+  delegations?: number;
+  /**
+   * The founder now: the last delegation's new key, else the genesis
+   * founder of the repository's signed state; null when neither is known.
+   */
+  current_founder?: string | null;
+  /** True when peers offered delegations that conflict with the record. */
+  conflicted?: boolean;
+}
+
+/** What the agent recorded of a project's founder delegations. */
+export interface FounderRecord {
+  delegations: number;
+  /** The last delegation's new key; null with none. */
+  current_founder: string | null;
+  conflicted: boolean;
 }
 
 /** What `status` prints. */
@@ -52,12 +70,16 @@ export interface HeldByUser {
  * Collects the view of `projects` (the users' own state, read by the
  * caller). With `everything`, which only root may see, bare repositories no
  * listed user holds and the envelope counts of every project are included;
- * otherwise envelopes are counted for the listed projects only.
+ * otherwise envelopes are counted for the listed projects only. With
+ * `founders` (the agent's delegation record), each project says how many
+ * delegations are recorded, who its founder is now, and whether the record
+ * holds conflicts.
  */
 export async function collectEnvoyStatus(
   paths: SystemPaths,
   projects: HeldByUser[],
   everything: boolean,
+  founders?: (projectId: string) => FounderRecord | null,
 ): Promise<EnvoyStatus> {
   const byId = new Map<string, EnvoyProject>();
   for (const project of projects) {
@@ -96,12 +118,23 @@ export async function collectEnvoyStatus(
   }
   let bareBytes = 0;
   for (const project of byId.values()) {
+    const record = founders?.(project.project_id);
+    if (record) {
+      project.delegations = record.delegations;
+      project.current_founder = record.current_founder;
+      project.conflicted = record.conflicted;
+    }
     const repo = bareRepoPath(paths, project.project_id);
     if (!exists(repo)) continue;
     try {
       const refs = await listRefs(repo);
       project.refs = refs.size;
-      project.signed_seq = readRefStates(repo).current?.body.seq ?? null;
+      const current = readRefStates(repo).current;
+      project.signed_seq = current?.body.seq ?? null;
+      // Never rotated: the founder is the genesis key, the chain's root.
+      if (record && record.current_founder === null && current) {
+        project.current_founder = genesisOf(current.wire.chain);
+      }
       project.lost = Object.fromEntries(
         [...refs].filter(([ref]) => ref.startsWith(LOST_REFS)),
       );
@@ -122,6 +155,14 @@ export async function collectEnvoyStatus(
     revokes: countKind(base, "revokes", everything ? null : listed),
     leaves: countKind(base, "leaves", everything ? null : listed),
   };
+}
+
+function genesisOf(chain: unknown[]): string | null {
+  try {
+    return decodeToken(chain[0]).body.issuer;
+  } catch {
+    return null;
+  }
 }
 
 function countKind(

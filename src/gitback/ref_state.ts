@@ -26,6 +26,7 @@ import {
 } from "../crypto/signed_object.ts";
 import { writeTextAtomic } from "../platform/fs.ts";
 import {
+  type ChainVerifier,
   decodeToken,
   TokenError,
   type VerifiedChain,
@@ -207,7 +208,9 @@ export function decodeRefState(wire: unknown): RefState {
 /**
  * Checks a state for `projectId`: its shape, its signature by `signer`, and
  * its chain, which must verify for the project (not revoked, not left,
- * within its validity window) and end at `signer`.
+ * within its validity window, through the founder's `delegations`) and end
+ * at `signer`. An envoy passes its own `verifyChain`, which supplies the
+ * delegations it knows, instead.
  */
 export async function verifyRefState(
   wire: unknown,
@@ -215,6 +218,8 @@ export async function verifyRefState(
     projectId: string;
     revoked?: ReadonlySet<string>;
     tombstoned?: boolean;
+    delegations?: readonly unknown[];
+    verifyChain?: ChainVerifier;
   },
 ): Promise<VerifiedRefState> {
   const state = decodeRefState(wire);
@@ -233,11 +238,12 @@ export async function verifyRefState(
       "the ref state was not signed by its signer.",
     );
   }
-  const chain = await verifyChain(state.wire.chain, {
+  const chain = await (options.verifyChain ?? verifyChain)(state.wire.chain, {
     projectId: options.projectId,
     presenter: signer,
     revoked: options.revoked,
     tombstoned: options.tombstoned,
+    delegations: options.delegations,
   });
   return { ...state, chain };
 }

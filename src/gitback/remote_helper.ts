@@ -14,7 +14,7 @@ import { toHex } from "../crypto/hex.ts";
 import { SIGN_CONTEXTS } from "../crypto/signed.ts";
 import { SessionClient, SessionError } from "../puddle/session/client.ts";
 import { parseProjectUrl } from "./project_id.ts";
-import { readTokens } from "./project.ts";
+import { readDelegations, readTokens } from "./project.ts";
 import { type RefStateBody, refStateBytes } from "./ref_state.ts";
 import {
   challengePayload,
@@ -59,6 +59,8 @@ async function connectService(
   }
   const paths = userPaths();
   const tokens = readTokens(paths.gitbackDir, target.id);
+  // After a founder rotation, chains verify only with its delegations.
+  const delegations = readDelegations(paths.gitbackDir, target.id);
   const socketPath = `${systemPaths().varRun}/gitback.sock`;
   let conn: Deno.UnixConn;
   try {
@@ -74,6 +76,7 @@ async function connectService(
     project_id: target.id,
     handle: target.handle,
     chain: tokens.chain,
+    ...(delegations.length > 0 ? { delegations } : {}),
   };
   const carry = { bytes: new Uint8Array(0) };
   await writeHandshakeLine(conn, request);

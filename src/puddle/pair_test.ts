@@ -4,6 +4,8 @@ import {
   generatePairCode,
   normalizePairCode,
   PAIR_PENDING,
+  pendingClaim,
+  REKEY_PENDING,
   startPairing,
 } from "./pair.ts";
 import { initIdentity } from "./identity.ts";
@@ -94,5 +96,66 @@ Deno.test("claims refuse files owned by someone else or symlinked", async () => 
       ok: false,
       reason: "no-identity",
     });
+  });
+});
+
+Deno.test("a rekey claim hands over its payload and the rotation log once; wrong and expired codes burn it", async () => {
+  await withIdentity(async (dir) => {
+    const session = {
+      kind: REKEY_PENDING,
+      extraFiles: ["retired_puddles.json"],
+    } as const;
+    const write = (text: string) =>
+      Deno.writeTextFileSync(`${dir}/${REKEY_PENDING}`, text, { mode: 0o600 });
+    Deno.writeTextFileSync(`${dir}/retired_puddles.json`, '{"rotations":[]}');
+    const payload = { version: 1, projects: ["p"] };
+    const first = await pendingClaim(new Date(), payload);
+    write(first.text);
+    assert.doesNotMatch(first.text, new RegExp(first.code));
+    // A pair claim does not reach the rekey file, nor the other way round.
+    assert.deepEqual(await claimPairing(dir, uid, first.code), {
+      ok: false,
+      reason: "no-pending",
+    });
+    const claimed = await claimPairing(
+      dir,
+      uid,
+      first.code,
+      new Date(),
+      session,
+    );
+    assert.equal(claimed.ok, true);
+    if (claimed.ok) {
+      assert.deepEqual(claimed.payload, payload);
+      assert.deepEqual(
+        new TextDecoder().decode(claimed.extra["retired_puddles.json"]),
+        '{"rotations":[]}',
+      );
+    }
+    assert.deepEqual(
+      await claimPairing(dir, uid, first.code, new Date(), session),
+      { ok: false, reason: "no-pending" },
+      "reused",
+    );
+
+    const second = await pendingClaim(new Date(), payload);
+    write(second.text);
+    const wrong = second.code === "0000-0000" ? "0000-0001" : "0000-0000";
+    assert.deepEqual(
+      await claimPairing(dir, uid, wrong, new Date(), session),
+      { ok: false, reason: "mismatch" },
+    );
+    assert.deepEqual(
+      await claimPairing(dir, uid, second.code, new Date(), session),
+      { ok: false, reason: "no-pending" },
+      "burned by the wrong guess",
+    );
+
+    const old = await pendingClaim(new Date(Date.now() - 301_000), payload);
+    write(old.text);
+    assert.deepEqual(
+      await claimPairing(dir, uid, old.code, new Date(), session),
+      { ok: false, reason: "expired" },
+    );
   });
 });
