@@ -498,8 +498,89 @@ async function gitbackStory(base: string, envoys: Envoy[], ann: TestUser) {
       git(["log", "--format=  %h %an: %s"], `${base}/vigo-web-on-b`, envB)
         .trimEnd(),
     );
+
+    await rotationStory(envoys, { git, work, url });
   } finally {
     await annSession?.lock();
+  }
+}
+
+/**
+ * Part four: Dan's key may have leaked; he rotates it and keeps pushing to
+ * the same project id.
+ */
+async function rotationStory(
+  envoys: Envoy[],
+  repo: {
+    git: (args: string[], cwd: string) => string;
+    work: string;
+    url: string;
+  },
+) {
+  const [a, b, c] = envoys;
+  console.log(bold("\nvigo swarm demo, part four: a key that may have leaked"));
+  say(
+    "Dan rotates his key on envoy-a: a new key under the same passphrase, a statement signed by both keys, and for vigo-web a delegation to the new key that seals every token the old key issued.",
+  );
+  const out = await run(
+    a.env,
+    ["swarm", "puddle", "rekey-pair"],
+    `${PASSPHRASE}\n`,
+    "printf '<passphrase>\\n' | ",
+  );
+  let code = /rekey code: (\d{4}-\d{4})/.exec(out)![1];
+  for (const envoy of [b, c]) {
+    say(`On ${envoy.name} Dan takes the new key with the code.`);
+    await run(
+      envoy.env,
+      ["swarm", "puddle", "rekey", "--from", "envoy-a"],
+      `${code}\n${PASSPHRASE}\n`,
+      `printf '${code}\\n<passphrase>\\n' | sudo `,
+    );
+    if (envoy === b) {
+      code = /rekey code: (\d{4}-\d{4})/.exec(
+        await run(a.env, ["swarm", "puddle", "rekey-pair", "--reissue"]),
+      )![1];
+    }
+  }
+  say("The project keeps its id; its founder is now the new key.");
+  const status = await runCommand(VIGO, {
+    args: ["swarm", "gitback", "project", "status", "vigo-web"],
+    env: a.env,
+    clearEnv: true,
+  });
+  for (const line of status.stdout.split("\n")) {
+    if (/^ {2}(project_id|delegations|founder now):/.test(line)) {
+      console.log(line);
+    }
+  }
+  say("Dan keeps pushing, signed by the new key; the other envoys follow.");
+  repo.git(["pull", "--quiet", "swarm", "main"], repo.work);
+  repo.git(
+    ["commit", "--quiet", "--allow-empty", "-m", "after the rotation"],
+    repo.work,
+  );
+  repo.git(["push", "--quiet", "swarm", "main"], repo.work);
+  const tip = repo.git(["rev-parse", "HEAD"], repo.work).trim();
+  for (const envoy of [b, c]) {
+    const repoPath = `${envoy.root}/var/lib/vigo/swarm/gitback/projects/${
+      /gitback:\/\/([0-9a-f]{64})\//.exec(repo.url)![1]
+    }.git`;
+    let head = "";
+    for (let i = 0; i < 100 && head !== tip; i++) {
+      const got = new Deno.Command("git", {
+        args: ["-C", repoPath, "rev-parse", "-q", "--verify", "main"],
+        stdout: "piped",
+        stderr: "null",
+      }).outputSync();
+      head = new TextDecoder().decode(got.stdout).trim();
+      if (head !== tip) await new Promise((r) => setTimeout(r, 100));
+    }
+    console.log(
+      `  ${envoy.name}: main at ${head.slice(0, 7)}${
+        head === tip ? " ✓" : " (not yet)"
+      }`,
+    );
   }
 }
 

@@ -20,7 +20,7 @@ import { foundProject, pairPuddle, puddleKey } from "./support/fleet_steps.ts";
 import { fleetTest } from "./support/fleet_case.ts";
 import { forEachRef, repoOf, tlsOf } from "./support/envoy_files.ts";
 import { gitIn } from "./support/git.ts";
-import { waitForPath, waitUntil } from "./support/wait.ts";
+import { waitForLine, waitForPath, waitUntil } from "./support/wait.ts";
 import { signedMemberHeader } from "./support/member_binding.ts";
 import { unwrapSeed } from "../src/crypto/wrap.ts";
 import { seedSigner } from "../src/crypto/signed_object.ts";
@@ -29,7 +29,12 @@ import { encodeBase64 } from "../src/platform/encoding.ts";
 import { swarmRequest } from "../src/agent/swarm_client.ts";
 import { CHAIN_HEADER, REFS_HEADER } from "../src/agent/fanout.ts";
 import { MEMBER_HEADER } from "../src/agent/member_proof.ts";
-import { decodeToken, mintChildToken } from "../src/gitback/tokens.ts";
+import {
+  decodeToken,
+  mintChildToken,
+  mintSuccessorToken,
+} from "../src/gitback/tokens.ts";
+import { signDelegation } from "../src/gitback/delegations.ts";
 import {
   nextRefStateBody,
   readRefStates,
@@ -353,6 +358,72 @@ fleetTest(
         }
         oldSeed.fill(0);
         assert.notEqual(formatPublicKey(attacker.publicKey), newKey);
+      },
+    );
+
+    await t.step(
+      "a second, validly signed delegation from the deposed key loses to the first, and the envoy reports the conflict",
+      async () => {
+        const oldSeed = await unwrapSeed(
+          oldFiles["identity.wrapped"],
+          new TextEncoder().encode(PASS),
+          oldFiles["identity.salt"],
+        );
+        const deposed = seedSigner(oldSeed);
+        const attackerSeed = generateSeed();
+        const attacker = seedSigner(attackerSeed);
+        const bootstrap = JSON.parse(new TextDecoder().decode(oldTokens))
+          .chain[0];
+        // The deposed key hands the project to the attacker its own way.
+        const theirs = await signDelegation(deposed, {
+          projectId,
+          position: 1,
+          previous: null,
+          to: attacker.publicKey,
+          sealed: [decodeToken(bootstrap).id],
+        });
+        const chain = [
+          bootstrap,
+          await mintSuccessorToken(attacker, bootstrap),
+        ];
+        const current = readRefStates(repoOf(b, projectId)).current!;
+        const before = await refsOn(b, projectId);
+        const state = await signRefState(
+          attacker,
+          nextRefStateBody({
+            projectId,
+            parent: current,
+            refs: new Map(),
+            signer: attacker.publicKey,
+          }),
+          chain,
+        );
+        const response = await swarmRequest(
+          tlsOf(a),
+          `https://${b.address}:1531/swarm/gitback/push/${projectId}`,
+          {
+            method: "POST",
+            body: new Uint8Array(0),
+            headers: {
+              [CHAIN_HEADER]: json({ chain, delegations: [theirs] }),
+              [REFS_HEADER]: json([state]),
+              [MEMBER_HEADER]: signedMemberHeader(attackerSeed, a.name),
+            },
+          },
+        );
+        assert.equal(response.status, 403);
+        assert.equal(await refsOn(b, projectId), before);
+        await waitForLine(b.log, /WARN delegation conflict .*position=1/);
+        const status = await vigo(b.env, [
+          "swarm",
+          "gitback",
+          "project",
+          "status",
+          "work",
+        ]);
+        assert.match(status.stdout, /CONFLICTED/);
+        assert.match(status.stdout, new RegExp(`founder now: ${newKey}`));
+        oldSeed.fill(0);
       },
     );
   },

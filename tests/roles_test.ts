@@ -215,17 +215,22 @@ fleetTest(
           `${b.runtime}/vigo/puddle.sock`,
           { puddleDir: `${b.home}/.vigo-puddle` },
         );
-        /** Delivers `refs`, signed by the member after `to`'s state. */
+        /**
+         * Delivers `refs`, signed by the member after `to`'s state at `now`
+         * (the same state, byte for byte, to envoys at the same state).
+         */
         const deliver = async (
           from: Envoy,
           to: Envoy,
           refs: Map<string, string>,
+          now?: number,
         ) => {
           const body = nextRefStateBody({
             projectId: id,
             parent: currentOf(to),
             refs,
             signer: parsePublicKey(memberKey),
+            now,
           });
           const signature = await session.sign(
             "vigo-swarm/v1/gitback-refs",
@@ -290,8 +295,10 @@ fleetTest(
             ...held(),
             ["refs/heads/crafted", older],
           ]);
+          // One state for both: signed at one time after one parent.
+          const at = Math.floor(Date.now() / 1000);
           for (const [from, to] of [[b, a], [a, b]]) {
-            const { status, text } = await deliver(from, to, created);
+            const { status, text } = await deliver(from, to, created, at);
             assert.equal(status, 200, text);
           }
           const now = await replicated(a, b);
