@@ -232,6 +232,27 @@ fleetTest(
     });
 
     await t.step(
+      "an envoy that joins after the rotation gets the rotation log with the key",
+      async () => {
+        await vigo(c.env, ["swarm", "puddle", "lock"]);
+        const dir = `${c.home}/.vigo-puddle`;
+        for (const name of [...Object.keys(oldFiles), "retired_puddles.json"]) {
+          Deno.removeSync(`${dir}/${name}`);
+        }
+        await pairPuddle(a, c, PASS);
+        const status = JSON.parse(
+          (await vigo(c.env, ["swarm", "puddle", "status", "--json"])).stdout,
+        );
+        assert.equal(status.pubkey, newKey);
+        assert.deepEqual(status.rotation.retired, [oldKey]);
+        assert.equal(
+          Deno.readTextFileSync(`${dir}/retired_puddles.json`),
+          Deno.readTextFileSync(`${a.home}/.vigo-puddle/retired_puddles.json`),
+        );
+      },
+    );
+
+    await t.step(
       "a user who puts the retired key and its old chain back is refused by the agent",
       async () => {
         const puddleDir = `${a.home}/.vigo-puddle`;

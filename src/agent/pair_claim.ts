@@ -102,7 +102,7 @@ function claimRoute(
       const attempt = previous.catch(() => {}).then(() =>
         claimPairing(`${home}/.vigo-puddle`, uid, code, new Date(), {
           kind: claim.pending,
-          extraFiles: kind === "rekey" ? [RETIRED_FILE] : [],
+          extraFiles: [RETIRED_FILE],
         })
       );
       inFlight.set(user, attempt);
@@ -158,13 +158,9 @@ function claimRoute(
           pubkey: outcome.pubkey,
           salt: encodeBase64(outcome.salt),
           wrapped: encodeBase64(outcome.wrapped),
-          ...(kind === "rekey"
-            ? {
-              // Public data: the claimant verifies every statement itself.
-              rotations: rotationStatements(outcome.extra[RETIRED_FILE]),
-              payload: outcome.payload ?? null,
-            }
-            : {}),
+          // Public data: the claimant verifies every statement itself.
+          rotations: rotationStatements(outcome.extra[RETIRED_FILE]),
+          ...(kind === "rekey" ? { payload: outcome.payload ?? null } : {}),
         },
       };
       outcome.salt.fill(0);

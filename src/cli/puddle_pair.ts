@@ -30,6 +30,12 @@ import {
   readPublicKey,
 } from "../puddle/identity.ts";
 import { normalizePairCode, startPairing } from "../puddle/pair.ts";
+import {
+  encodeRetiredLog,
+  RETIRED_FILE,
+  verifyRotationChain,
+} from "../puddle/rotation.ts";
+import type { FileSetEntry } from "../platform/fs.ts";
 import { readMembers, recordMember } from "../puddle/members.ts";
 import { type AgentConfig, loadAgentConfig } from "../agent/config.ts";
 import { readSwarmTls, swarmRequest, swarmUrl } from "../agent/swarm_client.ts";
@@ -124,14 +130,53 @@ export function decodeClaim(reply: unknown, host: string) {
   }
 }
 
+/**
+ * The rotation log that comes with an identity: the statements verify as a
+ * log ending at `publicKey` (or there are none), encoded as the file to
+ * write beside the identity.
+ */
+function rotationLogEntry(
+  statements: unknown,
+  publicKey: Uint8Array,
+  from: string,
+): FileSetEntry[] {
+  if (statements === undefined || statements === null) return [];
+  try {
+    if (!Array.isArray(statements)) {
+      throw new PuddleError("the rotation log is not a list");
+    }
+    if (statements.length === 0) return [];
+    const log = verifyRotationChain(statements);
+    if (log[log.length - 1].body.new !== formatPublicKey(publicKey)) {
+      throw new PuddleError("the rotation log does not end at its key");
+    }
+    return [{
+      name: RETIRED_FILE,
+      data: new TextEncoder().encode(encodeRetiredLog(log)),
+      mode: 0o600,
+    }];
+  } catch (error) {
+    throw new CliError(
+      `${from} sent an unusable rotation log (${
+        (error as Error).message.replace(/\.$/, "")
+      }); nothing was written.`,
+    );
+  }
+}
+
 /** Writes the identity as the target user, never as root in their home. */
 async function installAs(
   target: JoinTarget,
   identity: { wrapped: Uint8Array; salt: Uint8Array; publicKey: Uint8Array },
+  rotations: unknown,
 ): Promise<void> {
   const puddleDir = `${target.home}/.vigo-puddle`;
   if (target.uid === Deno.uid()) {
-    const change = await installIdentity(puddleDir, identity);
+    const change = await installIdentity(
+      puddleDir,
+      identity,
+      rotationLogEntry(rotations, identity.publicKey, "the other envoy"),
+    );
     if (change.unfinished) {
       warnUnfinishedChange(puddleDir, change.unfinished, "identity");
     }
@@ -145,6 +190,7 @@ async function installAs(
       pubkey: formatPublicKey(identity.publicKey),
       salt: encodeBase64(identity.salt),
       wrapped: encodeBase64(identity.wrapped),
+      rotations: rotations ?? [],
     }),
   );
   if (out.code !== 0) {
@@ -171,7 +217,15 @@ export async function installFromStdin(): Promise<number> {
     throw new CliError("the identity on standard input is not valid JSON.");
   }
   const identity = decodeClaim(value, "the caller");
-  const change = await installIdentity(userPaths().puddleDir, identity);
+  const change = await installIdentity(
+    userPaths().puddleDir,
+    identity,
+    rotationLogEntry(
+      (value as { rotations?: unknown } | null)?.rotations,
+      identity.publicKey,
+      "the caller",
+    ),
+  );
   if (change.unfinished) {
     warnUnfinishedChange(userPaths().puddleDir, change.unfinished, "identity");
   }
@@ -266,7 +320,10 @@ export async function join(args: string[]): Promise<number> {
         }; nothing was written.`,
       );
     }
-    const identity = decodeClaim(response.json(), from);
+    const reply = response.json<{ rotations?: unknown }>();
+    const identity = decodeClaim(reply, from);
+    // Checked before the passphrase, so a bad log writes nothing.
+    rotationLogEntry(reply?.rotations, identity.publicKey, from);
 
     const passphrase = await reader.read("passphrase: ", "passphrase");
     let seed: Uint8Array;
@@ -291,7 +348,7 @@ export async function join(args: string[]): Promise<number> {
       );
     }
 
-    await installAs(target, identity);
+    await installAs(target, identity, reply?.rotations);
     await recordMember(paths, target.user, {
       host: from,
       direction: "joined-from",

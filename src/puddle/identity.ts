@@ -348,6 +348,8 @@ export async function repairPuddleDir(puddleDir: string): Promise<void> {
 export async function installIdentity(
   puddleDir: string,
   identity: { wrapped: Uint8Array; salt: Uint8Array; publicKey: Uint8Array },
+  /** Files that come with it in the same commit (the rotation log). */
+  extra: FileSetEntry[] = [],
 ): Promise<IdentityChange> {
   return await withPuddleLock(puddleDir, () => {
     const present = identityFilesPresent(puddleDir);
@@ -367,6 +369,7 @@ export async function installIdentity(
         data: encodePub(identity.publicKey),
         mode: 0o644,
       },
+      ...extra,
     ], {
       what: "write the identity",
       nothing: "nothing was written",
