@@ -46,6 +46,24 @@ async function readLine(conn: Deno.UnixConn, carry: LineCarry) {
   return line;
 }
 
+/**
+ * A refusal, with a hint when a key rotation has not yet updated the
+ * user's projects (their chains are stale until it has). The rotation
+ * module loads only on this path, not on every git operation.
+ */
+async function withRotationHint(
+  refusal: string,
+  puddleDir: string,
+): Promise<string> {
+  const { FOUNDER_UPDATES } = await import("../puddle/rekey.ts");
+  try {
+    Deno.lstatSync(`${puddleDir}/${FOUNDER_UPDATES}`);
+  } catch {
+    return refusal;
+  }
+  return `${refusal} A key rotation has not finished updating your projects: run \`vigo swarm puddle status\`, which finishes it, then retry.`;
+}
+
 /** Opens the agent socket and completes the handshake for `service`. */
 async function connectService(
   url: string,
@@ -81,7 +99,11 @@ async function connectService(
   const carry = { bytes: new Uint8Array(0) };
   await writeHandshakeLine(conn, request);
   const reply = JSON.parse(await readLine(conn, carry));
-  if (reply.ok === false) throw new HelperFailure(String(reply.error));
+  if (reply.ok === false) {
+    throw new HelperFailure(
+      await withRotationHint(String(reply.error), paths.puddleDir),
+    );
+  }
   if (typeof reply.challenge !== "string" || typeof reply.agent !== "string") {
     throw new HelperFailure("the agent sent no challenge.");
   }
