@@ -5,7 +5,8 @@
  * @module
  */
 
-import { reportError, UsageError } from "./src/cli/errors.ts";
+import { dispatch, type VerbGroup } from "./src/cli/dispatch.ts";
+import { reportError } from "./src/cli/errors.ts";
 
 // Each face loads only its own modules: git starts the remote helper for
 // every fetch and push, so its start-up time is on the hot path.
@@ -32,47 +33,47 @@ export function faceFor(argv0: string): "remote-helper" | "vigo" {
   return base === "git-remote-gitback" ? "remote-helper" : "vigo";
 }
 
-async function runVigo(args: string[]): Promise<number> {
-  const [command, ...rest] = args;
-  switch (command) {
-    case "swarm": {
-      const [group, ...verbs] = rest;
-      if (group === "puddle") {
-        return await (await import("./src/cli/puddle.ts")).runPuddle(verbs);
-      }
-      if (group === "gitback") {
-        return await (await import("./src/cli/gitback.ts")).runGitback(verbs);
-      }
-      throw new UsageError(
-        group === undefined
-          ? "`vigo swarm` needs a subsystem."
-          : `unknown swarm subsystem ${JSON.stringify(group)}.`,
-        "try `vigo swarm puddle help`.",
-      );
-    }
-    case "config":
-      return (await import("./src/cli/config.ts")).runConfig(rest);
-    case "agent":
-      return await (await import("./src/cli/agent.ts")).runAgentCommand(rest);
-    case "ca":
-      return await (await import("./src/cli/ca.ts")).runCa(rest);
-    case "version":
-    case "--version":
-      console.log(`vigo ${VERSION}`);
-      return 0;
-    case undefined:
-    case "help":
-    case "--help":
-    case "-h":
-      console.log(USAGE);
-      return command === undefined ? 2 : 0;
-    default:
-      throw new UsageError(
-        `unknown command ${JSON.stringify(command)}.`,
-        "run `vigo help` for the list.",
-      );
-  }
+const SWARM_USAGE = `vigo swarm <subsystem> <verb>
+
+subsystems:
+  puddle <verb>    this user's identity (\`vigo swarm puddle help\`)
+  gitback <verb>   git over the swarm (\`vigo swarm gitback help\`)`;
+
+/** `vigo swarm`: the user-facing subsystems. */
+export const SWARM_GROUP: VerbGroup = {
+  command: "vigo swarm",
+  noun: "swarm subsystem",
+  usage: SWARM_USAGE,
+  verbs: {
+    puddle: async (args) =>
+      await (await import("./src/cli/puddle.ts")).runPuddle(args),
+    gitback: async (args) =>
+      await (await import("./src/cli/gitback.ts")).runGitback(args),
+  },
+  missingVerb: "`vigo swarm` needs a subsystem.",
+};
+
+function printVersion(): number {
+  console.log(`vigo ${VERSION}`);
+  return 0;
 }
+
+/** `vigo`: every face a person runs by name. */
+export const VIGO_GROUP: VerbGroup = {
+  command: "vigo",
+  noun: "command",
+  usage: USAGE,
+  verbs: {
+    swarm: SWARM_GROUP,
+    config: async (args) =>
+      await (await import("./src/cli/config.ts")).runConfig(args),
+    agent: async (args) =>
+      await (await import("./src/cli/agent.ts")).runAgentCommand(args),
+    ca: async (args) => await (await import("./src/cli/ca.ts")).runCa(args),
+    version: printVersion,
+  },
+  hidden: { "--version": printVersion },
+};
 
 /** Entry point: dispatches on argv0 and turns errors into exit codes. */
 export async function main(argv0: string, args: string[]): Promise<number> {
@@ -83,7 +84,7 @@ export async function main(argv0: string, args: string[]): Promise<number> {
       );
       return await runRemoteHelper(args);
     }
-    return await runVigo(args);
+    return await dispatch(VIGO_GROUP, args);
   } catch (error) {
     return reportError(error);
   }

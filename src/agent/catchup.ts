@@ -43,6 +43,7 @@ import {
 } from "./fanout.ts";
 import { verifyChainWithDelegations } from "./delegation_store.ts";
 import { verifyStatesHeader } from "./push_route.ts";
+import { isTombstoned } from "./tombstone_store.ts";
 import {
   checkScopeStatement,
   decodeScopeHeader,
@@ -81,13 +82,17 @@ interface Missing {
 /**
  * Local projects without a bare repository, with a chain to ask with. A
  * chain through a revoked or left token fetches nothing: a user who left
- * never brings a repository back here.
+ * never brings a repository back here; nor does a tombstoned project,
+ * which every holder refuses.
  */
 function missingProjects(config: AgentConfig): Missing[] {
   const missing: Missing[] = [];
   for (const home of managedHomes(config)) {
     for (const projectId of userProjectIds(home)) {
-      if (exists(bareRepoPath(config.paths, projectId))) continue;
+      if (
+        exists(bareRepoPath(config.paths, projectId)) ||
+        isTombstoned(config.paths, projectId)
+      ) continue;
       const project = readUserProject(home, projectId, {
         chain: true,
         delegations: true,

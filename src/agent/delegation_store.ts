@@ -7,8 +7,9 @@
  * A chain verified without the delegations that exist still passes for a
  * deposed founder key, so every root-side verifier goes through
  * {@link verifyChainWithDelegations} (chains from peers or users, with the
- * delegations they offer) or passes {@link storedDelegations} (chains read
- * here, nothing offered). First seen wins: an offer may extend the record,
+ * delegations they offer; {@link verifyWithDelegations} for other signed
+ * things, such as tombstones) or passes {@link storedDelegations} (what is
+ * read here, nothing offered). First seen wins: an offer may extend the record,
  * once a chain verified with the extended list; an offer that differs at a
  * recorded position never replaces it, and, when it is validly signed
  * itself (the founder signed two different rotations), the conflict is
@@ -210,26 +211,113 @@ function merge(
 }
 
 /**
- * True when `offered` is a delegation list that verifies on its own from
- * the genesis founder of `chain`'s root token, which must make
- * `projectId`: only then is a difference a conflict and not garbage.
+ * The genesis founder key of `chain`'s root token when, with its handle,
+ * it makes `projectId`; null otherwise.
  */
-async function validlySigned(
-  offered: readonly unknown[],
+async function genesisOfChain(
   chain: unknown,
   projectId: string,
-): Promise<boolean> {
+): Promise<string | null> {
   try {
     const root = decodeToken((chain as unknown[])[0]).body;
     const genesis = parsePublicKey(root.issuer);
-    if (await computeProjectId(genesis, root.handle) !== projectId) {
-      return false;
-    }
-    verifyDelegations(offered, { projectId, genesis: root.issuer });
+    return await computeProjectId(genesis, root.handle) === projectId
+      ? root.issuer
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * True when `offered` is a delegation list that verifies on its own from
+ * `genesis`, the project's genesis founder: only then is a difference a
+ * conflict and not garbage.
+ */
+function validlySigned(
+  offered: readonly unknown[],
+  genesis: string | null,
+  projectId: string,
+): boolean {
+  if (genesis === null) return false;
+  try {
+    verifyDelegations(offered, { projectId, genesis });
     return true;
   } catch {
     return false;
   }
+}
+
+/**
+ * Runs `verify` with the delegations recorded for `projectId` merged with
+ * those `offered` (first seen wins; see the module doc), for anything
+ * signed under a project's founder delegations: a token chain
+ * ({@link verifyChainWithDelegations}) or a statement such as a tombstone.
+ * An offer that extends the record is recorded once `verify` passed with
+ * it; an offer that differs at a recorded position is recorded as a
+ * conflict when it verifies on its own from `genesis()` (the project's
+ * genesis founder key, or null when the signed thing names none that makes
+ * the project id), and `verify` runs with the record. A malformed or
+ * oversized offer is a {@link TokenError}; `verify`'s own errors pass
+ * through. A refused offer changes nothing in the record.
+ */
+export async function verifyWithDelegations<T>(
+  paths: SystemPaths,
+  projectId: string,
+  offered: unknown,
+  genesis: () => Promise<string | null>,
+  verify: (delegations: readonly DelegationWire[]) => Promise<T>,
+  log?: Logger,
+): Promise<T> {
+  const path = delegationRecordPath(paths, projectId);
+  if (offered === undefined) offered = [];
+  if (!Array.isArray(offered) || offered.length > DELEGATION_MAX_LEN) {
+    throw new TokenError(
+      "bad-delegation",
+      `delegations must be a list of at most ${DELEGATION_MAX_LEN}, first rotation first.`,
+    );
+  }
+  const stored = readRecord(path).delegations;
+  const first = merge(stored, offered);
+  if (!first.conflict && !first.extended) return await verify(stored);
+  // The record may change: one reader-writer per project at a time, and
+  // the merge done again on what is recorded now.
+  return await serialized(path, async () => {
+    const record = readRecord(path);
+    const merged = merge(record.delegations, offered as unknown[]);
+    if (merged.conflict) {
+      const { position, kept, offered: offeredId } = merged.conflict;
+      const known = record.conflicts.some((c) =>
+        c.position === position && c.kept === kept && c.offered === offeredId
+      );
+      if (
+        !known &&
+        validlySigned(offered as unknown[], await genesis(), projectId)
+      ) {
+        record.conflicts = [
+          ...record.conflicts,
+          { position, kept, offered: offeredId, at: new Date().toISOString() },
+        ].slice(-MAX_CONFLICTS);
+        writeRecord(paths, path, record);
+        log?.warn("delegation conflict", {
+          project: projectId,
+          position,
+          kept,
+          offered: offeredId,
+        });
+      }
+      return await verify(record.delegations);
+    }
+    const verified = await verify(merged.delegations);
+    if (merged.extended) {
+      writeRecord(paths, path, { ...record, delegations: merged.delegations });
+      log?.info("delegations learned", {
+        project: projectId,
+        delegations: merged.delegations.length,
+      });
+    }
+    return verified;
+  });
 }
 
 /**
@@ -245,63 +333,14 @@ export async function verifyChainWithDelegations(
   options: VerifyOptions,
   log?: Logger,
 ): Promise<VerifiedChain> {
-  const { projectId } = options;
-  const path = delegationRecordPath(paths, projectId);
-  if (offered === undefined) offered = [];
-  if (!Array.isArray(offered) || offered.length > DELEGATION_MAX_LEN) {
-    throw new TokenError(
-      "bad-delegation",
-      `delegations must be a list of at most ${DELEGATION_MAX_LEN}, first rotation first.`,
-    );
-  }
-  const stored = readRecord(path).delegations;
-  const first = merge(stored, offered);
-  if (!first.conflict && !first.extended) {
-    return await verifyChain(chain, { ...options, delegations: stored });
-  }
-  // The record may change: one reader-writer per project at a time, and
-  // the merge done again on what is recorded now.
-  return await serialized(path, async () => {
-    const record = readRecord(path);
-    const merged = merge(record.delegations, offered as unknown[]);
-    if (merged.conflict) {
-      const { position, kept, offered: offeredId } = merged.conflict;
-      const known = record.conflicts.some((c) =>
-        c.position === position && c.kept === kept && c.offered === offeredId
-      );
-      if (
-        !known && await validlySigned(offered as unknown[], chain, projectId)
-      ) {
-        record.conflicts = [
-          ...record.conflicts,
-          { position, kept, offered: offeredId, at: new Date().toISOString() },
-        ].slice(-MAX_CONFLICTS);
-        writeRecord(paths, path, record);
-        log?.warn("delegation conflict", {
-          project: projectId,
-          position,
-          kept,
-          offered: offeredId,
-        });
-      }
-      return await verifyChain(chain, {
-        ...options,
-        delegations: record.delegations,
-      });
-    }
-    const verified = await verifyChain(chain, {
-      ...options,
-      delegations: merged.delegations,
-    });
-    if (merged.extended) {
-      writeRecord(paths, path, { ...record, delegations: merged.delegations });
-      log?.info("delegations learned", {
-        project: projectId,
-        delegations: merged.delegations.length,
-      });
-    }
-    return verified;
-  });
+  return await verifyWithDelegations(
+    paths,
+    options.projectId,
+    offered,
+    () => genesisOfChain(chain, options.projectId),
+    (delegations) => verifyChain(chain, { ...options, delegations }),
+    log,
+  );
 }
 
 /** What status shows of a project's delegations here. */

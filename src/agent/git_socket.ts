@@ -54,7 +54,6 @@ import {
   listRefs,
   removeStaleStaging,
   repairHead,
-  tombstonePath,
   writeRepoMeta,
 } from "../gitback/repo.ts";
 import {
@@ -77,6 +76,11 @@ import {
   storedDelegations,
   verifyChainWithDelegations,
 } from "./delegation_store.ts";
+import {
+  isTombstoned,
+  readTombstone,
+  tombstoneRefusal,
+} from "./tombstone_store.ts";
 
 /** Called after a push changed refs, with the refs before and after. */
 export type PushListener = (
@@ -199,7 +203,9 @@ async function authorize(
       `gitback is not enabled for user ${user} on ${config.hostname}; an operator sets \`gitback: true\` in the usercrate.`,
     );
   }
-  const tombstoned = exists(tombstonePath(config.paths, request.project_id));
+  // The founder closed the project: say where it went, whatever the chain.
+  const tombstoned = tombstoneRefusal(config.paths, request.project_id);
+  if (tombstoned) throw new Refusal(tombstoned);
   try {
     // The delegations the caller holds, merged with those recorded here.
     const verified = await verifyChainWithDelegations(
@@ -209,7 +215,6 @@ async function authorize(
       {
         projectId: request.project_id,
         revoked: revokedTokenIds(config.paths, request.project_id),
-        tombstoned,
       },
       log,
     );
@@ -246,6 +251,10 @@ async function answerStatus(
     projects,
     uid === 0,
     (projectId) => delegationSummary(config.paths, projectId),
+    (projectId) => {
+      const tombstone = readTombstone(config.paths, projectId);
+      return tombstone ? { successor: tombstone.body.successor } : null;
+    },
   );
   send(socket, { ok: true, status });
   socket.end();
@@ -571,7 +580,7 @@ async function servePush(
           const verified = await verifyRefState(wire, {
             projectId,
             revoked: revokedTokenIds(config.paths, projectId),
-            tombstoned: exists(tombstonePath(config.paths, projectId)),
+            tombstoned: isTombstoned(config.paths, projectId),
             delegations: storedDelegations(config.paths, projectId),
           });
           if (verified.body.signer !== formatPublicKey(pusher.signer)) {

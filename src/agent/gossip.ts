@@ -16,6 +16,13 @@
  * `all` answer lists them beside the envelopes; the receiver merges them
  * with its own record, first seen winning (delegation_store.ts).
  *
+ * Tombstones (gitback/tombstone.ts) travel the same way as a third kind,
+ * `tombstones`: posted when the sweep stores one, named
+ * `tombstones/<project_id>.json` in the digest (one per project: the first
+ * verified stays, so two envoys holding different ones do not pull each
+ * other's every period), and listed in the `all` answer. They are verified
+ * before they are stored, like every envelope (agent/tombstone_store.ts).
+ *
  * @module
  */
 
@@ -29,6 +36,8 @@ import type { PeerIndex } from "./announce.ts";
 import { peersOf } from "./fanout.ts";
 import { readProjectMeta } from "./announce.ts";
 import { verifyMemberRequest } from "./push_route.ts";
+import { TombstoneError } from "../gitback/tombstone.ts";
+import { acceptTombstone, readTombstone } from "./tombstone_store.ts";
 import { localMemberHeaders } from "./member_proof.ts";
 import { HttpError, type SwarmRoute } from "./swarm_server.ts";
 import {
@@ -52,6 +61,10 @@ import {
 } from "./envelope_store.ts";
 
 const KINDS: EnvelopeKind[] = ["revokes", "leaves"];
+/** What gossip carries: the two kinds of envelope and tombstones. */
+export type GossipKind = EnvelopeKind | "tombstones";
+/** Most tombstones taken from one `all` answer (a project has one). */
+const MAX_TOMBSTONES_PER_ANSWER = 4;
 /** Largest post: an envelope and the most delegations of the largest size. */
 const MAX_ENVELOPE_BODY = MAX_ENVELOPE_BYTES + 4096 +
   DELEGATION_MAX_LEN * (MAX_DELEGATION_BYTES + 256);
@@ -73,22 +86,30 @@ function storedNames(
 
 /**
  * The digest of every envelope stored for `projectId`: see
- * `envelopeSetDigest` (the sorted names `revokes/<token_id>.json` and
- * `leaves/<envelope_id>.json`).
+ * `envelopeSetDigest` (the sorted names `revokes/<token_id>.json`,
+ * `leaves/<envelope_id>.json` and, when a tombstone that verifies is
+ * stored, `tombstones/<project_id>.json`).
  */
 export function envelopeDigest(config: AgentConfig, projectId: string): string {
-  return envelopeSetDigest(
-    KINDS.flatMap((kind) =>
-      storedNames(config, projectId, kind).map((n) => `${kind}/${n}`)
-    ),
+  const names = KINDS.flatMap((kind) =>
+    storedNames(config, projectId, kind).map((n) => `${kind}/${n}`)
   );
+  if (readTombstone(config.paths, projectId)) {
+    names.push(`tombstones/${projectId}.json`);
+  }
+  return envelopeSetDigest(names);
 }
 
 function readAll(
   config: AgentConfig,
   projectId: string,
-): Record<EnvelopeKind, unknown[]> {
-  const all: Record<EnvelopeKind, unknown[]> = { revokes: [], leaves: [] };
+): Record<GossipKind, unknown[]> {
+  const tombstone = readTombstone(config.paths, projectId);
+  const all: Record<GossipKind, unknown[]> = {
+    revokes: [],
+    leaves: [],
+    tombstones: tombstone ? [tombstone.wire] : [],
+  };
   for (const kind of KINDS) {
     for (const name of storedNames(config, projectId, kind)) {
       try {
@@ -111,12 +132,50 @@ function checkParams(projectId: string, kind?: string): void {
   if (!/^[0-9a-f]{64}$/.test(projectId)) {
     throw new HttpError(400, "the project id must be 64 hex digits.");
   }
-  if (kind !== undefined && kind !== "revokes" && kind !== "leaves") {
-    throw new HttpError(404, "envelopes are revokes or leaves.");
+  if (
+    kind !== undefined && kind !== "revokes" && kind !== "leaves" &&
+    kind !== "tombstones"
+  ) {
+    throw new HttpError(404, "envelopes are revokes, leaves or tombstones.");
   }
 }
 
-/** The gossip routes: receive one envelope, digest, all. */
+/**
+ * Stores a tombstone a peer posted, once it verifies (403 otherwise);
+ * answers `{stored}`, false when it or another one is stored already.
+ */
+async function receiveTombstone(
+  config: AgentConfig,
+  log: Logger,
+  project: string,
+  peer: string,
+  wire: unknown,
+): Promise<{ status: number; json: { stored: boolean } }> {
+  let stored: boolean;
+  try {
+    stored = await acceptTombstone(config.paths, project, wire, {
+      delegations: (wire as { delegations?: unknown } | null)?.delegations,
+      log,
+    });
+  } catch (error) {
+    if (!(error instanceof TombstoneError || error instanceof TokenError)) {
+      throw error;
+    }
+    log.warn("signature failure on gossiped tombstone", {
+      project,
+      peer,
+      error: error.message,
+    });
+    throw new HttpError(
+      403,
+      `the tombstone does not verify: ${error.message}`,
+    );
+  }
+  if (stored) log.info("tombstone received", { project, peer });
+  return { status: 200, json: { stored } };
+}
+
+/** The gossip routes: receive one envelope or tombstone, digest, all. */
 export function gossipRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
   return [
     {
@@ -127,6 +186,15 @@ export function gossipRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
         const { project, kind } = ctx.params;
         checkParams(project, kind);
         const envelope = ctx.json();
+        if (kind === "tombstones") {
+          return await receiveTombstone(
+            config,
+            log,
+            project,
+            ctx.peer.subject,
+            envelope,
+          );
+        }
         let stored: boolean;
         try {
           stored = await acceptEnvelope(
@@ -194,9 +262,11 @@ export function gossipRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
         checkParams(project);
         // Who left or was revoked from a members-only project is for an
         // envoy where a member lives: a chain and its binding, as for a
-        // bundle.
+        // bundle (a tombstoned project's too: its tombstone must travel).
         if (readProjectMeta(config, project).scope === "members-only") {
-          await verifyMemberRequest(config, ctx, project, log);
+          await verifyMemberRequest(config, ctx, project, log, {
+            allowTombstoned: true,
+          });
         }
         return {
           status: 200,
@@ -212,7 +282,7 @@ export function gossipRoutes(config: AgentConfig, log: Logger): SwarmRoute[] {
 
 interface PendingSend {
   projectId: string;
-  kind: EnvelopeKind;
+  kind: GossipKind;
   body: string;
 }
 
@@ -235,8 +305,8 @@ export function pendingSends(config: AgentConfig, peer: string): number {
 }
 
 /**
- * Queues one stored envelope for every peer of its project and returns at
- * once. Each peer gets one post at a time; a post already waiting for a
+ * Queues one stored envelope or tombstone for every peer of its project
+ * and returns at once. Each peer gets one post at a time; a post already waiting for a
  * peer is not queued twice, and a peer with
  * {@link MAX_PENDING_SENDS_PER_PEER} waiting gets no more until it drains
  * (logged once per overflow): reconcile brings it what was dropped.
@@ -246,7 +316,7 @@ export function gossipEnvelope(
   log: Logger,
   index: PeerIndex,
   projectId: string,
-  kind: EnvelopeKind,
+  kind: GossipKind,
   envelope: unknown,
 ): Promise<void> {
   const { body, sig } = envelope as { body: string; sig: string };
@@ -350,13 +420,14 @@ async function drain(
   }
 }
 
-/** Projects this envoy knows envelopes or a repository for. */
+/** Projects this envoy knows envelopes, a repository or a tombstone for. */
 function knownProjects(config: AgentConfig, index: PeerIndex): string[] {
   const ids = new Set<string>();
   for (
     const dir of [
       `${gitbackBase(config.paths)}/envelopes`,
       `${gitbackBase(config.paths)}/projects`,
+      `${gitbackBase(config.paths)}/tombstones`,
     ]
   ) {
     try {
@@ -440,6 +511,22 @@ export async function reconcileOnce(
               else refused.invalid++;
               refused.error ||= (error as Error).message;
             }
+          }
+        }
+        const tombstones = Array.isArray(lists.tombstones)
+          ? lists.tombstones.slice(0, MAX_TOMBSTONES_PER_ANSWER)
+          : [];
+        for (const tombstone of tombstones) {
+          try {
+            if (
+              await acceptTombstone(config.paths, projectId, tombstone, {
+                delegations: offered,
+                log,
+              })
+            ) merged++;
+          } catch (error) {
+            refused.invalid++;
+            refused.error ||= (error as Error).message;
           }
         }
         if (refused.invalid > 0) {

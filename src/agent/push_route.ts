@@ -36,7 +36,6 @@ import {
   installStagedRepo,
   listRefs,
   repairHead,
-  tombstonePath,
   writeRepoMeta,
 } from "../gitback/repo.ts";
 import { type AgentConfig, gitbackEnabledHere } from "./config.ts";
@@ -81,6 +80,7 @@ import {
   storedDelegations,
   verifyChainWithDelegations,
 } from "./delegation_store.ts";
+import { isTombstoned, tombstoneRefusal } from "./tombstone_store.ts";
 
 /** Largest bundle a peer may deliver. */
 export const MAX_BUNDLE_BYTES = 1024 * 1024 * 1024;
@@ -114,12 +114,14 @@ export async function verifyMemberRequest(
   },
   projectId: string,
   log?: Logger,
+  options: ChainHeaderOptions = {},
 ): Promise<VerifiedChain> {
   const verified = await verifyChainHeader(
     config,
     ctx.headers[CHAIN_HEADER],
     projectId,
     log,
+    options,
   );
   requireMemberBinding(
     ctx.headers[MEMBER_HEADER],
@@ -138,17 +140,34 @@ export function projectParam(params: Record<string, string>): string {
   return projectId;
 }
 
+/** Options of {@link verifyChainHeader}. */
+export interface ChainHeaderOptions {
+  /**
+   * Verify the chain of a tombstoned project too (its envelopes and its
+   * tombstone still travel); by default a tombstoned project is refused
+   * with the sentence naming its successor.
+   */
+  allowTombstoned?: boolean;
+}
+
 /**
  * Parses and verifies the chain header for `projectId`: `{chain,
  * delegations}` (or a bare chain), the delegations merged with those
- * recorded here (delegation_store.ts).
+ * recorded here (delegation_store.ts). A project this envoy holds a
+ * tombstone of is refused (403) before the chain is looked at, unless
+ * `options.allowTombstoned`.
  */
 export async function verifyChainHeader(
   config: AgentConfig,
   header: string | undefined,
   projectId: string,
   log?: Logger,
+  options: ChainHeaderOptions = {},
 ): Promise<VerifiedChain> {
+  if (!options.allowTombstoned) {
+    const refusal = tombstoneRefusal(config.paths, projectId);
+    if (refusal) throw new HttpError(403, refusal);
+  }
   if (!header || header.length > MAX_CHAIN_HEADER_BYTES) {
     throw new HttpError(
       401,
@@ -170,7 +189,6 @@ export async function verifyChainHeader(
       {
         projectId,
         revoked: revokedTokenIds(config.paths, projectId),
-        tombstoned: exists(tombstonePath(config.paths, projectId)),
       },
       log,
     );
@@ -256,7 +274,7 @@ export async function verifyStatesHeader(
     );
   }
   const revoked = revokedTokenIds(config.paths, projectId);
-  const tombstoned = exists(tombstonePath(config.paths, projectId));
+  const tombstoned = isTombstoned(config.paths, projectId);
   const verify: ChainVerifier = (chain, options) =>
     verifyChainWithDelegations(config.paths, chain, offered, options, log);
   const states: VerifiedRefState[] = [];

@@ -1,6 +1,7 @@
 /**
- * The sweep reactor: collects the signed LEAVE and REVOKE envelopes users
- * queue in `~/.vigo-gitback/<project_id>/{leave,revoke}.pending`, checks
+ * The sweep reactor: collects the signed LEAVE and REVOKE envelopes and
+ * the founder's tombstones users queue in
+ * `~/.vigo-gitback/<project_id>/{leave,revoke,tombstone}.pending`, checks
  * them, and stores them root-side where the git socket (and gossip) find
  * them.
  *
@@ -10,21 +11,34 @@
 import { pidAlive } from "../platform/process.ts";
 import { OwnedDir, withOwnedDir } from "../platform/user_files.ts";
 import type { AgentConfig } from "./config.ts";
-import { acceptEnvelope, type EnvelopeKind } from "./envelope_store.ts";
+import { acceptEnvelope } from "./envelope_store.ts";
+import type { GossipKind } from "./gossip.ts";
+import {
+  MAX_QUEUED_TOMBSTONES,
+  MAX_TOMBSTONE_PENDING_BYTES,
+  TOMBSTONE_PENDING,
+} from "../gitback/tombstone.ts";
+import { acceptTombstone } from "./tombstone_store.ts";
 import type { Logger } from "./log.ts";
 import { startReactor } from "./reactor.ts";
 import { managedHomes } from "./user_homes.ts";
 import { delegationsIn, GITBACK_DIR, projectIdsIn } from "./user_state.ts";
 
-/** Called for each envelope the sweep stored (to gossip it). */
+/** Called for each envelope or tombstone the sweep stored (to gossip it). */
 export type StoredListener = (
   projectId: string,
-  kind: EnvelopeKind,
+  kind: GossipKind,
   envelope: unknown,
 ) => void;
 
 /** Envelopes taken from one pending file. */
 const MAX_ENVELOPES_PER_FILE = 256;
+
+const PENDING_FILES: Record<GossipKind, string> = {
+  revokes: "revoke.pending",
+  leaves: "leave.pending",
+  tombstones: TOMBSTONE_PENDING,
+};
 
 async function collect(
   config: AgentConfig,
@@ -32,10 +46,10 @@ async function collect(
   user: string,
   dir: OwnedDir,
   projectId: string,
-  kind: EnvelopeKind,
+  kind: GossipKind,
   onStored?: StoredListener,
 ): Promise<number> {
-  const name = `${kind === "revokes" ? "revoke" : "leave"}.pending`;
+  const name = PENDING_FILES[kind];
   if (!dir.has(name)) return 0;
   // The user's copy of the founder's delegations, merged with the record
   // here (first seen wins); unreadable, none is offered.
@@ -47,7 +61,10 @@ async function collect(
   }
   let list: unknown;
   try {
-    list = dir.readJson(name, 1024 * 1024);
+    list = dir.readJson(
+      name,
+      kind === "tombstones" ? MAX_TOMBSTONE_PENDING_BYTES : 1024 * 1024,
+    );
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return 0;
     log.warn("unreadable pending envelope", {
@@ -63,13 +80,21 @@ async function collect(
   // Distinct reasons (at most 8) and how often each came.
   const reasons = new Map<string, number>();
   const envelopes = Array.isArray(list) ? list : [list];
-  for (const envelope of envelopes.slice(0, MAX_ENVELOPES_PER_FILE)) {
+  const most = kind === "tombstones"
+    ? MAX_QUEUED_TOMBSTONES
+    : MAX_ENVELOPES_PER_FILE;
+  for (const envelope of envelopes.slice(0, most)) {
     try {
       if (
-        await acceptEnvelope(config, projectId, kind, envelope, undefined, {
-          delegations,
-          log,
-        })
+        kind === "tombstones"
+          ? await acceptTombstone(config.paths, projectId, envelope, {
+            delegations,
+            log,
+          })
+          : await acceptEnvelope(config, projectId, kind, envelope, undefined, {
+            delegations,
+            log,
+          })
       ) {
         stored++;
         onStored?.(projectId, kind, envelope);
@@ -191,7 +216,7 @@ export async function sweepOnce(
           continue;
         }
         try {
-          for (const kind of ["revokes", "leaves"] as const) {
+          for (const kind of ["revokes", "leaves", "tombstones"] as const) {
             stored += await collect(
               config,
               log,
@@ -205,8 +230,9 @@ export async function sweepOnce(
           // Kept by a LEAVE for this sweep: once the project is gone and
           // nothing waits, the delegations go too.
           if (
-            !dir.has("project.json") && !dir.has("leave.pending") &&
-            !dir.has("revoke.pending") && dir.has("delegations.json")
+            !dir.has("project.json") &&
+            !Object.values(PENDING_FILES).some((name) => dir.has(name)) &&
+            dir.has("delegations.json")
           ) removeQueued(log, user, dir, "delegations.json");
         } finally {
           dir.close();

@@ -13,12 +13,30 @@
 import { systemPaths } from "../platform/paths.ts";
 import { runAgent } from "../agent/daemon.ts";
 import { parseVerbArgs } from "./args.ts";
+import { dispatch, type VerbGroup } from "./dispatch.ts";
 import { CliError } from "./errors.ts";
 
 const USAGE = "vigo agent [--config FILE]";
 
+/** `vigo agent`: one command with flags, so every argument goes to it. */
+export const AGENT_GROUP: VerbGroup = {
+  command: "vigo agent",
+  noun: "agent argument",
+  usage: `${USAGE}
+
+(root) run this envoy's agent in the foreground; systemd runs it as
+deploy/vigo-agent.service. --config names agent.yaml (default
+<VIGO_ROOT>/etc/vigo/agent.yaml).`,
+  verbs: {},
+  fallback: agent,
+};
+
 /** Runs `vigo agent`; returns 0 after a clean stop (SIGTERM or SIGINT). */
 export async function runAgentCommand(args: string[]): Promise<number> {
+  return await dispatch(AGENT_GROUP, args);
+}
+
+async function agent(args: string[]): Promise<number> {
   const { values } = parseVerbArgs(
     args,
     { config: { type: "string" } },

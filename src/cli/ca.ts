@@ -16,6 +16,7 @@ import {
 } from "../platform/fs.ts";
 import { createFleetCa, issueEnvoyCertificate } from "../ca/ca.ts";
 import { parseVerbArgs } from "./args.ts";
+import { dispatch, type VerbGroup } from "./dispatch.ts";
 import { CliError, UsageError } from "./errors.ts";
 
 const INIT_USAGE = "vigo ca init [--name NAME]";
@@ -172,19 +173,16 @@ async function issue(args: string[]): Promise<number> {
   return 0;
 }
 
+/** `vigo ca`. */
+export const CA_GROUP: VerbGroup = {
+  command: "vigo ca",
+  noun: "ca verb",
+  usage: `usage:\n${USAGE}`,
+  verbs: { init, issue },
+  missingVerb: "`vigo ca` needs a verb.",
+};
+
 /** Runs `vigo ca …`. */
 export async function runCa(args: string[]): Promise<number> {
-  const [verb, ...rest] = args;
-  if (verb === "init") return await init(rest);
-  if (verb === "issue") return await issue(rest);
-  if (verb === "help" || verb === "--help" || verb === "-h") {
-    console.log(`usage:\n${USAGE}`);
-    return 0;
-  }
-  throw new UsageError(
-    verb === undefined
-      ? "`vigo ca` needs a verb."
-      : `unknown ca verb ${JSON.stringify(verb)}.`,
-    `usage:\n${USAGE}`,
-  );
+  return await dispatch(CA_GROUP, args);
 }

@@ -8,22 +8,32 @@ import { systemPaths } from "../platform/paths.ts";
 import { userByName } from "../platform/users.ts";
 import { readUsercrate, writePolicies } from "../agent/policy.ts";
 import { parseVerbArgs } from "./args.ts";
+import { dispatch, type VerbGroup } from "./dispatch.ts";
 import { CliError, UsageError } from "./errors.ts";
 
 const USAGE = "vigo config apply <usercrate.yaml>";
 
+/** `vigo config`. */
+export const CONFIG_GROUP: VerbGroup = {
+  command: "vigo config",
+  noun: "config verb",
+  usage: `vigo config <verb>
+
+verbs:
+  apply <usercrate.yaml>  (root) turn a usercrate into the per-user policy
+                          files that say who may use puddle and gitback`,
+  verbs: { apply },
+  missingVerb: "`vigo config` needs a verb.",
+};
+
 /** Runs `vigo config …`. */
-export function runConfig(args: string[]): number {
-  const [verb, ...rest] = args;
-  if (verb !== "apply") {
-    throw new UsageError(
-      verb === undefined
-        ? "`vigo config` needs a verb."
-        : `unknown config verb ${JSON.stringify(verb)}.`,
-      `usage: ${USAGE}`,
-    );
-  }
-  const { positionals } = parseVerbArgs(rest, {}, USAGE, 1);
+export async function runConfig(args: string[]): Promise<number> {
+  return await dispatch(CONFIG_GROUP, args);
+}
+
+/** `vigo config apply <file>`. */
+function apply(args: string[]): number {
+  const { positionals } = parseVerbArgs(args, {}, USAGE, 1);
   if (positionals.length !== 1) {
     throw new UsageError(
       "name the usercrate file to apply.",

@@ -10,16 +10,17 @@ import { exists } from "../platform/fs.ts";
 import { listUsers } from "../platform/users.ts";
 import { askAgentStatus, collectEnvoyStatus } from "../gitback/envoy_status.ts";
 import { diskUsage, projectsDir } from "../gitback/repo.ts";
-import { listProjects, ProjectError } from "../gitback/project.ts";
+import { listProjects } from "../gitback/project.ts";
+import { pendingQueues } from "../gitback/pending.ts";
 import { readPublicKey } from "../puddle/identity.ts";
 import { ADOPT_VERB, adoptMembership } from "../gitback/adopt.ts";
 import { LEFT_FILE, LEFT_LOCK, recordLeft } from "../gitback/left.ts";
 import { loadAgentConfig } from "../agent/config.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
+import { dispatch, type VerbGroup } from "./dispatch.ts";
 import { requireFeature } from "./policy_gate.ts";
-import { runProject } from "./gitback_project.ts";
-import { finishFounderUpdates } from "./puddle_rekey.ts";
+import { PROJECT_GROUP, projectErrorToCli } from "./gitback_project.ts";
 
 const USAGE = `vigo swarm gitback <verb>
 
@@ -126,8 +127,7 @@ async function purge(args: string[]): Promise<number> {
     ...(bareDir !== null && exists(bareDir) ? [bareDir] : []),
   ];
   const pendingNote = projectIds.some((id) =>
-    exists(`${gitbackDir}/${id}/leave.pending`) ||
-    exists(`${gitbackDir}/${id}/revoke.pending`)
+    pendingQueues(gitbackDir, id).length > 0
   );
   if (!values.yes) {
     console.log(present.length ? "would remove:" : "nothing to remove.");
@@ -274,38 +274,30 @@ async function adoptFromStdin(args: string[]): Promise<number> {
   return 0;
 }
 
+/** `vigo swarm gitback`. */
+export const GITBACK_GROUP: VerbGroup = {
+  command: "vigo swarm gitback",
+  noun: "gitback verb",
+  usage: USAGE,
+  verbs: {
+    status,
+    purge,
+    "gc-orphans": gcOrphans,
+    project: PROJECT_GROUP,
+  },
+  hidden: {
+    [ADOPT_VERB]: (args) => {
+      // The one hidden verb that keeps the gate: the agent runs it only for
+      // users with gitback, and nobody without gitback writes project state.
+      requireFeature("gitback");
+      return adoptFromStdin(args);
+    },
+  },
+  gate: () => requireFeature("gitback"),
+  mapError: projectErrorToCli,
+};
+
 /** Runs `vigo swarm gitback …`. */
 export async function runGitback(args: string[]): Promise<number> {
-  const [verb, ...rest] = args;
-  if (verb === undefined || verb === "help" || verb === "--help") {
-    console.log(USAGE);
-    return verb === undefined ? 2 : 0;
-  }
-  requireFeature("gitback");
-  try {
-    switch (verb) {
-      case "status":
-        return await status(rest);
-      case "purge":
-        return await purge(rest);
-      case "gc-orphans":
-        return gcOrphans(rest);
-      case "project":
-        // A key rotation's unapplied project changes come first.
-        await finishFounderUpdates(userPaths());
-        return await runProject(rest);
-      case ADOPT_VERB:
-        return await adoptFromStdin(rest);
-      default:
-        throw new UsageError(
-          `unknown gitback verb ${JSON.stringify(verb)}.`,
-          "run `vigo swarm gitback help`.",
-        );
-    }
-  } catch (error) {
-    if (error instanceof ProjectError) {
-      throw new CliError(error.message, error.hint);
-    }
-    throw error;
-  }
+  return await dispatch(GITBACK_GROUP, args);
 }

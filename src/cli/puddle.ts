@@ -36,6 +36,7 @@ import { runSessionHelper } from "../puddle/session/helper.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError, warnUnfinishedChange } from "./errors.ts";
 import { constantTimeEqual } from "../crypto/constant_time.ts";
+import { dispatch, type VerbGroup } from "./dispatch.ts";
 import { requireFeature } from "./policy_gate.ts";
 import {
   INSTALL_VERB,
@@ -479,59 +480,37 @@ async function sessionHelper(args: string[]): Promise<number> {
   return 0;
 }
 
+/** `vigo swarm puddle`. */
+export const PUDDLE_GROUP: VerbGroup = {
+  command: "vigo swarm puddle",
+  noun: "puddle verb",
+  usage: USAGE,
+  verbs: {
+    init,
+    unlock,
+    lock,
+    status,
+    pubkey,
+    "rotate-passphrase": rotate,
+    pair,
+    join,
+    members,
+    "rekey-pair": rekeyPair,
+    rekey,
+  },
+  hidden: {
+    [HELPER_VERB]: sessionHelper,
+    [INSTALL_VERB]: () => installFromStdin(),
+    [INSTALL_ROTATION_VERB]: () => installRotationFromStdin(),
+  },
+  gate: () => requireFeature("puddle"),
+  mapError: (error) =>
+    error instanceof PuddleError
+      ? new CliError(error.message, error.hint)
+      : error,
+};
+
 /** Runs `vigo swarm puddle <verb> …`. */
 export async function runPuddle(args: string[]): Promise<number> {
-  const [verb, ...rest] = args;
-  const hidden = verb === HELPER_VERB || verb === INSTALL_VERB ||
-    verb === INSTALL_ROTATION_VERB;
-  const help = verb === undefined || ["help", "--help", "-h"].includes(verb);
-  try {
-    if (!hidden && !help) requireFeature("puddle");
-    switch (verb) {
-      case "init":
-        return await init(rest);
-      case "unlock":
-        return await unlock(rest);
-      case "lock":
-        return await lock(rest);
-      case "status":
-        return await status(rest);
-      case "pubkey":
-        return await pubkey(rest);
-      case "rotate-passphrase":
-        return await rotate(rest);
-      case "pair":
-        return await pair(rest);
-      case "join":
-        return await join(rest);
-      case "members":
-        return members(rest);
-      case "rekey-pair":
-        return await rekeyPair(rest);
-      case "rekey":
-        return await rekey(rest);
-      case INSTALL_ROTATION_VERB:
-        return await installRotationFromStdin();
-      case HELPER_VERB:
-        return await sessionHelper(rest);
-      case INSTALL_VERB:
-        return await installFromStdin();
-      case undefined:
-      case "help":
-      case "--help":
-      case "-h":
-        console.log(USAGE);
-        return verb === undefined ? 2 : 0;
-      default:
-        throw new UsageError(
-          `unknown puddle verb ${JSON.stringify(verb)}.`,
-          "run `vigo swarm puddle help` for the list.",
-        );
-    }
-  } catch (error) {
-    if (error instanceof PuddleError) {
-      throw new CliError(error.message, error.hint);
-    }
-    throw error;
-  }
+  return await dispatch(PUDDLE_GROUP, args);
 }

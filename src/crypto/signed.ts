@@ -41,6 +41,8 @@ export const SIGN_CONTEXTS = {
   gitbackRefs: "vigo-swarm/v1/gitback-refs",
   /** Gitback: a founder's statement of a project's scope. */
   gitbackScope: "vigo-swarm/v1/gitback-scope",
+  /** Gitback: the current founder's tombstone of a project. */
+  gitbackTombstone: "vigo-swarm/v1/gitback-tombstone",
 } as const;
 
 /** One of the context strings listed in {@linkcode SIGN_CONTEXTS}. */

@@ -31,6 +31,7 @@ Deno.test("SIGN_CONTEXTS lists the expected, distinct, NUL-free strings", () => 
     "vigo-swarm/v1/gitback-delegation",
     "vigo-swarm/v1/gitback-refs",
     "vigo-swarm/v1/gitback-scope",
+    "vigo-swarm/v1/gitback-tombstone",
   ]);
   assert.equal(new Set(ALL).size, ALL.length);
   for (const context of ALL) {

@@ -40,6 +40,13 @@ export interface EnvoyProject {
   current_founder?: string | null;
   /** True when peers offered delegations that conflict with the record. */
   conflicted?: boolean;
+  /**
+   * True when the agent holds the founder's tombstone of the project
+   * (tombstone.ts) and refuses git for it; absent without an agent.
+   */
+  tombstoned?: boolean;
+  /** The project it was re-founded as, by that tombstone; null with none. */
+  successor?: string | null;
 }
 
 /** What the agent recorded of a project's founder delegations. */
@@ -48,6 +55,12 @@ export interface FounderRecord {
   /** The last delegation's new key; null with none. */
   current_founder: string | null;
   conflicted: boolean;
+}
+
+/** What the agent holds of a project's tombstone. */
+export interface TombstoneRecord {
+  /** The project it was re-founded as; null when none is named. */
+  successor: string | null;
 }
 
 /** What `status` prints. */
@@ -73,13 +86,15 @@ export interface HeldByUser {
  * otherwise envelopes are counted for the listed projects only. With
  * `founders` (the agent's delegation record), each project says how many
  * delegations are recorded, who its founder is now, and whether the record
- * holds conflicts.
+ * holds conflicts. With `tombstones` (the agent's verified tombstones),
+ * each project says whether it is tombstoned and what succeeds it.
  */
 export async function collectEnvoyStatus(
   paths: SystemPaths,
   projects: HeldByUser[],
   everything: boolean,
   founders?: (projectId: string) => FounderRecord | null,
+  tombstones?: (projectId: string) => TombstoneRecord | null,
 ): Promise<EnvoyStatus> {
   const byId = new Map<string, EnvoyProject>();
   for (const project of projects) {
@@ -123,6 +138,11 @@ export async function collectEnvoyStatus(
       project.delegations = record.delegations;
       project.current_founder = record.current_founder;
       project.conflicted = record.conflicted;
+    }
+    if (tombstones) {
+      const tombstone = tombstones(project.project_id);
+      project.tombstoned = tombstone !== null;
+      project.successor = tombstone?.successor ?? null;
     }
     const repo = bareRepoPath(paths, project.project_id);
     if (!exists(repo)) continue;

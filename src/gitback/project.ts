@@ -1,7 +1,8 @@
 /**
  * Per-user project state: `~/.vigo-gitback/<project_id>/project.json`,
  * `tokens.json` and, once the founder rotated, `delegations.json`, all 0600
- * in 0700 directories, written atomically.
+ * in 0700 directories, written atomically. (The queue `tombstone.pending`
+ * belongs to tombstone.ts.)
  *
  * @module
  */
@@ -19,6 +20,7 @@ import {
   type Scope,
   type ScopeStatementWire,
 } from "./scope_statement.ts";
+import { checkTombstone, type TombstoneWire } from "./tombstone.ts";
 
 export type { Scope } from "./scope_statement.ts";
 
@@ -45,7 +47,18 @@ export interface ProjectConfig {
   /** Hosts to push to beyond those announcing the project on the LAN. */
   cross_subnet_members: string[];
   created_at: string;
+  /**
+   * For display: when the project was tombstoned, the time its
+   * {@link ProjectConfig.tombstone} was signed when there is one. Without a
+   * statement it marks a project this user gave up locally (a rekey at the
+   * delegation cap), which no envoy goes by.
+   */
   tombstoned_at: string | null;
+  /**
+   * The current founder's signed tombstone (tombstone.ts), or null when
+   * this state has none that verifies with the delegations held here.
+   */
+  tombstone?: TombstoneWire | null;
 }
 
 /** `tokens.json`: this user's own chain, root first. */
@@ -105,6 +118,16 @@ export function readProject(
   // and leaves the project members-only.
   const statement = checkScopeStatement(p.scope_statement, projectId);
   const present = p.scope_statement !== undefined && p.scope_statement !== null;
+  // A tombstone counts only when it verifies with the delegations held here.
+  let delegations: DelegationWire[] = [];
+  if (p.tombstone !== undefined && p.tombstone !== null) {
+    try {
+      delegations = readDelegations(gitbackDir, projectId);
+    } catch {
+      // Unreadable: the walk starts at the genesis founder.
+    }
+  }
+  const tombstone = checkTombstone(p.tombstone, { projectId, delegations });
   return {
     version: 1,
     project_id: projectId,
@@ -121,7 +144,12 @@ export function readProject(
       ? p.cross_subnet_members.map(String)
       : [],
     created_at: String(p.created_at ?? ""),
-    tombstoned_at: typeof p.tombstoned_at === "string" ? p.tombstoned_at : null,
+    tombstoned_at: tombstone
+      ? new Date(tombstone.body.at * 1000).toISOString()
+      : typeof p.tombstoned_at === "string"
+      ? p.tombstoned_at
+      : null,
+    tombstone: tombstone?.wire ?? null,
   };
 }
 

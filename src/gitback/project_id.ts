@@ -5,6 +5,7 @@
  * @module
  */
 
+import { sha256 } from "@noble/hashes/sha2.js";
 import { toHex } from "../crypto/hex.ts";
 
 /** 1–64 of `A-Za-z0-9._-`, not starting with a dot. */
@@ -33,6 +34,22 @@ export async function projectId(
   input.set(founderPublicKey);
   input.set(handleBytes, founderPublicKey.length);
   return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", input)));
+}
+
+/**
+ * {@link projectId}, computed synchronously (for verifiers that must not
+ * wait, such as those reading a file on every connection).
+ */
+export function projectIdSync(
+  founderPublicKey: Uint8Array,
+  handle: string,
+): string {
+  validateHandle(handle);
+  const handleBytes = new TextEncoder().encode(handle);
+  const input = new Uint8Array(founderPublicKey.length + handleBytes.length);
+  input.set(founderPublicKey);
+  input.set(handleBytes, founderPublicKey.length);
+  return toHex(sha256(input));
 }
 
 /** `gitback://<project_id>/<handle>`. */

@@ -37,7 +37,11 @@ export function envelopesDir(
   return `${gitbackBase(paths)}/envelopes/${projectId}/${kind}`;
 }
 
-/** Root-side marker of a tombstoned project. */
+/**
+ * Where an envoy keeps a project's tombstone: the founder's signed
+ * statement itself (tombstone.ts), which agent/tombstone_store.ts writes
+ * and verifies again whenever it is read.
+ */
 export function tombstonePath(paths: SystemPaths, projectId: string): string {
   return `${gitbackBase(paths)}/tombstones/${projectId}`;
 }

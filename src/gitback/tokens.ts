@@ -474,7 +474,7 @@ export async function verifyChain(
           i + 1
         } was issued by ${b.issuer}, a founder key retired by delegation ${
           path.retiredAt(b.issuer)
-        }, and that delegation did not seal it.`,
+        }, and that delegation did not seal it; its holder needs a new invitation (the founder runs \`vigo swarm gitback project re-invite-all\`, the holder \`vigo swarm gitback project rejoin\`).`,
       );
     }
     if (

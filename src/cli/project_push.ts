@@ -1,0 +1,62 @@
+/**
+ * `vigo swarm gitback project push [<handle>]`: push a work tree to its
+ * project through the `swarm` remote, pointing the remote at the named
+ * project first.
+ *
+ * @module
+ */
+
+import { systemPaths, userPaths } from "../platform/paths.ts";
+import { exists } from "../platform/fs.ts";
+import { formatProjectUrl } from "../gitback/project_id.ts";
+import { resolveProject } from "../gitback/project.ts";
+import {
+  ensureSwarmRemote,
+  pushToSwarm,
+  swarmRemoteUrl,
+  workTreeTop,
+} from "../gitback/swarm_remote.ts";
+import { parseVerbArgs } from "./args.ts";
+import { CliError } from "./errors.ts";
+
+const USAGE = "vigo swarm gitback project push [<handle>] [--repo <path>]";
+
+/** Runs `vigo swarm gitback project push`. */
+export async function projectPush(args: string[]): Promise<number> {
+  const { values, positionals } = parseVerbArgs(
+    args,
+    { repo: { type: "string" } },
+    USAGE,
+    1,
+  );
+  const paths = userPaths();
+  const repo = (values.repo as string | undefined) ?? Deno.cwd();
+  const top = await workTreeTop(repo);
+  if (top === null) {
+    throw new CliError(
+      `${repo} is not inside a git work tree.`,
+      "run it from the repository, or pass --repo <path>.",
+    );
+  }
+  const socket = `${systemPaths().varRun}/gitback.sock`;
+  if (!exists(socket)) {
+    throw new CliError(
+      `the gitback agent socket ${socket} is absent.`,
+      "start the agent (`vigo agent`) and retry.",
+    );
+  }
+  if (positionals[0]) {
+    const project = resolveProject(paths.gitbackDir, positionals[0]);
+    const url = formatProjectUrl(project.project_id, project.handle);
+    const remote = await ensureSwarmRemote(top, url, true);
+    if (remote !== "kept") console.log(`Remote 'swarm' ${remote} → ${url}`);
+  } else if (await swarmRemoteUrl(top) === null) {
+    throw new CliError(
+      "this repository has no `swarm` remote.",
+      "name the project: `vigo swarm gitback project push <handle>`.",
+    );
+  }
+  await pushToSwarm(top);
+  console.log(`✓ Pushed ${top} to the swarm.`);
+  return 0;
+}
