@@ -20,6 +20,10 @@ import { projectLeave } from "./project_leave.ts";
 import { projectList } from "./project_list.ts";
 import { projectStatus } from "./project_status.ts";
 import { projectRevoke } from "./project_revoke.ts";
+import { projectReinviteAll } from "./project_reinvite.ts";
+import { projectRejoin } from "./project_rejoin.ts";
+import { projectRefound } from "./project_refound.ts";
+import { projectReanchor } from "./project_reanchor.ts";
 
 const USAGE = `vigo swarm gitback project <verb>
 
@@ -32,6 +36,17 @@ verbs:
   list [--json]
   status <project_id>
   revoke <project_id> --token-id <hex> [--reason <text>]
+  re-invite-all [<project_id>]
+                       after a key rotation: a fresh invitation per member
+                       from another puddle (JSON on stdout)
+  rejoin <project_id> [--invitation <file|->]
+                       take up such an invitation for a project held here
+  re-found <project_id> [--force] [--confirm <handle>]
+                       the founder moves the project to a new id under the
+                       current key (at the delegation cap, or --force)
+  reanchor <project_id> [--confirm <handle>]
+                       a member carries the project on under a new id of
+                       their own when the founder is gone
 
 <project_id> is the 64-hex id or a unique handle prefix of a local project.`;
 
@@ -56,6 +71,10 @@ export const PROJECT_GROUP: VerbGroup = {
     list: projectList,
     status: projectStatus,
     revoke: projectRevoke,
+    "re-invite-all": projectReinviteAll,
+    rejoin: projectRejoin,
+    "re-found": projectRefound,
+    reanchor: projectReanchor,
   },
   gate: async () => {
     requireFeature("gitback");

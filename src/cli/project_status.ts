@@ -24,6 +24,7 @@ import {
 } from "../gitback/delegations.ts";
 import { pendingQueues } from "../gitback/pending.ts";
 import { askAgentStatus } from "../gitback/envoy_status.ts";
+import { decodeTombstone } from "../gitback/tombstone.ts";
 import { parseVerbArgs } from "./args.ts";
 import { UsageError } from "./errors.ts";
 
@@ -100,14 +101,30 @@ export async function projectStatus(args: string[]): Promise<number> {
     }
   }
   printDelegations(project.founder, delegations);
-  if (project.tombstoned_at) {
-    console.log(
-      `  TOMBSTONED:  since ${project.tombstoned_at}; drop it with \`vigo swarm gitback project leave ${project.handle}\``,
-    );
-  }
   const here = (await askAgentStatus(
     `${systemPaths().varRun}/gitback.sock`,
   ))?.projects.find((p) => p.project_id === project.project_id);
+  // Tombstoned by the founder's signed statement, held here or by the agent.
+  const successor = project.tombstone
+    ? decodeTombstone(project.tombstone).body.successor
+    : here?.successor ?? null;
+  if (project.tombstone || here?.tombstoned) {
+    console.log(
+      `  TOMBSTONED:  ${
+        project.tombstoned_at ? `since ${project.tombstoned_at}; ` : ""
+      }${
+        successor
+          ? `re-founded as ${
+            formatProjectUrl(successor, project.handle)
+          }; drop this one`
+          : "its founder re-founds it with `vigo swarm gitback project re-found`, or drop it"
+      } with \`vigo swarm gitback project leave ${project.project_id}\``,
+    );
+  } else if (project.tombstoned_at) {
+    console.log(
+      `  TOMBSTONED:  since ${project.tombstoned_at} (marked here only, no founder's statement); re-found it with \`vigo swarm gitback project re-found\`, or drop it with \`vigo swarm gitback project leave ${project.project_id}\``,
+    );
+  }
   if (here?.conflicted) {
     console.log(
       "  CONFLICTED:  this envoy was shown a second, validly signed delegation where it holds one; it keeps the first (see the agent's WARN lines)",

@@ -39,6 +39,13 @@ import {
   verifyChain,
 } from "./tokens.ts";
 import { exists } from "../platform/fs.ts";
+import {
+  checkTombstone,
+  decodeTombstone,
+  queueTombstone,
+  signTombstone,
+  type TombstoneWire,
+} from "./tombstone.ts";
 
 /** One project's changes. */
 export interface FounderUpdate {
@@ -55,8 +62,11 @@ export interface FounderUpdates {
   retired: string;
   successor: string;
   projects: FounderUpdate[];
-  /** Projects at the delegation cap, tombstoned instead (`--force-orphan-projects`). */
-  tombstoned: string[];
+  /**
+   * Tombstones (tombstone.ts) the retiring key signed, as the founder, for
+   * projects at the delegation cap (`--force-orphan-projects`).
+   */
+  tombstoned: TombstoneWire[];
 }
 
 /** What planning found worth telling the user. */
@@ -136,7 +146,20 @@ export async function planFounderRotation(
     }
     if (delegations.length >= DELEGATION_MAX_LEN) {
       atCap.push(project.handle);
-      plan.updates.tombstoned.push(id);
+      if (options.forceOrphan) {
+        // Signed while the retiring key is still the founder: the agent
+        // honours it and spreads it like any tombstone.
+        plan.updates.tombstoned.push(
+          await signTombstone(oldKey, {
+            projectId: id,
+            handle: project.handle,
+            genesis: decodeToken(chain[0]).body.issuer,
+            successor: null,
+            delegations,
+            now: options.now,
+          }),
+        );
+      }
       plan.orphaned.push(project.handle);
       continue;
     }
@@ -236,9 +259,14 @@ export function parseFounderUpdates(value: unknown): FounderUpdates {
       !/^[0-9a-f]{64}$/.test(p.project_id) || !Array.isArray(p.delegations) ||
       !Array.isArray(p.chain)
     ) ||
-    v.tombstoned.some((id) =>
-      typeof id !== "string" || !/^[0-9a-f]{64}$/.test(id)
-    )
+    v.tombstoned.some((wire) => {
+      try {
+        decodeTombstone(wire);
+        return false;
+      } catch {
+        return true;
+      }
+    })
   ) {
     throw new ProjectError("the rotation's project changes are malformed.");
   }
@@ -303,13 +331,27 @@ export async function applyFounderUpdates(
       });
     }
   }
-  for (const id of updates.tombstoned) {
+  for (const wire of updates.tombstoned) {
+    const id = decodeTombstone(wire).body.project_id;
     const project = held(id);
-    if (!project || project.tombstoned_at) continue;
+    if (!project || project.tombstone) continue;
+    const tombstone = checkTombstone(wire, {
+      projectId: id,
+      delegations: readDelegations(gitbackDir, id),
+    });
+    if (!tombstone) {
+      result.refused.push({
+        handle: project.handle,
+        reason: "its tombstone is not signed by its founder",
+      });
+      continue;
+    }
     writeProjectState(gitbackDir, {
       ...project,
-      tombstoned_at: new Date().toISOString(),
+      tombstone: tombstone.wire,
+      tombstoned_at: new Date(tombstone.body.at * 1000).toISOString(),
     });
+    queueTombstone(gitbackDir, id, tombstone.wire);
     result.tombstoned.push(project.handle);
   }
   return result;

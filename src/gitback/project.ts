@@ -296,6 +296,10 @@ export function resolveProject(gitbackDir: string, arg: string): ProjectConfig {
   }
   const exact = projects.filter((p) => p.handle === arg);
   if (exact.length === 1) return exact[0];
+  // After a re-found the old and the new project share the handle; the
+  // handle means the live one (the old is reached by its id).
+  const live = exact.filter((p) => !p.tombstoned_at);
+  if (exact.length > 1 && live.length === 1) return live[0];
   const matches = projects.filter((p) => p.handle.startsWith(arg));
   if (matches.length === 1) return matches[0];
   if (matches.length === 0) {
