@@ -285,12 +285,22 @@ export async function moveProject(
     scope: plan.old.scope,
   });
   writeProjectState(gitbackDir, project, tokens);
-  const { refs } = await migrateRefs(
-    formatProjectUrl(plan.old.project_id, plan.old.handle),
-    formatProjectUrl(project.project_id, project.handle),
-    gitbackDir,
-    env,
-  );
+  let refs: string[];
+  try {
+    ({ refs } = await migrateRefs(
+      formatProjectUrl(plan.old.project_id, plan.old.handle),
+      formatProjectUrl(project.project_id, project.handle),
+      gitbackDir,
+      env,
+    ));
+  } catch (error) {
+    // Nothing reached the agent: the new state goes, so a retry starts
+    // afresh, and the old project is untouched.
+    Deno.removeSync(projectDir(gitbackDir, project.project_id), {
+      recursive: true,
+    });
+    throw error;
+  }
   if (!plan.founder) return { project, refs, tombstoned: false };
   const chain = readTokens(gitbackDir, plan.old.project_id).chain;
   const tombstone = await signTombstone(signer, {
