@@ -242,6 +242,23 @@ fleetTest(
           projectId,
         ]);
         assert.match(status.stdout, /TOMBSTONED: .*re-founded as gitback:/);
+        // Dan's other envoy knows it from the agent alone: no invitation.
+        const invite = await vigo(b.env, [
+          "swarm",
+          "gitback",
+          "project",
+          "invite",
+          projectId,
+          "--puddle",
+          annKey,
+          "--role",
+          "member",
+        ]);
+        assert.equal(invite.code, 1, invite.stdout);
+        assert.match(
+          invite.stderr,
+          new RegExp(`is tombstoned \\(re-founded as ${newId}\\)`),
+        );
       },
     );
 

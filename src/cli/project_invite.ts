@@ -15,7 +15,8 @@ import {
 import { issueInvitation } from "../gitback/invitation.ts";
 import { sessionSigner } from "../gitback/session_signer.ts";
 import { parseVerbArgs } from "./args.ts";
-import { CliError, UsageError } from "./errors.ts";
+import { refuseTombstoned } from "./project_tombstone.ts";
+import { UsageError } from "./errors.ts";
 
 const USAGE =
   "vigo swarm gitback project invite <project_id> --puddle <fp> --role admin|member [--expires <Nd>]";
@@ -73,11 +74,7 @@ export async function projectInvite(args: string[]): Promise<number> {
   const expires = parseExpiry(values.expires as string | undefined, now);
   const paths = userPaths();
   const project = resolveProject(paths.gitbackDir, positionals[0]);
-  if (project.tombstoned_at) {
-    throw new CliError(
-      `project ${project.handle} is tombstoned; it takes no new members.`,
-    );
-  }
+  await refuseTombstoned(project, "it takes no new members");
   const { chain } = readTokens(paths.gitbackDir, project.project_id);
   const delegations = readDelegations(paths.gitbackDir, project.project_id);
   const signer = await sessionSigner(paths.sessionSocket);

@@ -19,6 +19,7 @@ import { mintRevocation } from "../gitback/envelopes.ts";
 import { appendPending } from "../gitback/pending.ts";
 import { sessionSigner } from "../gitback/session_signer.ts";
 import { parseVerbArgs } from "./args.ts";
+import { refuseTombstoned } from "./project_tombstone.ts";
 import { CliError, UsageError } from "./errors.ts";
 
 const USAGE =
@@ -47,9 +48,7 @@ export async function projectRevoke(args: string[]): Promise<number> {
   }
   const paths = userPaths();
   const project = resolveProject(paths.gitbackDir, positionals[0]);
-  if (project.tombstoned_at) {
-    throw new CliError(`project ${project.handle} is tombstoned.`);
-  }
+  await refuseTombstoned(project, "nothing is revoked on it");
   // The chain to revoke: this user's own, or one they issued here.
   const candidates = [
     readTokens(paths.gitbackDir, project.project_id).chain,

@@ -120,10 +120,6 @@ export async function projectStatus(args: string[]): Promise<number> {
           : "its founder re-founds it with `vigo swarm gitback project re-found`, or drop it"
       } with \`vigo swarm gitback project leave ${project.project_id}\``,
     );
-  } else if (project.tombstoned_at) {
-    console.log(
-      `  TOMBSTONED:  since ${project.tombstoned_at} (marked here only, no founder's statement); re-found it with \`vigo swarm gitback project re-found\`, or drop it with \`vigo swarm gitback project leave ${project.project_id}\``,
-    );
   }
   if (here?.conflicted) {
     console.log(

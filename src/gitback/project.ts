@@ -144,10 +144,10 @@ export function readProject(
       ? p.cross_subnet_members.map(String)
       : [],
     created_at: String(p.created_at ?? ""),
+    // Only the founder's statement tombstones; a time written by hand
+    // (or by older versions) means nothing, here as on the agent.
     tombstoned_at: tombstone
       ? new Date(tombstone.body.at * 1000).toISOString()
-      : typeof p.tombstoned_at === "string"
-      ? p.tombstoned_at
       : null,
     tombstone: tombstone?.wire ?? null,
   };

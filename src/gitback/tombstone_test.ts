@@ -372,8 +372,9 @@ Deno.test("project.json keeps a tombstone only when it verifies, and shows its t
     );
     assert.deepEqual(readProject(dir, id).tombstone, await forge(next));
 
+    // A time written by hand, without the founder's statement, is nothing.
     writeProjectState(dir, { ...project, tombstoned_at: "2030-01-01" });
-    assert.equal(readProject(dir, id).tombstoned_at, "2030-01-01");
+    assert.equal(readProject(dir, id).tombstoned_at, null);
     assert.equal(readProject(dir, id).tombstone, null);
   } finally {
     Deno.removeSync(dir, { recursive: true });
