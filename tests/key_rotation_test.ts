@@ -18,9 +18,10 @@ import { type Envoy, startAgent, stopAgent } from "../scripts/fleet.ts";
 import { vigo, withGitback } from "./support/cli.ts";
 import { foundProject, pairPuddle, puddleKey } from "./support/fleet_steps.ts";
 import { fleetTest } from "./support/fleet_case.ts";
-import { forEachRef, repoOf, tlsOf } from "./support/envoy_files.ts";
+import { repoOf, tlsOf } from "./support/envoy_files.ts";
+import { converged, refListing } from "./support/converge.ts";
 import { gitIn } from "./support/git.ts";
-import { waitForLine, waitForPath, waitUntil } from "./support/wait.ts";
+import { waitForLine, waitForPath } from "./support/wait.ts";
 import { signedMemberHeader } from "./support/member_binding.ts";
 import { unwrapSeed } from "../src/crypto/wrap.ts";
 import { seedSigner } from "../src/crypto/signed_object.ts";
@@ -45,27 +46,7 @@ import { reissueRekeyCode } from "../src/puddle/rekey.ts";
 
 const PASS = "rotation passphrase";
 
-/** `envoy`'s refs of the project, or a note that it has none. */
-async function refsOn(envoy: Envoy, projectId: string): Promise<string> {
-  return await forEachRef(envoy, projectId) ??
-    `(no repository on ${envoy.name})`;
-}
-
-/** Waits until every envoy in `replicas` lists exactly `origin`'s refs. */
-async function converged(
-  origin: Envoy,
-  replicas: Envoy[],
-  projectId: string,
-): Promise<string> {
-  const expected = await refsOn(origin, projectId);
-  for (const replica of replicas) {
-    await waitUntil(
-      `${replica.name}'s refs to equal ${origin.name}'s:\n${expected}`,
-      async () => await refsOn(replica, projectId) === expected,
-    );
-  }
-  return expected;
-}
+const refsOn = refListing();
 
 function puddleFiles(envoy: Envoy): Record<string, Uint8Array> {
   const dir = `${envoy.home}/.vigo-puddle`;
@@ -316,19 +297,65 @@ fleetTest(
       },
     );
 
-    await t.step(
-      "the deposed founder's new admin token is refused by every envoy, whatever its not_before",
-      async () => {
-        const oldSeed = await unwrapSeed(
+    /** The retired key, from the identity files saved before the rotation. */
+    const deposedKey = async () =>
+      seedSigner(
+        await unwrapSeed(
           oldFiles["identity.wrapped"],
           new TextEncoder().encode(PASS),
           oldFiles["identity.salt"],
-        );
-        const deposed = seedSigner(oldSeed);
+        ),
+      );
+    const bootstrap = JSON.parse(new TextDecoder().decode(oldTokens)).chain[0];
+    /**
+     * Envoy-a's certificate delivers to `envoy` a state deleting every ref
+     * (an admin may), signed by `attacker` under `chain`, with `offered`
+     * delegations; returns the answer. The refs must not move.
+     */
+    const deliverAs = async (
+      envoy: Envoy,
+      attackerSeed: Uint8Array,
+      chain: unknown[],
+      offered: unknown[],
+    ) => {
+      const attacker = seedSigner(attackerSeed);
+      const before = await refsOn(envoy, projectId);
+      const state = await signRefState(
+        attacker,
+        nextRefStateBody({
+          projectId,
+          parent: readRefStates(repoOf(envoy, projectId)).current!,
+          refs: new Map(),
+          signer: attacker.publicKey,
+        }),
+        chain,
+      );
+      const response = await swarmRequest(
+        tlsOf(a),
+        `https://${envoy.address}:1531/swarm/gitback/push/${projectId}`,
+        {
+          method: "POST",
+          body: new Uint8Array(0),
+          headers: {
+            [CHAIN_HEADER]: json({ chain, delegations: offered }),
+            [REFS_HEADER]: json([state]),
+            [MEMBER_HEADER]: signedMemberHeader(attackerSeed, a.name),
+          },
+        },
+      );
+      assert.equal(await refsOn(envoy, projectId), before);
+      return {
+        status: response.status,
+        text: new TextDecoder().decode(response.body),
+      };
+    };
+
+    await t.step(
+      "the deposed founder's new admin token is refused by every envoy, whatever its not_before",
+      async () => {
+        const deposed = await deposedKey();
         const attackerSeed = generateSeed();
         const attacker = seedSigner(attackerSeed);
-        const bootstrap = JSON.parse(new TextDecoder().decode(oldTokens))
-          .chain[0];
         const delegations = readDelegations(gitbackDir, projectId);
         for (
           const notBefore of [
@@ -342,42 +369,19 @@ fleetTest(
             now: notBefore,
           });
           for (const envoy of [b, c]) {
-            const current = readRefStates(repoOf(envoy, projectId)).current!;
-            const before = await refsOn(envoy, projectId);
-            const chain = [bootstrap, minted];
-            const state = await signRefState(
-              attacker,
-              nextRefStateBody({
-                projectId,
-                parent: current,
-                refs: new Map(), // Every ref deleted: an admin may.
-                signer: attacker.publicKey,
-              }),
-              chain,
-            );
             // With and without the delegations: the envoy knows them.
             for (const offered of [[], delegations]) {
-              const response = await swarmRequest(
-                tlsOf(a),
-                `https://${envoy.address}:1531/swarm/gitback/push/${projectId}`,
-                {
-                  method: "POST",
-                  body: new Uint8Array(0),
-                  headers: {
-                    [CHAIN_HEADER]: json({ chain, delegations: offered }),
-                    [REFS_HEADER]: json([state]),
-                    [MEMBER_HEADER]: signedMemberHeader(attackerSeed, a.name),
-                  },
-                },
+              const { status, text } = await deliverAs(
+                envoy,
+                attackerSeed,
+                [bootstrap, minted],
+                offered,
               );
-              const text = new TextDecoder().decode(response.body);
-              assert.equal(response.status, 403, `${envoy.name}: ${text}`);
+              assert.equal(status, 403, `${envoy.name}: ${text}`);
               assert.match(text, /seal/);
-              assert.equal(await refsOn(envoy, projectId), before);
             }
           }
         }
-        oldSeed.fill(0);
         assert.notEqual(formatPublicKey(attacker.publicKey), newKey);
       },
     );
@@ -385,16 +389,9 @@ fleetTest(
     await t.step(
       "a second, validly signed delegation from the deposed key loses to the first, and the envoy reports the conflict",
       async () => {
-        const oldSeed = await unwrapSeed(
-          oldFiles["identity.wrapped"],
-          new TextEncoder().encode(PASS),
-          oldFiles["identity.salt"],
-        );
-        const deposed = seedSigner(oldSeed);
+        const deposed = await deposedKey();
         const attackerSeed = generateSeed();
         const attacker = seedSigner(attackerSeed);
-        const bootstrap = JSON.parse(new TextDecoder().decode(oldTokens))
-          .chain[0];
         // The deposed key hands the project to the attacker its own way.
         const theirs = await signDelegation(deposed, {
           projectId,
@@ -407,33 +404,8 @@ fleetTest(
           bootstrap,
           await mintSuccessorToken(attacker, bootstrap),
         ];
-        const current = readRefStates(repoOf(b, projectId)).current!;
-        const before = await refsOn(b, projectId);
-        const state = await signRefState(
-          attacker,
-          nextRefStateBody({
-            projectId,
-            parent: current,
-            refs: new Map(),
-            signer: attacker.publicKey,
-          }),
-          chain,
-        );
-        const response = await swarmRequest(
-          tlsOf(a),
-          `https://${b.address}:1531/swarm/gitback/push/${projectId}`,
-          {
-            method: "POST",
-            body: new Uint8Array(0),
-            headers: {
-              [CHAIN_HEADER]: json({ chain, delegations: [theirs] }),
-              [REFS_HEADER]: json([state]),
-              [MEMBER_HEADER]: signedMemberHeader(attackerSeed, a.name),
-            },
-          },
-        );
-        assert.equal(response.status, 403);
-        assert.equal(await refsOn(b, projectId), before);
+        const refused = await deliverAs(b, attackerSeed, chain, [theirs]);
+        assert.equal(refused.status, 403, refused.text);
         await waitForLine(b.log, /WARN delegation conflict .*position=1/);
         const status = await vigo(b.env, [
           "swarm",
@@ -444,7 +416,6 @@ fleetTest(
         ]);
         assert.match(status.stdout, /CONFLICTED/);
         assert.match(status.stdout, new RegExp(`founder now: ${newKey}`));
-        oldSeed.fill(0);
       },
     );
   },

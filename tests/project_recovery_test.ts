@@ -25,7 +25,7 @@ import {
   puddleKey,
 } from "./support/fleet_steps.ts";
 import { fleetTest } from "./support/fleet_case.ts";
-import { forEachRef } from "./support/envoy_files.ts";
+import { converged as convergedOn, refListing } from "./support/converge.ts";
 import { gitIn } from "./support/git.ts";
 import { waitForPath, waitUntil } from "./support/wait.ts";
 import { runCommand } from "../src/platform/process.ts";
@@ -35,30 +35,10 @@ import { projectId as computeProjectId } from "../src/gitback/project_id.ts";
 const DAN = "dan's passphrase";
 const ANN = "ann's passphrase";
 
-/** `envoy`'s refs of the project, without the agent's own lost tips. */
-async function refsOn(envoy: Envoy, projectId: string): Promise<string> {
-  const refs = await forEachRef(envoy, projectId);
-  if (refs === null) return `(no repository on ${envoy.name})`;
-  return refs.split("\n").filter((line) =>
-    line !== "" && !line.includes(" refs/gitback/")
-  ).join("\n");
-}
-
-/** Waits until every envoy in `replicas` lists exactly `origin`'s refs. */
-async function converged(
-  origin: Envoy,
-  replicas: Envoy[],
-  projectId: string,
-): Promise<string> {
-  const expected = await refsOn(origin, projectId);
-  for (const replica of replicas) {
-    await waitUntil(
-      `${replica.name}'s refs to equal ${origin.name}'s:\n${expected}`,
-      async () => await refsOn(replica, projectId) === expected,
-    );
-  }
-  return expected;
-}
+/** An envoy's refs of a project, without the agent's own lost tips. */
+const refsOn = refListing(undefined, false);
+const converged = (origin: Envoy, replicas: Envoy[], projectId: string) =>
+  convergedOn(origin, replicas, projectId, refsOn);
 
 fleetTest(
   "project recovery: re-invite-all and rejoin after a founder's rotation, then re-found with every ref and the old id tombstoned everywhere",

@@ -16,50 +16,17 @@ import {
   inviteAndJoin,
 } from "./support/fleet_steps.ts";
 import { fleetTest } from "./support/fleet_case.ts";
-import { forEachRef, repoOf } from "./support/envoy_files.ts";
-import { gitIn } from "./support/git.ts";
+import { repoOf } from "./support/envoy_files.ts";
 import { waitUntil } from "./support/wait.ts";
+import { gitIn } from "./support/git.ts";
+import { converged as convergedOn, refListing } from "./support/converge.ts";
 
 const PASS = "convergence passphrase";
 
 /** `envoy`'s refs of the project: object, type and name, one per line. */
-async function refsOn(envoy: Envoy, projectId: string): Promise<string> {
-  return await forEachRef(
-    envoy,
-    projectId,
-    "%(objectname) %(objecttype) %(refname)",
-  ) ?? `(no repository on ${envoy.name})`;
-}
-
-/** Waits until every envoy in `replicas` lists exactly `origin`'s refs. */
-async function converged(
-  origin: Envoy,
-  replicas: Envoy[],
-  projectId: string,
-): Promise<string> {
-  const expected = await refsOn(origin, projectId);
-  for (const replica of replicas) {
-    try {
-      await waitUntil(
-        `${replica.name}'s refs to equal ${origin.name}'s:\n${expected}`,
-        async () => await refsOn(replica, projectId) === expected,
-      );
-    } catch (error) {
-      const log = [origin, replica].map((e) =>
-        Deno.readTextFileSync(e.log).split("\n").filter((l) =>
-          / WARN | ERROR |fan-out|delivery|push/.test(l)
-        ).slice(-10).join("\n")
-      ).join("\n--\n");
-      throw new Error(
-        `${(error as Error).message}\n${replica.name} has:\n${await refsOn(
-          replica,
-          projectId,
-        )}\nits log ends:\n${log}`,
-      );
-    }
-  }
-  return expected;
-}
+const refsOn = refListing("%(objectname) %(objecttype) %(refname)");
+const converged = (origin: Envoy, replicas: Envoy[], projectId: string) =>
+  convergedOn(origin, replicas, projectId, refsOn);
 
 fleetTest(
   "ref convergence: tags, branches at existing commits, deletions and forced updates reach every replica",

@@ -22,19 +22,27 @@ import { UsageError } from "./errors.ts";
 const USAGE =
   "vigo swarm gitback project join <project_id> [--invitation <file|->]";
 
-/** Runs `vigo swarm gitback project join`. */
-export async function projectJoin(args: string[]): Promise<number> {
+/**
+ * What `join` and `rejoin` start from: the arguments `<project_id>
+ * [--invitation <file|->]`, the invitation read and checked to be for that
+ * project, and its chain verified for this user's key.
+ */
+export async function verifiedInvitationFrom(
+  args: string[],
+  usage: string,
+  verb: string,
+) {
   const { values, positionals } = parseVerbArgs(
     args,
     { invitation: { type: "string" } },
-    USAGE,
+    usage,
     1,
   );
   const expected = positionals[0];
   if (!expected) {
     throw new UsageError(
-      "join needs the project id the invitation is for.",
-      `usage: ${USAGE}`,
+      `${verb} needs the project id the invitation is for.`,
+      `usage: ${usage}`,
     );
   }
   const paths = userPaths();
@@ -44,6 +52,16 @@ export async function projectJoin(args: string[]): Promise<number> {
   );
   checkInvitationFor(invitation, expected);
   const verified = await verifyInvitation(invitation, me);
+  return { paths, me, invitation, verified };
+}
+
+/** Runs `vigo swarm gitback project join`. */
+export async function projectJoin(args: string[]): Promise<number> {
+  const { paths, me, invitation, verified } = await verifiedInvitationFrom(
+    args,
+    USAGE,
+    "join",
+  );
   const { project, scopeSigned } = await acceptInvitation(
     paths.gitbackDir,
     invitation,

@@ -204,6 +204,77 @@ async function installAs(
   }
 }
 
+/**
+ * The code of a claim: `given` (`--code`), else read from the terminal or
+ * standard input, as `NNNN-NNNN`; `what` names it (`pairing`, `rekey`) and
+ * `verb` the command that prints it.
+ */
+export async function readClaimCode(
+  reader: SecretReader,
+  given: string | undefined,
+  what: string,
+  verb: string,
+): Promise<string> {
+  let text = given;
+  if (text === undefined) {
+    const line = await reader.read(`${what} code: `, `${what} code`);
+    text = new TextDecoder().decode(line);
+    line.fill(0);
+  }
+  const code = normalizePairCode(text);
+  if (!code) {
+    throw new UsageError(
+      `a ${what} code looks like 1234-5678.`,
+      `run \`vigo swarm puddle ${verb}\` on the other envoy and copy the code it prints.`,
+    );
+  }
+  return code;
+}
+
+/**
+ * Presents `code` to `from`'s claim route (`pair-claim` or `rekey-claim`)
+ * for `target` over mutual TLS and returns the answer's JSON; a refusal is
+ * a CliError saying nothing was written.
+ */
+export async function postClaim(
+  config: AgentConfig,
+  from: string,
+  route: "pair-claim" | "rekey-claim",
+  target: JoinTarget,
+  code: string,
+): Promise<unknown> {
+  const response = await swarmRequest(
+    readSwarmTls(config),
+    swarmUrl(
+      config,
+      from,
+      `/swarm/puddle/${route}/${encodeURIComponent(target.user)}`,
+    ),
+    {
+      method: "POST",
+      body: JSON.stringify({ code }),
+      headers: { "content-type": "application/json" },
+      timeoutMs: 15_000,
+      // A rekey's answer carries the rotation's project changes.
+      maxResponseBytes: 4 * 1024 * 1024,
+    },
+  );
+  if (response.status !== 200) {
+    let reason = `HTTP ${response.status}`;
+    try {
+      reason = response.json<{ error?: string }>().error ?? reason;
+    } catch {
+      // Keep the status.
+    }
+    throw new CliError(
+      `${from} refused the claim: ${
+        reason.replace(/\.$/, "")
+      }; nothing was written.`,
+    );
+  }
+  return response.json();
+}
+
 /** Hidden verb: the unprivileged half of `join`, run as the target user. */
 export const INSTALL_VERB = "_install-identity";
 
@@ -281,46 +352,16 @@ export async function join(args: string[]): Promise<number> {
 
   const reader = new SecretReader();
   try {
-    let codeText = values.code as string | undefined;
-    if (codeText === undefined) {
-      const line = await reader.read("pairing code: ", "pairing code");
-      codeText = new TextDecoder().decode(line);
-      line.fill(0);
-    }
-    const code = normalizePairCode(codeText);
-    if (!code) {
-      throw new UsageError(
-        "a pairing code looks like 1234-5678.",
-        "run `vigo swarm puddle pair` on the other envoy and copy the code it prints.",
-      );
-    }
-
-    const tls = readSwarmTls(config);
-    const url = swarmUrl(
-      config,
-      from,
-      `/swarm/puddle/pair-claim/${encodeURIComponent(target.user)}`,
+    const code = await readClaimCode(
+      reader,
+      values.code as string | undefined,
+      "pairing",
+      "pair",
     );
-    const response = await swarmRequest(tls, url, {
-      method: "POST",
-      body: JSON.stringify({ code }),
-      headers: { "content-type": "application/json" },
-      timeoutMs: 15_000,
-    });
-    if (response.status !== 200) {
-      let reason = `HTTP ${response.status}`;
-      try {
-        reason = response.json<{ error?: string }>().error ?? reason;
-      } catch {
-        // Keep the status.
-      }
-      throw new CliError(
-        `${from} refused the claim: ${
-          reason.replace(/\.$/, "")
-        }; nothing was written.`,
-      );
-    }
-    const reply = response.json<{ rotations?: unknown }>();
+
+    const reply = await postClaim(config, from, "pair-claim", target, code) as {
+      rotations?: unknown;
+    };
     const identity = decodeClaim(reply, from);
     // Checked before the passphrase, so a bad log writes nothing.
     rotationLogEntry(reply?.rotations, identity.publicKey, from);

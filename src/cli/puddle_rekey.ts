@@ -20,7 +20,6 @@ import {
   readPublicKey,
   repairPuddleDir,
 } from "../puddle/identity.ts";
-import { normalizePairCode } from "../puddle/pair.ts";
 import {
   clearFounderUpdates,
   installRotation,
@@ -49,7 +48,6 @@ import {
   planFounderRotation,
 } from "../gitback/founder_rotation.ts";
 import { loadAgentConfig } from "../agent/config.ts";
-import { readSwarmTls, swarmRequest, swarmUrl } from "../agent/swarm_client.ts";
 import { readPolicy } from "../agent/policy.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError, warnUnfinishedChange } from "./errors.ts";
@@ -58,6 +56,8 @@ import {
   envoyName,
   type JoinTarget,
   joinTarget,
+  postClaim,
+  readClaimCode,
 } from "./puddle_pair.ts";
 import { proveToLocalAgent } from "./puddle_prove.ts";
 
@@ -253,19 +253,12 @@ export async function rekey(args: string[]): Promise<number> {
         `puddle is not enabled for user ${target.user} on this envoy.`,
       );
     }
-    let codeText = values.code as string | undefined;
-    if (codeText === undefined) {
-      const line = await reader.read("rekey code: ", "rekey code");
-      codeText = new TextDecoder().decode(line);
-      line.fill(0);
-    }
-    const code = normalizePairCode(codeText);
-    if (!code) {
-      throw new UsageError(
-        "a rekey code looks like 1234-5678.",
-        "run `vigo swarm puddle rekey-pair` on the other envoy and copy the code it prints.",
-      );
-    }
+    const code = await readClaimCode(
+      reader,
+      values.code as string | undefined,
+      "rekey",
+      "rekey-pair",
+    );
     const pkg = await claim(config, from!, target, code);
     await checkPassphrase(reader, pkg, from!);
     return await installAs(target, pkg);
@@ -293,43 +286,13 @@ async function claim(
   target: JoinTarget,
   code: string,
 ): Promise<RotationPackage> {
-  const response = await swarmRequest(
-    readSwarmTls(config),
-    swarmUrl(
-      config,
-      from,
-      `/swarm/puddle/rekey-claim/${encodeURIComponent(target.user)}`,
-    ),
-    {
-      method: "POST",
-      body: JSON.stringify({ code }),
-      headers: { "content-type": "application/json" },
-      timeoutMs: 15_000,
-      maxResponseBytes: 4 * 1024 * 1024,
-    },
-  );
-  if (response.status !== 200) {
-    let reason = `HTTP ${response.status}`;
-    try {
-      reason = response.json<{ error?: string }>().error ?? reason;
-    } catch {
-      // Keep the status.
-    }
-    throw new CliError(
-      `${from} refused the claim: ${
-        reason.replace(/\.$/, "")
-      }; nothing was written.`,
-    );
-  }
-  const reply = response.json<
-    {
-      pubkey?: unknown;
-      salt?: unknown;
-      wrapped?: unknown;
-      rotations?: unknown;
-      payload?: unknown;
-    }
-  >();
+  const reply = await postClaim(config, from, "rekey-claim", target, code) as {
+    pubkey?: unknown;
+    salt?: unknown;
+    wrapped?: unknown;
+    rotations?: unknown;
+    payload?: unknown;
+  };
   decodeClaim(reply, from);
   if (!Array.isArray(reply.rotations)) {
     throw new CliError(
