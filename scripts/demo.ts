@@ -13,7 +13,7 @@ import { parsePublicKey } from "../src/crypto/ed25519.ts";
 import { toHex } from "../src/crypto/hex.ts";
 import { verifyWithContext } from "../src/crypto/signed.ts";
 import { type Envoy, fleetDown, fleetUp } from "./fleet.ts";
-import { writePolicies } from "../src/agent/policy.ts";
+import { writePolicies } from "../src/envoy/policy.ts";
 import {
   createUser,
   deleteUser,

@@ -20,8 +20,8 @@
 import { parseArgs } from "node:util";
 import { stringify as toYaml } from "yaml";
 import { createFleetCa, issueEnvoyCertificate } from "../src/ca/ca.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
-import { writePolicies } from "../src/agent/policy.ts";
+import { swarmRequest } from "../src/swarm/swarm_client.ts";
+import { writePolicies } from "../src/envoy/policy.ts";
 import { writeFileAtomic, writeTextAtomic } from "../src/platform/fs.ts";
 import { userByUid } from "../src/platform/users.ts";
 

@@ -25,7 +25,7 @@ import {
 } from "./support/unix_users.ts";
 import { waitUntil } from "./support/wait.ts";
 import { catchUpPassesAfter, foundProject } from "./support/fleet_steps.ts";
-import { writePolicies } from "../src/agent/policy.ts";
+import { writePolicies } from "../src/envoy/policy.ts";
 import { runCommand } from "../src/platform/process.ts";
 
 const PASS = "boundary passphrase";

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { VIGO, vigo } from "./support/cli.ts";
 import { type FleetPki, makeFleetPki, writeEnvoyTls } from "./support/pki.ts";
-import { swarmRequest, type SwarmTls } from "../src/agent/swarm_client.ts";
+import { swarmRequest, type SwarmTls } from "../src/swarm/swarm_client.ts";
 import { createFleetCa, issueEnvoyCertificate } from "../src/ca/ca.ts";
 import { waitUntil } from "./support/wait.ts";
 import { freeLoopbackBlock } from "../scripts/fleet.ts";

@@ -31,13 +31,13 @@ import { catchUpOnce } from "../src/agent/catchup.ts";
 import { peersOf } from "../src/agent/fanout.ts";
 import { chainsRoute } from "../src/agent/member_adopt.ts";
 import { bundleRoute } from "../src/agent/push_route.ts";
-import { PEER_DEADLINE_MS } from "../src/agent/peer_work.ts";
+import { PEER_DEADLINE_MS } from "../src/swarm/peer_work.ts";
 import {
   startSwarmServer,
   type SwarmRoute,
-} from "../src/agent/swarm_server.ts";
-import type { AgentConfig } from "../src/agent/config.ts";
-import type { Logger } from "../src/agent/log.ts";
+} from "../src/swarm/swarm_server.ts";
+import type { AgentConfig } from "../src/envoy/config.ts";
+import type { Logger } from "../src/platform/log.ts";
 import { adoptFoundedProjects } from "../src/gitback/adopt.ts";
 import { projectId as computeProjectId } from "../src/gitback/project_id.ts";
 import { writeProjectState } from "../src/gitback/project.ts";

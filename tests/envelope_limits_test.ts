@@ -13,7 +13,7 @@ import { issueEnvoyCertificate } from "../src/ca/ca.ts";
 import { canonicalBytes } from "../src/crypto/canonical.ts";
 import { formatPublicKey, generateSeed } from "../src/crypto/ed25519.ts";
 import { toHex } from "../src/crypto/hex.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { swarmRequest } from "../src/swarm/swarm_client.ts";
 import {
   MAX_LEAVES_PER_PROJECT,
   MAX_LEAVES_PER_SIGNER,

@@ -22,7 +22,7 @@ import {
   type UserSession,
 } from "./support/unix_users.ts";
 import { waitForLine, waitForPath, waitUntil } from "./support/wait.ts";
-import { writePolicies } from "../src/agent/policy.ts";
+import { writePolicies } from "../src/envoy/policy.ts";
 import { exists } from "../src/platform/fs.ts";
 
 const PASS = "gitback passphrase";

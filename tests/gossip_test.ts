@@ -14,7 +14,7 @@ import {
   stopAgent,
 } from "../scripts/fleet.ts";
 import { VIGO, vigo, withGitback } from "./support/cli.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { swarmRequest } from "../src/swarm/swarm_client.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
 import { runCommand } from "../src/platform/process.ts";
 import {

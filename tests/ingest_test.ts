@@ -16,10 +16,10 @@ import {
   startAgent,
   stopAgent,
 } from "../scripts/fleet.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
-import { startSwarmServer } from "../src/agent/swarm_server.ts";
+import { swarmRequest } from "../src/swarm/swarm_client.ts";
+import { startSwarmServer } from "../src/swarm/swarm_server.ts";
 import { pushRoute } from "../src/agent/push_route.ts";
-import type { Logger } from "../src/agent/log.ts";
+import type { Logger } from "../src/platform/log.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
 import { exists } from "../src/platform/fs.ts";
 import { mintBootstrapToken } from "../src/gitback/tokens.ts";

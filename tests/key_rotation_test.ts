@@ -27,7 +27,7 @@ import { unwrapSeed } from "../src/crypto/wrap.ts";
 import { seedSigner } from "../src/crypto/signed_object.ts";
 import { formatPublicKey, generateSeed } from "../src/crypto/ed25519.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { swarmRequest } from "../src/swarm/swarm_client.ts";
 import { CHAIN_HEADER, REFS_HEADER } from "../src/agent/fanout.ts";
 import { MEMBER_HEADER } from "../src/agent/member_proof.ts";
 import {

@@ -21,7 +21,7 @@ import {
 } from "../src/agent/announce.ts";
 import dgram from "node:dgram";
 import { announcerConfig } from "./support/agent_config.ts";
-import type { LogFields, Logger } from "../src/agent/log.ts";
+import type { LogFields, Logger } from "../src/platform/log.ts";
 import { waitUntil } from "./support/wait.ts";
 
 Deno.test("announcement lines: current and older forms parse, junk does not", () => {

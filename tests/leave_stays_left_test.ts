@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import { type Envoy, startAgent, stopAgent } from "../scripts/fleet.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { swarmRequest } from "../src/swarm/swarm_client.ts";
 import {
   formatPublicKey,
   generateSeed,

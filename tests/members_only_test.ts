@@ -19,7 +19,7 @@ import { repoOf, tipOn, tlsOf } from "./support/envoy_files.ts";
 import { gitIn } from "./support/git.ts";
 import { memberHeaderOn } from "./support/member_binding.ts";
 import { waitForLine, waitUntil } from "./support/wait.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { swarmRequest } from "../src/swarm/swarm_client.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
 import { exists } from "../src/platform/fs.ts";
 

@@ -16,7 +16,7 @@ import {
   unlockAs,
   type UserSession,
 } from "./support/unix_users.ts";
-import { writePolicies } from "../src/agent/policy.ts";
+import { writePolicies } from "../src/envoy/policy.ts";
 
 const PASS = "sudo join passphrase";
 

@@ -13,7 +13,7 @@ import {
   stopAgent,
 } from "../scripts/fleet.ts";
 import { makeUserEnv, vigo } from "./support/cli.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { swarmRequest } from "../src/swarm/swarm_client.ts";
 import { createFleetCa, issueEnvoyCertificate } from "../src/ca/ca.ts";
 import { startPairing } from "../src/puddle/pair.ts";
 import { waitForLine } from "./support/wait.ts";

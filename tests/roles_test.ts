@@ -27,7 +27,7 @@ import { waitForLine, waitUntil } from "./support/wait.ts";
 import { memberHeaderOn } from "./support/member_binding.ts";
 import { runCommand } from "../src/platform/process.ts";
 import { encodeBase64 } from "../src/platform/encoding.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { swarmRequest } from "../src/swarm/swarm_client.ts";
 import { parsePublicKey } from "../src/crypto/ed25519.ts";
 import { SessionClient } from "../src/puddle/session/client.ts";
 import {

@@ -26,9 +26,9 @@ import {
   type UserSession,
 } from "./support/unix_users.ts";
 import { waitUntil } from "./support/wait.ts";
-import { writePolicies } from "../src/agent/policy.ts";
+import { writePolicies } from "../src/envoy/policy.ts";
 import { runCommand } from "../src/platform/process.ts";
-import { hostDigest } from "../src/agent/host_name.ts";
+import { hostDigest } from "../src/envoy/host_name.ts";
 
 const PASS = "root paths passphrase";
 

@@ -35,7 +35,7 @@ import {
 } from "./support/envoy_files.ts";
 import { git } from "./support/git.ts";
 import { waitForLine, waitUntil } from "./support/wait.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { swarmRequest } from "../src/swarm/swarm_client.ts";
 import {
   CHAIN_HEADER,
   REFS_HEADER,

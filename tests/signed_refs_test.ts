@@ -16,7 +16,7 @@
 
 import assert from "node:assert/strict";
 import type { Envoy } from "../scripts/fleet.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { swarmRequest } from "../src/swarm/swarm_client.ts";
 import {
   CHAIN_HEADER,
   fanOut,
@@ -24,7 +24,7 @@ import {
   REFS_HEADER,
   SCOPE_HEADER,
 } from "../src/agent/fanout.ts";
-import { loadAgentConfig } from "../src/agent/config.ts";
+import { loadAgentConfig } from "../src/envoy/config.ts";
 import { MEMBER_HEADER } from "../src/agent/member_proof.ts";
 import { recordBinding } from "../src/agent/puddle_bindings.ts";
 import { signedMemberHeader } from "./support/member_binding.ts";

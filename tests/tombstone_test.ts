@@ -29,7 +29,7 @@ import {
 } from "../src/crypto/signed_object.ts";
 import { SIGN_CONTEXTS } from "../src/crypto/signed.ts";
 import { formatPublicKey, generateSeed } from "../src/crypto/ed25519.ts";
-import { swarmRequest } from "../src/agent/swarm_client.ts";
+import { swarmRequest } from "../src/swarm/swarm_client.ts";
 import { askAgentStatus } from "../src/gitback/envoy_status.ts";
 import { projectId as makeProjectId } from "../src/gitback/project_id.ts";
 import {

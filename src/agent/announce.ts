@@ -27,7 +27,7 @@
 
 import dgram from "node:dgram";
 import { writeTextAtomic } from "../platform/fs.ts";
-import { isHostName } from "./host_name.ts";
+import { isHostName } from "../envoy/host_name.ts";
 import {
   bareRepoPath,
   gitbackBase,
@@ -40,11 +40,11 @@ import {
   type Scope,
   type ScopeStatementWire,
 } from "../gitback/scope_statement.ts";
-import type { AgentConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
+import type { AgentConfig } from "../envoy/config.ts";
+import type { Logger } from "../platform/log.ts";
 import { confirmHost } from "./host_confirm.ts";
-import { MAX_BACKOFF_PERIODS, PEER_CONCURRENCY } from "./peer_work.ts";
-import { readSwarmTls } from "./swarm_client.ts";
+import { MAX_BACKOFF_PERIODS, PEER_CONCURRENCY } from "../swarm/peer_work.ts";
+import { readSwarmTls } from "../swarm/swarm_client.ts";
 
 /**
  * One project held by one peer. `scope` is what the datagram said: a hint

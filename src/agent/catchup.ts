@@ -23,8 +23,8 @@ import {
   repairHead,
   writeRepoMeta,
 } from "../gitback/repo.ts";
-import type { AgentConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
+import type { AgentConfig } from "../envoy/config.ts";
+import type { Logger } from "../platform/log.ts";
 import {
   type ConfirmedProject,
   isAnnouncedHandle,
@@ -61,10 +61,10 @@ import {
   PEER_DEADLINE_MS,
   type PeerBackoff,
   peerBackoff,
-} from "./peer_work.ts";
-import { startReactor } from "./reactor.ts";
-import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
-import { managedHomes } from "./user_homes.ts";
+} from "../swarm/peer_work.ts";
+import { startReactor } from "../swarm/reactor.ts";
+import { readSwarmTls, swarmRequest, swarmUrl } from "../swarm/swarm_client.ts";
+import { managedHomes } from "../envoy/user_homes.ts";
 import { readUserProject, userProjectIds } from "./user_state.ts";
 
 interface Missing {

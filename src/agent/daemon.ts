@@ -8,10 +8,10 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { SystemPaths } from "../platform/paths.ts";
 import { removeIfExists, writeTextAtomic } from "../platform/fs.ts";
-import { type AgentConfig, loadAgentConfig } from "./config.ts";
-import { createLogger } from "./log.ts";
-import { readSwarmTls, type SwarmTls } from "./swarm_client.ts";
-import { startSwarmServer } from "./swarm_server.ts";
+import { type AgentConfig, loadAgentConfig } from "../envoy/config.ts";
+import { createLogger } from "../platform/log.ts";
+import { readSwarmTls, type SwarmTls } from "../swarm/swarm_client.ts";
+import { startSwarmServer } from "../swarm/swarm_server.ts";
 import { swarmRoutes } from "./routes.ts";
 import { startGitSocket } from "./git_socket.ts";
 import { startSweep } from "./sweep.ts";

@@ -44,7 +44,7 @@ import {
   verifyChain,
   type VerifyOptions,
 } from "../gitback/tokens.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../platform/log.ts";
 
 /** Conflicts kept per project, newest last. */
 export const MAX_CONFLICTS = 16;

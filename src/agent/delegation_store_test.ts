@@ -18,8 +18,8 @@ import {
   type SignedToken,
   TokenError,
 } from "../gitback/tokens.ts";
-import { type AgentConfig, loadAgentConfig } from "./config.ts";
-import type { LogFields, Logger } from "./log.ts";
+import { type AgentConfig, loadAgentConfig } from "../envoy/config.ts";
+import type { LogFields, Logger } from "../platform/log.ts";
 import {
   delegationConflicts,
   delegationRecordPath,
@@ -27,7 +27,7 @@ import {
   verifyChainWithDelegations,
 } from "./delegation_store.ts";
 import { verifyChainHeader } from "./push_route.ts";
-import { HttpError } from "./swarm_server.ts";
+import { HttpError } from "../swarm/swarm_server.ts";
 
 // The chain header is verified at the real time.
 const NOW = Math.floor(Date.now() / 1000);

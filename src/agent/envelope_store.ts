@@ -31,12 +31,12 @@ import {
   verifyRevocation,
 } from "../gitback/envelopes.ts";
 import { envelopesDir } from "../gitback/repo.ts";
-import type { AgentConfig } from "./config.ts";
+import type { AgentConfig } from "../envoy/config.ts";
 import {
   storedDelegations,
   verifyChainWithDelegations,
 } from "./delegation_store.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../platform/log.ts";
 
 /** The two kinds of envelope. */
 export type EnvelopeKind = "revokes" | "leaves";

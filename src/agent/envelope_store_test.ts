@@ -14,7 +14,7 @@ import {
   mintChildToken,
   type SignedToken,
 } from "../gitback/tokens.ts";
-import { type AgentConfig, loadAgentConfig } from "./config.ts";
+import { type AgentConfig, loadAgentConfig } from "../envoy/config.ts";
 import {
   acceptEnvelope,
   EnvelopeCapError,

@@ -22,23 +22,27 @@ import {
   roleOf,
   type StoredRefStates,
 } from "../gitback/ref_state.ts";
-import type { AgentConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
+import type { AgentConfig } from "../envoy/config.ts";
+import type { Logger } from "../platform/log.ts";
 import {
   readSwarmTls,
   swarmRequest,
   type SwarmTls,
   swarmUrl,
-} from "./swarm_client.ts";
+} from "../swarm/swarm_client.ts";
 import { MEMBER_HEADER, memberHeaderFor } from "./member_proof.ts";
 import { decodeToken, MAX_CHAIN_BYTES } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import { verifyMemberBinding } from "../gitback/member_binding.ts";
-import { PEER_DEADLINE_MS } from "./peer_work.ts";
+import { PEER_DEADLINE_MS } from "../swarm/peer_work.ts";
 import { type PeerIndex, readProjectMeta } from "./announce.ts";
 import { encodeScopeHeader, type Scope } from "../gitback/scope_statement.ts";
-import { describeUntrusted, hostDigest, isHostName } from "./host_name.ts";
-import { managedHomes } from "./user_homes.ts";
+import {
+  describeUntrusted,
+  hostDigest,
+  isHostName,
+} from "../envoy/host_name.ts";
+import { managedHomes } from "../envoy/user_homes.ts";
 import {
   DELEGATION_MAX_LEN,
   MAX_DELEGATION_BYTES,

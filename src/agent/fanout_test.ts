@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { announcerConfig } from "../../tests/support/agent_config.ts";
 import { userByUid } from "../platform/users.ts";
-import type { LogFields, Logger } from "./log.ts";
-import { hostDigest, isHostName } from "./host_name.ts";
+import type { LogFields, Logger } from "../platform/log.ts";
+import { hostDigest, isHostName } from "../envoy/host_name.ts";
 import {
   peersOf,
   peerStatePath,

@@ -64,10 +64,10 @@ import {
   parseConnectRequest,
   proofPayload,
 } from "../gitback/connect_protocol.ts";
-import { type AgentConfig, gitbackEnabledHere } from "./config.ts";
-import type { Logger } from "./log.ts";
-import { readPolicy } from "./policy.ts";
-import { type ManagedHome, managedHomes } from "./user_homes.ts";
+import { type AgentConfig, gitbackEnabledHere } from "../envoy/config.ts";
+import type { Logger } from "../platform/log.ts";
+import { readPolicy } from "../envoy/policy.ts";
+import { type ManagedHome, managedHomes } from "../envoy/user_homes.ts";
 import { collectEnvoyStatus } from "../gitback/envoy_status.ts";
 import { listUserProjects, readUserProject } from "./user_state.ts";
 import { recordBinding } from "./puddle_bindings.ts";

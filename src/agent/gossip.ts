@@ -29,9 +29,9 @@
 import { envelopeSetDigest } from "../gitback/envelopes.ts";
 import { TokenError } from "../gitback/tokens.ts";
 import { envelopesDir, gitbackBase } from "../gitback/repo.ts";
-import type { AgentConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
-import { startReactor } from "./reactor.ts";
+import type { AgentConfig } from "../envoy/config.ts";
+import type { Logger } from "../platform/log.ts";
+import { startReactor } from "../swarm/reactor.ts";
 import type { PeerIndex } from "./announce.ts";
 import { peersOf } from "./fanout.ts";
 import { readProjectMeta } from "./announce.ts";
@@ -39,13 +39,13 @@ import { verifyMemberRequest } from "./push_route.ts";
 import { TombstoneError } from "../gitback/tombstone.ts";
 import { acceptTombstone, readTombstone } from "./tombstone_store.ts";
 import { localMemberHeaders } from "./member_proof.ts";
-import { HttpError, type SwarmRoute } from "./swarm_server.ts";
+import { HttpError, type SwarmRoute } from "../swarm/swarm_server.ts";
 import {
   readSwarmTls,
   swarmRequest,
   type SwarmTls,
   swarmUrl,
-} from "./swarm_client.ts";
+} from "../swarm/swarm_client.ts";
 import {
   DELEGATION_MAX_LEN,
   MAX_DELEGATION_BYTES,

@@ -1,15 +1,15 @@
 import assert from "node:assert/strict";
 import { makeFleetPki, writeEnvoyTls } from "../../tests/support/pki.ts";
 import { waitUntil } from "../../tests/support/wait.ts";
-import { loadAgentConfig } from "./config.ts";
+import { loadAgentConfig } from "../envoy/config.ts";
 import {
   gossipEnvelope,
   MAX_PENDING_SENDS_PER_PEER,
   pendingSends,
 } from "./gossip.ts";
-import type { LogFields, Logger } from "./log.ts";
+import type { LogFields, Logger } from "../platform/log.ts";
 import { PeerIndex } from "./announce.ts";
-import { startSwarmServer } from "./swarm_server.ts";
+import { startSwarmServer } from "../swarm/swarm_server.ts";
 
 function memoryLogger(lines: string[]): Logger {
   const at = (level: string) => (message: string, fields: LogFields = {}) => {

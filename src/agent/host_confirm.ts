@@ -13,8 +13,8 @@
  */
 
 import tls from "node:tls";
-import type { SwarmTls } from "./swarm_client.ts";
-import { PEER_DEADLINE_MS } from "./peer_work.ts";
+import type { SwarmTls } from "../swarm/swarm_client.ts";
+import { PEER_DEADLINE_MS } from "../swarm/peer_work.ts";
 
 /** Largest answer read from the health route. */
 const MAX_ANSWER_BYTES = 64 * 1024;

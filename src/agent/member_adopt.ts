@@ -23,14 +23,14 @@ import { runSelfAs } from "../platform/run_as.ts";
 import { parsePublicKey } from "../crypto/ed25519.ts";
 import { decodeToken, type VerifiedChain } from "../gitback/tokens.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
-import type { AgentConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
+import type { AgentConfig } from "../envoy/config.ts";
+import type { Logger } from "../platform/log.ts";
 import { heldRecord, type PeerIndex } from "./announce.ts";
-import { readPolicy } from "./policy.ts";
+import { readPolicy } from "../envoy/policy.ts";
 import { ADOPT_VERB } from "../gitback/adopt.ts";
-import { HttpError, type SwarmRoute } from "./swarm_server.ts";
-import { readSwarmTls, swarmRequest, swarmUrl } from "./swarm_client.ts";
-import { type ManagedHome, managedHomes } from "./user_homes.ts";
+import { HttpError, type SwarmRoute } from "../swarm/swarm_server.ts";
+import { readSwarmTls, swarmRequest, swarmUrl } from "../swarm/swarm_client.ts";
+import { type ManagedHome, managedHomes } from "../envoy/user_homes.ts";
 import {
   holdsProjectDir,
   readUserProject,
@@ -56,7 +56,7 @@ import {
   PEER_CONCURRENCY,
   PEER_DEADLINE_MS,
   peerBackoff,
-} from "./peer_work.ts";
+} from "../swarm/peer_work.ts";
 
 /** Catch-up periods before a peer that had no chain for a user is asked again. */
 const RETRY_AFTER_TICKS = 5;

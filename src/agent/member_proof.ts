@@ -9,10 +9,10 @@
 
 import { decodeJsonBase64, encodeJsonBase64 } from "../platform/encoding.ts";
 import { verifyMemberBinding } from "../gitback/member_binding.ts";
-import type { AgentConfig } from "./config.ts";
+import type { AgentConfig } from "../envoy/config.ts";
 import { bindingStatementOf, statementForKey } from "./puddle_bindings.ts";
-import { HttpError } from "./swarm_server.ts";
-import { managedHomes } from "./user_homes.ts";
+import { HttpError } from "../swarm/swarm_server.ts";
+import { managedHomes } from "../envoy/user_homes.ts";
 import { readUserProject } from "./user_state.ts";
 import { decodeToken } from "../gitback/tokens.ts";
 import { CHAIN_HEADER, chainHeaderFor } from "./fanout.ts";

@@ -20,10 +20,10 @@ import {
 } from "../puddle/pair.ts";
 import { RETIRED_FILE } from "../puddle/rotation.ts";
 import { recordMember } from "../puddle/members.ts";
-import { type AgentConfig, homeOf } from "./config.ts";
-import type { Logger } from "./log.ts";
-import { isValidUsername, readPolicy } from "./policy.ts";
-import { HttpError, type SwarmRoute } from "./swarm_server.ts";
+import { type AgentConfig, homeOf } from "../envoy/config.ts";
+import type { Logger } from "../platform/log.ts";
+import { isValidUsername, readPolicy } from "../envoy/policy.ts";
+import { HttpError, type SwarmRoute } from "../swarm/swarm_server.ts";
 
 /** The uid that owns `user`'s files: from passwd, else the home's owner. */
 function ownerOf(user: string, home: string): number | undefined {

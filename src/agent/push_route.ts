@@ -15,7 +15,7 @@
 import { decodeJsonBase64, encodeJsonBase64 } from "../platform/encoding.ts";
 import { exists } from "../platform/fs.ts";
 import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
-import { managedHomes } from "./user_homes.ts";
+import { managedHomes } from "../envoy/user_homes.ts";
 import { readUserProject } from "./user_state.ts";
 import { bindingStatementOf, boundKeyOf } from "./puddle_bindings.ts";
 import {
@@ -38,9 +38,13 @@ import {
   repairHead,
   writeRepoMeta,
 } from "../gitback/repo.ts";
-import { type AgentConfig, gitbackEnabledHere } from "./config.ts";
-import type { Logger } from "./log.ts";
-import { HttpError, SpoolQuota, type SwarmRoute } from "./swarm_server.ts";
+import { type AgentConfig, gitbackEnabledHere } from "../envoy/config.ts";
+import type { Logger } from "../platform/log.ts";
+import {
+  HttpError,
+  SpoolQuota,
+  type SwarmRoute,
+} from "../swarm/swarm_server.ts";
 import {
   CHAIN_HEADER,
   DELEGATIONS_HEADER,

@@ -4,9 +4,9 @@
  * @module
  */
 
-import type { AgentConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
-import type { SwarmRoute } from "./swarm_server.ts";
+import type { AgentConfig } from "../envoy/config.ts";
+import type { Logger } from "../platform/log.ts";
+import type { SwarmRoute } from "../swarm/swarm_server.ts";
 import { pairClaimRoute, rekeyClaimRoute } from "./pair_claim.ts";
 import { bundleRoute, membersRoute, pushRoute } from "./push_route.ts";
 import { gossipRoutes } from "./gossip.ts";

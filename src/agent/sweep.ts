@@ -10,7 +10,7 @@
 
 import { pidAlive } from "../platform/process.ts";
 import { OwnedDir, withOwnedDir } from "../platform/user_files.ts";
-import type { AgentConfig } from "./config.ts";
+import type { AgentConfig } from "../envoy/config.ts";
 import { acceptEnvelope } from "./envelope_store.ts";
 import type { GossipKind } from "./gossip.ts";
 import {
@@ -19,9 +19,9 @@ import {
   TOMBSTONE_PENDING,
 } from "../gitback/tombstone.ts";
 import { acceptTombstone } from "./tombstone_store.ts";
-import type { Logger } from "./log.ts";
-import { startReactor } from "./reactor.ts";
-import { managedHomes } from "./user_homes.ts";
+import type { Logger } from "../platform/log.ts";
+import { startReactor } from "../swarm/reactor.ts";
+import { managedHomes } from "../envoy/user_homes.ts";
 import { delegationsIn, GITBACK_DIR, projectIdsIn } from "./user_state.ts";
 
 /** Called for each envelope or tombstone the sweep stored (to gossip it). */

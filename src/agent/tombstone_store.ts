@@ -33,7 +33,7 @@ import {
   storedDelegations,
   verifyWithDelegations,
 } from "./delegation_store.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../platform/log.ts";
 
 const PROJECT_ID = /^[0-9a-f]{64}$/;
 

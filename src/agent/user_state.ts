@@ -10,7 +10,7 @@
 
 import { OwnedDir, withOwnedDir } from "../platform/user_files.ts";
 import { LEFT_FILE, MAX_LEFT_BYTES, parseLeft } from "../gitback/left.ts";
-import type { ManagedHome } from "./user_homes.ts";
+import type { ManagedHome } from "../envoy/user_homes.ts";
 import {
   checkScopeStatement,
   DEFAULT_SCOPE,

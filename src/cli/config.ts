@@ -6,7 +6,7 @@
 
 import { systemPaths } from "../platform/paths.ts";
 import { userByName } from "../platform/users.ts";
-import { readUsercrate, writePolicies } from "../agent/policy.ts";
+import { readUsercrate, writePolicies } from "../envoy/policy.ts";
 import { parseVerbArgs } from "./args.ts";
 import { dispatch, type VerbGroup } from "./dispatch.ts";
 import { CliError, UsageError } from "./errors.ts";

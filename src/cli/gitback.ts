@@ -15,7 +15,7 @@ import { pendingQueues } from "../gitback/pending.ts";
 import { readPublicKey } from "../puddle/identity.ts";
 import { ADOPT_VERB, adoptMembership } from "../gitback/adopt.ts";
 import { LEFT_FILE, LEFT_LOCK, recordLeft } from "../gitback/left.ts";
-import { loadAgentConfig } from "../agent/config.ts";
+import { loadAgentConfig } from "../envoy/config.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { dispatch, type VerbGroup } from "./dispatch.ts";

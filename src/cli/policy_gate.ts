@@ -7,7 +7,7 @@
 
 import { systemPaths } from "../platform/paths.ts";
 import { userByUid } from "../platform/users.ts";
-import { readPolicy } from "../agent/policy.ts";
+import { readPolicy } from "../envoy/policy.ts";
 import { CliError } from "./errors.ts";
 
 /** Throws unless the calling user may use `feature` on this envoy. */

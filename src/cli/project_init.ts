@@ -16,6 +16,7 @@ import {
   pushToSwarm,
   workTreeTop,
 } from "../gitback/swarm_remote.ts";
+import { readNameClaim } from "../puddle/names.ts";
 import { parseVerbArgs } from "./args.ts";
 import { UsageError } from "./errors.ts";
 
@@ -61,6 +62,12 @@ export async function projectInit(args: string[]): Promise<number> {
     });
     const url = formatProjectUrl(project.project_id, handle);
     console.log(`✓ Founded project ${handle}`);
+    // The friendly form first when this puddle goes by a name; the
+    // canonical one, which needs no name map, beneath.
+    const claim = readNameClaim(paths.puddleDir);
+    if (claim && claim.key === project.founder) {
+      console.log(`  Name:    gitback://${claim.name}/${handle}`);
+    }
     console.log(`  URL:     ${url}`);
     console.log(`  Founder: ${project.founder}`);
     console.log(`  Scope:   ${scope}`);

@@ -46,6 +46,7 @@ import {
   pair,
 } from "./puddle_pair.ts";
 import { seedSigner } from "../crypto/signed_object.ts";
+import { name } from "./puddle_name.ts";
 import {
   finishFounderUpdates,
   INSTALL_ROTATION_VERB,
@@ -73,6 +74,9 @@ verbs:
                        passphrase) and print a 5-minute code for the others
   rekey --from <host> [--code C] | --from-dir <dir>
                        (sudo with --from) take the rotated key on this envoy
+  name set <name> | clear | show [--json]
+                       claim a friendly name (puddle unlocked), so that
+                       gitback://<name>/<handle> resolves
 
 Passphrases are read without echo on a terminal; otherwise one per line
 from standard input (init and rotate-passphrase take the new one twice;
@@ -497,6 +501,7 @@ export const PUDDLE_GROUP: VerbGroup = {
     members,
     "rekey-pair": rekeyPair,
     rekey,
+    name,
   },
   hidden: {
     [HELPER_VERB]: sessionHelper,

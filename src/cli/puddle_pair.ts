@@ -37,9 +37,9 @@ import {
 } from "../puddle/rotation.ts";
 import type { FileSetEntry } from "../platform/fs.ts";
 import { readMembers, recordMember } from "../puddle/members.ts";
-import { type AgentConfig, loadAgentConfig } from "../agent/config.ts";
-import { readSwarmTls, swarmRequest, swarmUrl } from "../agent/swarm_client.ts";
-import { readPolicy } from "../agent/policy.ts";
+import { type AgentConfig, loadAgentConfig } from "../envoy/config.ts";
+import { readSwarmTls, swarmRequest, swarmUrl } from "../swarm/swarm_client.ts";
+import { readPolicy } from "../envoy/policy.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError, warnUnfinishedChange } from "./errors.ts";
 

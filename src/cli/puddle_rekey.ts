@@ -47,8 +47,8 @@ import {
   currentFounderUpdates,
   planFounderRotation,
 } from "../gitback/founder_rotation.ts";
-import { loadAgentConfig } from "../agent/config.ts";
-import { readPolicy } from "../agent/policy.ts";
+import { loadAgentConfig } from "../envoy/config.ts";
+import { readPolicy } from "../envoy/policy.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError, warnUnfinishedChange } from "./errors.ts";
 import {

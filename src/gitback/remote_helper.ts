@@ -64,18 +64,41 @@ async function withRotationHint(
   return `${refusal} A key rotation has not finished updating your projects: run \`vigo swarm puddle status\`, which finishes it, then retry.`;
 }
 
+/**
+ * The project id a friendly `gitback://<name>/<handle>` stands for. The
+ * name modules load only on this path, not on every git operation.
+ */
+async function resolveName(name: string, handle: string): Promise<string> {
+  const names = await import("../puddle/names.ts");
+  const { resolveFriendly } = await import("./friendly_url.ts");
+  const paths = userPaths();
+  try {
+    return resolveFriendly(
+      paths.gitbackDir,
+      name,
+      handle,
+      names.readNameMap(names.nameMapPath(systemPaths().varLib)),
+      names.readNameClaim(paths.puddleDir),
+    );
+  } catch (error) {
+    const hint = (error as { hint?: string }).hint;
+    throw new HelperFailure(
+      `${(error as Error).message}${hint ? ` ${hint}` : ""}`,
+    );
+  }
+}
+
 /** Opens the agent socket and completes the handshake for `service`. */
 async function connectService(
   url: string,
   service: GitService,
 ): Promise<{ conn: Deno.UnixConn; carry: Uint8Array; ticket?: string }> {
-  const target = parseProjectUrl(url);
-  if (!("id" in target) || !target.id) {
-    throw new HelperFailure(
-      `${url} uses a friendly name; this envoy resolves only gitback://<project_id>/<handle> URLs for now.`,
-    );
-  }
+  const parsed = parseProjectUrl(url);
   const paths = userPaths();
+  const target = "id" in parsed ? parsed : {
+    id: await resolveName(parsed.name, parsed.handle),
+    handle: parsed.handle,
+  };
   const tokens = readTokens(paths.gitbackDir, target.id);
   // After a founder rotation, chains verify only with its delegations.
   const delegations = readDelegations(paths.gitbackDir, target.id);

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { AgentConfig } from "../../src/agent/config.ts";
+import type { AgentConfig } from "../../src/envoy/config.ts";
 
 /** A config for `hostname` rooted at `root`, announcing on `port`. */
 export function announcerConfig(options: {

@@ -7,7 +7,7 @@
  */
 
 import type { Envoy } from "../../scripts/fleet.ts";
-import type { SwarmTls } from "../../src/agent/swarm_client.ts";
+import type { SwarmTls } from "../../src/swarm/swarm_client.ts";
 import { runCommand } from "../../src/platform/process.ts";
 import { GIT_ENV } from "./git.ts";
 

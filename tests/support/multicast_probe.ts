@@ -11,9 +11,9 @@ import {
   recordProjectMeta,
   startAnnouncer,
 } from "../../src/agent/announce.ts";
-import type { AgentConfig } from "../../src/agent/config.ts";
+import type { AgentConfig } from "../../src/envoy/config.ts";
 import { announcerConfig } from "./agent_config.ts";
-import type { Logger } from "../../src/agent/log.ts";
+import type { Logger } from "../../src/platform/log.ts";
 import { generateSeed } from "../../src/crypto/ed25519.ts";
 import { projectId as computeProjectId } from "../../src/gitback/project_id.ts";
 import { signScopeStatement } from "../../src/gitback/scope_statement.ts";

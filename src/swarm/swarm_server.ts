@@ -12,13 +12,13 @@
 import https from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../platform/log.ts";
 
 /** Who called, from the verified client certificate. */
 
 /**
  * Largest request head (request line and headers) taken: room for a
- * delivery's signed ref states (push_route.ts caps them at 2 MiB).
+ * delivery's signed ref states (agent/push_route.ts caps them at 2 MiB).
  */
 export const MAX_HEADER_BYTES = 2560 * 1024;
 
@@ -534,7 +534,7 @@ export async function startSwarmServer(
     rejectUnauthorized: true,
     minVersion: "TLSv1.2",
     handshakeTimeout: idleMs,
-    // Deliveries carry signed ref states in a header (push_route.ts).
+    // Deliveries carry signed ref states in a header (agent/push_route.ts).
     maxHeaderSize: MAX_HEADER_BYTES,
   }, (req, res) => {
     handle(req, res).catch((error) => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createFleetCa, issueEnvoyCertificate } from "../ca/ca.ts";
-import { formatLogLine, type LogFields, type Logger } from "./log.ts";
+import { formatLogLine, type LogFields, type Logger } from "../platform/log.ts";
 import { swarmRequest, type SwarmTls } from "./swarm_client.ts";
 import { rawPost } from "../../tests/support/raw_https.ts";
 import {

@@ -5,7 +5,7 @@
  */
 
 import { assertPrivateFile, readFileBounded } from "../platform/fs.ts";
-import { addressOf, type AgentConfig } from "./config.ts";
+import { addressOf, type AgentConfig } from "../envoy/config.ts";
 
 /** PEM material for mutual TLS. */
 export interface SwarmTls {

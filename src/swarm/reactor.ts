@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Logger } from "./log.ts";
+import type { Logger } from "../platform/log.ts";
 
 /**
  * Runs `tick` every `seconds`. A tick still running when the next is due is

@@ -2,7 +2,7 @@
  * The user homes an agent looks after: under agent.yaml's
  * `managed_users: passwd` every passwd account, `homes:` overrides winning;
  * under `managed_users: homes` only the users `homes:` lists. What is in
- * those homes is read through user_state.ts, never trusted as proof.
+ * those homes is read through agent/user_state.ts, never trusted as proof.
  *
  * @module
  */
