@@ -10,16 +10,10 @@ import { systemPaths, userPaths } from "../platform/paths.ts";
 import { userByName, userByUid } from "../platform/users.ts";
 import { SecretReader } from "../platform/tty.ts";
 import { decodeBase64, encodeBase64 } from "../platform/encoding.ts";
-import {
-  formatPublicKey,
-  parsePublicKey,
-  publicKeyFromSeed,
-} from "../crypto/ed25519.ts";
-import { constantTimeEqual } from "../crypto/constant_time.ts";
+import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
 import {
   parseWrappedHeader,
   SALT_LENGTH,
-  unwrapSeed,
   WRAPPED_LENGTH,
 } from "../crypto/wrap.ts";
 import {
@@ -28,6 +22,7 @@ import {
   isInitialized,
   PuddleError,
   readPublicKey,
+  unwrapMatching,
 } from "../puddle/identity.ts";
 import { normalizePairCode, startPairing } from "../puddle/pair.ts";
 import {
@@ -367,9 +362,9 @@ export async function join(args: string[]): Promise<number> {
     rotationLogEntry(reply?.rotations, identity.publicKey, from);
 
     const passphrase = await reader.read("passphrase: ", "passphrase");
-    let seed: Uint8Array;
+    let seed: Uint8Array | null;
     try {
-      seed = await unwrapSeed(identity.wrapped, passphrase, identity.salt);
+      seed = await unwrapMatching(identity, passphrase);
     } catch {
       throw new CliError(
         `the passphrase does not unwrap the identity from ${from}; nothing was written.`,
@@ -378,12 +373,8 @@ export async function join(args: string[]): Promise<number> {
     } finally {
       passphrase.fill(0);
     }
-    const matches = constantTimeEqual(
-      publicKeyFromSeed(seed),
-      identity.publicKey,
-    );
-    seed.fill(0);
-    if (!matches) {
+    seed?.fill(0);
+    if (!seed) {
       throw new CliError(
         `${from} sent a wrapped key that does not match its pubkey; nothing was written.`,
       );

@@ -11,14 +11,13 @@ import { SecretReader } from "../platform/tty.ts";
 import { encodeBase64 } from "../platform/encoding.ts";
 import { exists, readFileBounded } from "../platform/fs.ts";
 import { runSelfAs } from "../platform/run_as.ts";
-import { formatPublicKey, publicKeyFromSeed } from "../crypto/ed25519.ts";
-import { constantTimeEqual } from "../crypto/constant_time.ts";
-import { unwrapSeed } from "../crypto/wrap.ts";
+import { formatPublicKey } from "../crypto/ed25519.ts";
 import {
   IDENTITY_FILES,
   PuddleError,
   readPublicKey,
   repairPuddleDir,
+  unwrapMatching,
 } from "../puddle/identity.ts";
 import {
   clearFounderUpdates,
@@ -368,9 +367,9 @@ async function checkPassphrase(
     throw nothingWritten(error);
   }
   const passphrase = await reader.read("passphrase: ", "passphrase");
-  let seed: Uint8Array;
+  let seed: Uint8Array | null;
   try {
-    seed = await unwrapSeed(identity.wrapped, passphrase, identity.salt);
+    seed = await unwrapMatching(identity, passphrase);
   } catch {
     throw new CliError(
       `the passphrase does not unwrap the new key from ${source}; nothing was written.`,
@@ -381,12 +380,8 @@ async function checkPassphrase(
     identity.wrapped.fill(0);
     identity.salt.fill(0);
   }
-  const matches = constantTimeEqual(
-    publicKeyFromSeed(seed),
-    identity.publicKey,
-  );
-  seed.fill(0);
-  if (!matches) {
+  seed?.fill(0);
+  if (!seed) {
     throw new CliError(
       `${source} handed over a wrapped key that does not match its public key; nothing was written.`,
     );

@@ -198,6 +198,24 @@ export function readIdentity(puddleDir: string): StoredIdentity {
 }
 
 /**
+ * Unwraps `identity.wrapped` with `passphrase` and checks that the key is
+ * the one `identity.publicKey` names. Returns the seed, which the caller
+ * must zero, or null (having zeroed it) when the key is another. Unwrap
+ * failures (a wrong passphrase, a damaged file) throw the WrapError.
+ */
+export async function unwrapMatching(
+  identity: { wrapped: Uint8Array; salt: Uint8Array; publicKey: Uint8Array },
+  passphrase: Uint8Array,
+): Promise<Uint8Array | null> {
+  const seed = await unwrapSeed(identity.wrapped, passphrase, identity.salt);
+  if (constantTimeEqual(publicKeyFromSeed(seed), identity.publicKey)) {
+    return seed;
+  }
+  seed.fill(0);
+  return null;
+}
+
+/**
  * Unwraps the identity with `passphrase` and checks the key against
  * `identity.pub`. Returns the 32-byte seed, which the caller must zero.
  */
@@ -207,12 +225,10 @@ export async function unwrapIdentity(
 ): Promise<{ seed: Uint8Array; publicKey: Uint8Array }> {
   const stored = readIdentity(puddleDir);
   try {
-    const seed = await unwrapSeed(stored.wrapped, passphrase, stored.salt)
-      .catch((error) => {
-        throw explainWrapError(error);
-      });
-    if (!constantTimeEqual(publicKeyFromSeed(seed), stored.publicKey)) {
-      seed.fill(0);
+    const seed = await unwrapMatching(stored, passphrase).catch((error) => {
+      throw explainWrapError(error);
+    });
+    if (!seed) {
       throw new PuddleError(
         "the wrapped key does not match identity.pub.",
         "restore identity.pub from another member envoy.",

@@ -252,12 +252,12 @@ export interface RotationOffer {
 /**
  * Checks an offer against this envoy: the log verifies as a chain, continues
  * the log held here, retires the key held here, and ends at the offered
- * key. Returns the rotations this envoy takes. Writes nothing.
+ * key. Returns the verified log and the rotations this envoy takes.
  */
-export function checkRotationOffer(
+function checkRotationOffer(
   puddleDir: string,
   offer: RotationOffer,
-): VerifiedRotation[] {
+): { offered: VerifiedRotation[]; taken: VerifiedRotation[] } {
   if (!isInitialized(puddleDir)) {
     throw new PuddleError(
       "this user has no puddle identity on this envoy to rekey; nothing was written.",
@@ -272,13 +272,17 @@ export function checkRotationOffer(
   }
   const held = readRotationLog(puddleDir);
   const offered = verifyRotationChain(offer.statements);
-  return rotationsFrom(offered, held, current, offer.publicKey);
+  return {
+    offered,
+    taken: rotationsFrom(offered, held, current, offer.publicKey),
+  };
 }
 
 /**
- * Installs a rotation received from another envoy (`rekey`): the checks of
- * {@link checkRotationOffer} again under the lock, then one commit of the
- * identity files, the log and `local` project changes.
+ * Installs a rotation received from another envoy (`rekey`): under the
+ * lock, the offer is checked against the key and log held here
+ * ({@link checkRotationOffer}), then one commit writes the identity files,
+ * the log and `local` project changes.
  */
 export async function installRotation(
   puddleDir: string,
@@ -287,8 +291,7 @@ export async function installRotation(
 ): Promise<IdentityChange & { taken: number }> {
   return await withPuddleLock(puddleDir, () => {
     checkNoPendingUpdates(puddleDir);
-    const taken = checkRotationOffer(puddleDir, offer);
-    const offered = verifyRotationChain(offer.statements);
+    const { offered, taken } = checkRotationOffer(puddleDir, offer);
     const unfinished = commit(
       puddleDir,
       [
@@ -341,8 +344,6 @@ export interface RotationStatus {
   retired: string[];
   /** Set when the log does not verify. */
   logError?: string;
-  /** When a rekey code is pending here, its expiry. */
-  rekeyPendingUntil?: string;
   /** True while project changes of a rotation are unapplied. */
   projectsPending: boolean;
 }
@@ -357,19 +358,6 @@ export function rotationStatus(puddleDir: string): RotationStatus {
     status.retired = readRotationLog(puddleDir).map((r) => r.body.old);
   } catch (error) {
     status.logError = (error as Error).message;
-  }
-  try {
-    const pending = JSON.parse(
-      new TextDecoder().decode(
-        readFileBounded(`${puddleDir}/${REKEY_PENDING}`, MAX_PENDING_BYTES),
-      ),
-    );
-    const until = Date.parse(pending?.expires_at);
-    if (Number.isFinite(until) && until > Date.now()) {
-      status.rekeyPendingUntil = new Date(until).toISOString();
-    }
-  } catch {
-    // No pending rekey.
   }
   return status;
 }
