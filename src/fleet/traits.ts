@@ -12,7 +12,8 @@
  *                 "retired":["ed25519:<hex>",…] } | null,
  *     "gitback": { "projects":[ { "project_id":"<64 hex>", "handle", "scope",
  *                 "heads":{"<ref>":"<40 hex>"}, "repo_bytes", "revokes",
- *                 "leaves", "delegations", "tombstoned" } ] } | null } ] }
+ *                 "leaves", "delegations", "tombstoned", "signed_seq",
+ *                 "members":["ed25519:<hex>",…] } ] } | null } ] }
  * ```
  *
  * Parsing is strict: every object has exactly these fields, and the sizes
@@ -42,6 +43,8 @@ export const MAX_TRAIT_HEADS = 64;
 export const MAX_TRAIT_RETIRED = 64;
 /** Longest ref name in `heads`. */
 export const MAX_REF_CHARS = 255;
+/** Most member keys per project. */
+export const MAX_TRAIT_MEMBERS = 256;
 
 /** A refusal of traits, with the HTTP status the check-in route answers. */
 export class TraitsError extends Error {
@@ -77,6 +80,10 @@ export interface ProjectTrait {
   leaves: number;
   delegations: number;
   tombstoned: boolean;
+  /** The sequence number of the signed ref state the replica is at. */
+  signed_seq: number | null;
+  /** Member keys this envoy knows of, founder first. */
+  members: string[];
 }
 
 /** The gitback trait of one user. */
@@ -210,7 +217,7 @@ function parsePuddle(value: unknown, where: string): PuddleTrait | null {
 function parseProject(value: unknown, where: string): ProjectTrait {
   const p = object(
     value,
-    "delegations,handle,heads,leaves,project_id,repo_bytes,revokes,scope,tombstoned",
+    "delegations,handle,heads,leaves,members,project_id,repo_bytes,revokes,scope,signed_seq,tombstoned",
     where,
   );
   if (p.scope !== "swarm-wide" && p.scope !== "members-only") {
@@ -240,6 +247,13 @@ function parseProject(value: unknown, where: string): ProjectTrait {
     leaves: count(p.leaves, `${where}.leaves`),
     delegations: count(p.delegations, `${where}.delegations`),
     tombstoned: bool(p.tombstoned, `${where}.tombstoned`),
+    signed_seq: p.signed_seq === null
+      ? null
+      : count(p.signed_seq, `${where}.signed_seq`),
+    members: list(p.members, MAX_TRAIT_MEMBERS, `${where}.members`).map((
+      k,
+      i,
+    ) => match(k, PUBKEY, `${where}.members[${i}]`)),
   };
 }
 

@@ -42,6 +42,8 @@ async function sample(): Promise<Record<string, unknown>> {
           leaves: 1,
           delegations: 2,
           tombstoned: false,
+          signed_seq: 3,
+          members: [key],
         }],
       },
     }, { user: "ann", puddle: null, gitback: null }],
