@@ -18,7 +18,9 @@ commands:
                          rotate-passphrase, pair, join, members
   swarm gitback <verb>   git over the swarm: status, purge, gc-orphans, project …
   config apply <file>    (root) apply a usercrate: who may use puddle and gitback
+  config publish <dir>   (root, server host) publish usercrates to every agent
   agent [--config FILE]  (root) run this envoy's agent in the foreground
+  server [--config FILE] (root) run the fleet server in the foreground
   ca init | issue …      (root) the fleet CA and envoy certificates
   version                print the version
 
@@ -69,6 +71,8 @@ export const VIGO_GROUP: VerbGroup = {
       await (await import("./src/cli/config.ts")).runConfig(args),
     agent: async (args) =>
       await (await import("./src/cli/agent.ts")).runAgentCommand(args),
+    server: async (args) =>
+      await (await import("./src/cli/server.ts")).runServerCommand(args),
     ca: async (args) => await (await import("./src/cli/ca.ts")).runCa(args),
     version: printVersion,
   },

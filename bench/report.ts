@@ -84,3 +84,29 @@ export function renderReport(sections: Section[], date = new Date()): string {
   }
   return lines.join("\n") + "\n";
 }
+
+/**
+ * `report` (a whole rendered report) with `sections` replacing those of the
+ * same title, or added at the end; each is marked as measured separately.
+ */
+export function replaceSections(
+  report: string,
+  sections: Section[],
+  date = new Date(),
+): string {
+  const parts = report.split(/^(?=## )/m);
+  for (const section of sections) {
+    const rendered = renderReport([{
+      ...section,
+      notes: [
+        ...(section.notes ?? []),
+        `Measured on its own: ${date.toISOString()} on ${machine()}.`,
+      ],
+    }], date);
+    const body = rendered.slice(rendered.indexOf("\n## ") + 1);
+    const at = parts.findIndex((p) => p.startsWith(`## ${section.title}\n`));
+    if (at >= 0) parts[at] = body + "\n";
+    else parts.push(body);
+  }
+  return parts.join("").replace(/\n+$/, "\n");
+}

@@ -12,7 +12,16 @@ import { exists } from "../src/platform/fs.ts";
 import { parsePublicKey } from "../src/crypto/ed25519.ts";
 import { toHex } from "../src/crypto/hex.ts";
 import { verifyWithContext } from "../src/crypto/signed.ts";
-import { type Envoy, fleetDown, fleetUp } from "./fleet.ts";
+import {
+  type Envoy,
+  type Fleet,
+  FLEET_CHECKIN_S,
+  fleetDown,
+  fleetUp,
+  stopAgent,
+} from "./fleet.ts";
+import { STALE_PERIODS } from "../src/fleet/health.ts";
+import type { PuddleRow } from "../src/fleet/health.ts";
 import { writePolicies } from "../src/envoy/policy.ts";
 import {
   createUser,
@@ -181,6 +190,7 @@ async function fleetStory(base: string) {
   try {
     fleet = await fleetUp(dir, {
       envoys: 3,
+      server: true,
       homes: (envoy) =>
         envoy.name === "envoy-a" ? { [ann.name]: ann.home } : {},
     });
@@ -260,6 +270,7 @@ async function fleetStory(base: string) {
     await run(a.env, ["swarm", "puddle", "members"]);
 
     await gitbackStory(base, fleet.envoys, ann);
+    await fleetServerStory(base, fleet);
     say("Done.");
   } finally {
     await fleetDown(dir);
@@ -582,6 +593,110 @@ async function rotationStory(
       }`,
     );
   }
+}
+
+/**
+ * Part five: the fleet server. Every agent has been checking in with it
+ * since the fleet came up; Dan names himself, clones by the name, and the
+ * Puddles page shows his puddle, Healthy, then Warning once an envoy stops.
+ */
+async function fleetServerStory(base: string, fleet: Fleet) {
+  const [a, , c] = fleet.envoys;
+  const server = fleet.server!;
+  const web = `http://${server.address}:${server.webPort}`;
+  console.log(bold("\nvigo swarm demo, part five: the fleet server"));
+  say(
+    `A fleet server runs beside the envoys (${server.address}:1533, its pages on ${web}, loopback only); every agent checks in with it every ${FLEET_CHECKIN_S} s.`,
+  );
+  say(
+    "Dan unlocks on each envoy, as at every login (unlocking proves his key to each agent), and names himself.",
+  );
+  for (const envoy of fleet.envoys) {
+    await run(
+      envoy.env,
+      ["swarm", "puddle", "unlock"],
+      `${PASSPHRASE}\n`,
+      "printf '<passphrase>\\n' | ",
+    );
+  }
+  await run(a.env, ["swarm", "puddle", "name", "set", "dan"]);
+  const key = (await run(a.env, ["swarm", "puddle", "pubkey"])).trim();
+
+  const puddles = async () => {
+    const response = await fetch(`${web}/swarm/puddle.json`);
+    return (await response.json() as { puddles: PuddleRow[] }).puddles;
+  };
+  const until = async (what: string, check: (row?: PuddleRow) => boolean) => {
+    for (let i = 0; i < 600; i++) {
+      const row = (await puddles()).find((r) => r.key === key);
+      if (check(row)) return row!;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`the Puddles page never showed ${what}`);
+  };
+  const show = (row: PuddleRow) =>
+    console.log(
+      `  ${row.owner}  ${row.short_key}  ${row.envoys.length} envoys (${
+        row.envoys.join(", ")
+      })  users ${
+        row.users.join(", ")
+      }  unlocked ${row.unlocked_sessions}  ${row.badge}${
+        row.reasons.length ? `: ${row.reasons.join("; ")}` : ""
+      }`,
+    );
+  say("The Puddles page (/swarm/puddle) rolls his puddle up across the fleet:");
+  show(
+    await until(
+      "dan Healthy on three envoys",
+      (row) =>
+        row?.owner === "dan" && row.envoys.length === 3 &&
+        row.badge === "Healthy",
+    ),
+  );
+
+  say(
+    "The name map reaches every envoy; on envoy-c Dan clones by his name instead of the hex id.",
+  );
+  const map = `${c.root}/var/lib/vigo/swarm/puddle/names.json`;
+  for (let i = 0; i < 600; i++) {
+    try {
+      if (JSON.parse(Deno.readTextFileSync(map)).names.dan) break;
+    } catch {
+      // Not fetched yet.
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const bin = `${base}/bin`;
+  const envC = {
+    ...c.env,
+    PATH: `${bin}:${c.env.PATH}`,
+    GIT_AUTHOR_NAME: "Dan",
+    GIT_AUTHOR_EMAIL: "dan@example.invalid",
+    GIT_COMMITTER_NAME: "Dan",
+    GIT_COMMITTER_EMAIL: "dan@example.invalid",
+  };
+  console.log(bold("$ git clone gitback://dan/vigo-web"));
+  const cloned = await runCommand("git", {
+    args: ["clone", "--quiet", "gitback://dan/vigo-web", `${base}/by-name`],
+    env: envC,
+    clearEnv: true,
+    cwd: base,
+  });
+  if (cloned.code !== 0) throw new Error(`git clone failed: ${cloned.stderr}`);
+  const log = await runCommand("git", {
+    args: ["-C", `${base}/by-name`, "log", "--format=  %h %an: %s"],
+  });
+  console.log(log.stdout.trimEnd());
+  say("The fleet's view of the project, from any envoy (as root):");
+  await run(a.env, ["swarm", "gitback", "show", "vigo-web"]);
+
+  say(
+    `envoy-c goes down. After ${STALE_PERIODS} check-in periods (${
+      STALE_PERIODS * FLEET_CHECKIN_S
+    } s here) without a word from it, the page turns the puddle Warning.`,
+  );
+  await stopAgent(fleet, c);
+  show(await until("Warning", (row) => row?.badge === "Warning"));
 }
 
 await main();

@@ -3,8 +3,11 @@
  * loopback address and user home, and their agents running in the
  * background. Used by hand through `scripts/fleet` and by the tests.
  *
- *   scripts/fleet up <dir> [--envoys N] [--first-address K] [--home USER=HOME …]
+ *   scripts/fleet up <dir> [--envoys N] [--first-address K] [--home USER=HOME …] [--server]
  *   scripts/fleet down <dir>
+ *
+ * With `--server` (or {@link FleetOptions.server}) a fleet server runs too,
+ * on its own address after the envoys', and every agent checks in with it.
  *
  * `up` writes `<dir>/<envoy>.env`; `(. <dir>/envoy-a.env; scripts/vigo …)`
  * then acts on envoy A. `down` stops exactly the processes `up` started.
@@ -43,15 +46,33 @@ export interface Envoy {
   log: string;
 }
 
+/** The fleet server of a local fleet. */
+export interface FleetServer {
+  name: string;
+  address: string;
+  root: string;
+  /** Environment for `vigo server` and `vigo config publish` there. */
+  env: Record<string, string>;
+  /** Its web pages: `http://<address>:<webPort>/swarm/puddle`. */
+  webPort: number;
+  pid?: number;
+  log: string;
+}
+
 /** What `up` records in `<dir>/fleet.json`. */
 export interface Fleet {
   dir: string;
   user: string;
   envoys: Envoy[];
+  server?: FleetServer;
 }
 
 /** Reactor periods short enough for tests to watch them work. */
 const FAST_REACTORS = { sweep_s: 1, catchup_s: 2, gossip_s: 3, names_s: 5 };
+/** The fleet server's check-in port and a local fleet's check-in period. */
+export const FLEET_SERVER_PORT = 1533;
+export const FLEET_CHECKIN_S = 2;
+const FLEET_WEB_PORT = 8533;
 
 function envoyName(index: number): string {
   return `envoy-${String.fromCharCode(97 + index)}`;
@@ -105,9 +126,11 @@ export interface FleetOptions {
   homes?:
     | Record<string, string>
     | ((envoy: Envoy) => Record<string, string>);
+  /** Run a fleet server too, and have every agent check in with it. */
+  server?: boolean;
 }
 
-function envFile(envoy: Envoy): string {
+function envFile(envoy: { env: Record<string, string> }): string {
   return Object.entries(envoy.env)
     .filter(([key]) => key !== "PATH")
     .map(([key, value]) => `export ${key}=${JSON.stringify(value)}`)
@@ -122,10 +145,11 @@ export async function fleetUp(
   if (options.envoys < 1 || options.envoys > 26) {
     throw new Error("a local fleet has between 1 and 26 envoys.");
   }
+  const count = options.envoys + (options.server ? 1 : 0);
   const addresses = options.firstAddress === undefined
-    ? freeLoopbackBlock(options.envoys)
+    ? freeLoopbackBlock(count)
     : Array.from(
-      { length: options.envoys },
+      { length: count },
       (_, i) => `127.0.0.${options.firstAddress! + i}`,
     );
   await Deno.mkdir(dir, { recursive: true });
@@ -168,6 +192,26 @@ export async function fleetUp(
     })`,
   });
   const hosts = Object.fromEntries(envoys.map((e) => [e.name, e.address]));
+  let server: FleetServer | undefined;
+  if (options.server) {
+    const base = `${dir}/fleet-server`;
+    server = {
+      name: "fleet-server",
+      address: addresses[options.envoys],
+      root: `${base}/root`,
+      env: {},
+      webPort: FLEET_WEB_PORT,
+      log: `${base}/server.log`,
+    };
+    server.env = {
+      VIGO_ROOT: server.root,
+      HOME: `${base}/home`,
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      DENO_DIR: Deno.env.get("DENO_DIR") ??
+        `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`,
+    };
+    hosts[server.name] = server.address;
+  }
   for (const envoy of envoys) {
     const etc = `${envoy.root}/etc/vigo`;
     await Deno.mkdir(etc, { recursive: true });
@@ -216,8 +260,13 @@ export async function fleetUp(
         // fleet's (see docs/operations.md).
         managed_users: "homes",
         homes: { [user]: envoy.home, ...extra },
-        reactors: FAST_REACTORS,
+        reactors: server
+          ? { ...FAST_REACTORS, checkin_s: FLEET_CHECKIN_S }
+          : FAST_REACTORS,
         announce: { period_s: 1, stale_s: 10 },
+        ...(server
+          ? { server: { host: server.name, port: FLEET_SERVER_PORT } }
+          : {}),
       }),
       0o644,
     );
@@ -233,13 +282,44 @@ export async function fleetUp(
     );
     writeTextAtomic(`${dir}/${envoy.name}.env`, envFile(envoy), 0o644);
   }
+  if (server) {
+    const etc = `${server.root}/etc/vigo`;
+    await Deno.mkdir(etc, { recursive: true });
+    await Deno.mkdir(server.env.HOME, { recursive: true });
+    const cert = await issueEnvoyCertificate({
+      caKeyPem: ca.keyPem,
+      caCertPem: ca.certPem,
+      hostname: server.name,
+      ips: [server.address],
+    });
+    writeTextAtomic(`${etc}/ca.crt`, ca.certPem, 0o644);
+    writeTextAtomic(`${etc}/tls.crt`, cert.certPem, 0o644);
+    writeFileAtomic(
+      `${etc}/tls.key`,
+      new TextEncoder().encode(cert.keyPem),
+      0o600,
+    );
+    writeTextAtomic(
+      `${etc}/server.yaml`,
+      toYaml({
+        hostname: server.name,
+        listen: server.address,
+        port: FLEET_SERVER_PORT,
+        web: { listen: server.address, port: server.webPort },
+        checkin_s: FLEET_CHECKIN_S,
+      }),
+      0o644,
+    );
+    writeTextAtomic(`${dir}/${server.name}.env`, envFile(server), 0o644);
+  }
   // The CA key is not needed after enrolment; keep it for adding envoys.
   writeFileAtomic(`${dir}/ca.key`, new TextEncoder().encode(ca.keyPem), 0o600);
   writeTextAtomic(`${dir}/ca.crt`, ca.certPem, 0o644);
 
-  const fleet: Fleet = { dir, user, envoys };
+  const fleet: Fleet = { dir, user, envoys, server };
   saveFleet(fleet);
   if (options.start !== false) {
+    if (server) await startServer(fleet);
     for (const envoy of envoys) await startAgent(fleet, envoy);
   }
   return fleet;
@@ -273,6 +353,56 @@ export async function startAgent(fleet: Fleet, envoy: Envoy): Promise<void> {
   envoy.agentPid = child.pid;
   saveFleet(fleet);
   await waitForAgent(envoy);
+}
+
+/**
+ * Starts the fleet's server in the background and waits until its web
+ * pages answer (they come up after the check-in port).
+ */
+export async function startServer(fleet: Fleet): Promise<void> {
+  const server = fleet.server;
+  if (!server) throw new Error("this fleet has no server.");
+  const child = new Deno.Command("sh", {
+    args: ["-c", 'exec "$0" server >>"$1" 2>&1', VIGO, server.log],
+    env: server.env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    detached: true,
+  }).spawn();
+  child.unref();
+  server.pid = child.pid;
+  saveFleet(fleet);
+  const url = `http://${server.address}:${server.webPort}/swarm/puddle.json`;
+  const deadline = Date.now() + 30_000;
+  let lastError = "";
+  while (Date.now() < deadline) {
+    if (!alive(server.pid)) {
+      throw new Error(`the fleet server exited; see ${server.log}.`);
+    }
+    try {
+      const response = await fetch(url, {
+        signal: AbortSignal.timeout(2_000),
+      });
+      await response.body?.cancel();
+      if (response.status === 200) return;
+      lastError = `HTTP ${response.status}`;
+    } catch (error) {
+      lastError = (error as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(
+    `the fleet server did not answer (${lastError}); see ${server.log}.`,
+  );
+}
+
+/** Stops the fleet's server. */
+export async function stopServer(fleet: Fleet): Promise<void> {
+  if (fleet.server?.pid) await stopPid(fleet.server.pid);
+  if (fleet.server) fleet.server.pid = undefined;
+  saveFleet(fleet);
 }
 
 /** Polls the agent's health route until it answers over mutual TLS. */
@@ -364,12 +494,14 @@ export async function fleetDown(dir: string): Promise<void> {
     }
     envoy.agentPid = undefined;
   }
+  if (fleet.server?.pid) await stopPid(fleet.server.pid);
+  if (fleet.server) fleet.server.pid = undefined;
   saveFleet(fleet);
 }
 
 async function main(args: string[]): Promise<number> {
   const usage =
-    "usage: scripts/fleet up <dir> [--envoys N] [--first-address K] [--home USER=HOME …] | down <dir>";
+    "usage: scripts/fleet up <dir> [--envoys N] [--first-address K] [--home USER=HOME …] [--server] | down <dir>";
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -377,6 +509,7 @@ async function main(args: string[]): Promise<number> {
       envoys: { type: "string" },
       "first-address": { type: "string" },
       home: { type: "string", multiple: true },
+      server: { type: "boolean" },
     },
   });
   const [verb, dir] = positionals;
@@ -405,10 +538,16 @@ async function main(args: string[]): Promise<number> {
     firstAddress: values["first-address"]
       ? Number(values["first-address"])
       : undefined,
+    server: values.server === true,
   });
   for (const envoy of fleet.envoys) {
     console.log(
       `${envoy.name}  ${envoy.address}:${SWARM_PORT}  agent pid ${envoy.agentPid}  env ${fleet.dir}/${envoy.name}.env`,
+    );
+  }
+  if (fleet.server) {
+    console.log(
+      `${fleet.server.name}  ${fleet.server.address}:${FLEET_SERVER_PORT}  server pid ${fleet.server.pid}  web http://${fleet.server.address}:${fleet.server.webPort}/swarm/puddle`,
     );
   }
   console.log(

@@ -11,6 +11,7 @@ import { GITBACK_GROUP } from "../src/cli/gitback.ts";
 import { PROJECT_GROUP } from "../src/cli/gitback_project.ts";
 import { CONFIG_GROUP } from "../src/cli/config.ts";
 import { AGENT_GROUP } from "../src/cli/agent.ts";
+import { SERVER_GROUP } from "../src/cli/server.ts";
 import { CA_GROUP } from "../src/cli/ca.ts";
 
 /** Every verb group, with the arguments that reach it. */
@@ -22,6 +23,7 @@ const GROUPS: [string[], VerbGroup][] = [
   [["swarm", "gitback", "project"], PROJECT_GROUP],
   [["config"], CONFIG_GROUP],
   [["agent"], AGENT_GROUP],
+  [["server"], SERVER_GROUP],
   [["ca"], CA_GROUP],
 ];
 

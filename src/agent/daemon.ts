@@ -5,12 +5,12 @@
  * @module
  */
 
-import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { SystemPaths } from "../platform/paths.ts";
 import { removeIfExists, writeTextAtomic } from "../platform/fs.ts";
-import { type AgentConfig, loadAgentConfig } from "../envoy/config.ts";
+import { loadAgentConfig } from "../envoy/config.ts";
 import { createLogger } from "../platform/log.ts";
-import { readSwarmTls, type SwarmTls } from "../swarm/swarm_client.ts";
+import { readSwarmTls } from "../swarm/swarm_client.ts";
+import { checkOwnCertificate } from "../swarm/own_certificate.ts";
 import { startSwarmServer } from "../swarm/swarm_server.ts";
 import { swarmRoutes } from "./routes.ts";
 import { startGitSocket } from "./git_socket.ts";
@@ -19,62 +19,8 @@ import { fanOut } from "./fanout.ts";
 import { PeerIndex, startAnnouncer } from "./announce.ts";
 import { startCatchUp } from "./catchup.ts";
 import { gossipEnvelope, startReconcile } from "./gossip.ts";
+import { startFleetLink } from "./fleet_link.ts";
 import { resetIngestTempDir } from "../gitback/repo.ts";
-
-/**
- * Checks this envoy's TLS material before serving with it: the key is owned
- * by the agent's user (root in production) and private, the certificate
- * belongs to the key, was issued by the fleet CA, is within its validity,
- * and names this envoy (CN = `hostname` in agent.yaml).
- */
-export function checkOwnCertificate(config: AgentConfig, tls: SwarmTls): void {
-  const uid = Deno.uid();
-  const owner = Deno.statSync(config.tls.key).uid;
-  if (uid !== null && owner !== uid) {
-    throw new Error(
-      `${config.tls.key} is owned by uid ${owner}, not by the agent (uid ${uid}); run \`chown root: ${config.tls.key}\`.`,
-    );
-  }
-  let cert: X509Certificate;
-  let ca: X509Certificate;
-  try {
-    cert = new X509Certificate(tls.certPem);
-    ca = new X509Certificate(tls.caPem);
-  } catch {
-    throw new Error(
-      `${config.tls.cert} or ${config.tls.ca} is not a valid certificate; issue it again with \`vigo ca issue\`.`,
-    );
-  }
-  let matches = false;
-  try {
-    matches = cert.checkPrivateKey(createPrivateKey(tls.keyPem));
-  } catch {
-    // An unreadable key is reported like a mismatch.
-  }
-  if (!matches) {
-    throw new Error(
-      `${config.tls.key} is not the key of ${config.tls.cert}; copy both from the same \`vigo ca issue\`.`,
-    );
-  }
-  if (!cert.verify(ca.publicKey)) {
-    throw new Error(
-      `${config.tls.cert} was not issued by the fleet CA in ${config.tls.ca}; issue it again on the CA host.`,
-    );
-  }
-  const now = Date.now();
-  if (Date.parse(cert.validTo) < now || Date.parse(cert.validFrom) > now) {
-    throw new Error(
-      `${config.tls.cert} is valid only from ${cert.validFrom} to ${cert.validTo}; issue a new one with \`vigo ca issue ${config.hostname}\`.`,
-    );
-  }
-  if (cert.checkHost(config.hostname) === undefined) {
-    throw new Error(
-      `${config.tls.cert} is for ${
-        cert.subject.replace(/^CN=/, "")
-      }, but agent.yaml says hostname ${config.hostname}; fix one of them.`,
-    );
-  }
-}
 
 /**
  * Runs the agent in the foreground until SIGTERM or SIGINT: loads agent.yaml,
@@ -94,7 +40,7 @@ export async function runAgent(
   }
   const config = loadAgentConfig(options.paths, options.configFile);
   const tls = readSwarmTls(config);
-  checkOwnCertificate(config, tls);
+  checkOwnCertificate({ ...config, configName: "agent.yaml" }, tls);
   const index = new PeerIndex(config.announce.staleSeconds * 1000);
   // Bodies a crash left half-received or half-ingested go before any
   // delivery can arrive.
@@ -135,6 +81,8 @@ export async function runAgent(
   const reconcile = startReconcile(config, log, index);
   const announcer = await startAnnouncer(config, log, index);
   const catchUp = startCatchUp(config, log, index);
+  // Check-ins, policy and names from the fleet server, if agent.yaml names one.
+  const fleetLink = startFleetLink(config, log);
   Deno.mkdirSync(config.paths.varRun, { recursive: true, mode: 0o755 });
   const pidFile = `${config.paths.varRun}/agent.pid`;
   writeTextAtomic(pidFile, `${Deno.pid}\n`, 0o644);
@@ -150,6 +98,7 @@ export async function runAgent(
   catchUp.stop();
   reconcile.stop();
   announcer.stop();
+  fleetLink.stop();
   // Open connections get at most 5 s; then the process exits regardless.
   let grace: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([

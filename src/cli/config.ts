@@ -1,5 +1,6 @@
 /**
- * `vigo config apply <file>`: turn a usercrate into per-user policy files.
+ * `vigo config apply <file>`: turn a usercrate into per-user policy files;
+ * `vigo config publish <dir>` (config_publish.ts) hands them to the fleet.
  *
  * @module
  */
@@ -13,6 +14,10 @@ import { CliError, UsageError } from "./errors.ts";
 
 const USAGE = "vigo config apply <usercrate.yaml>";
 
+async function publish(args: string[]): Promise<number> {
+  return (await import("./config_publish.ts")).publish(args);
+}
+
 /** `vigo config`. */
 export const CONFIG_GROUP: VerbGroup = {
   command: "vigo config",
@@ -21,8 +26,11 @@ export const CONFIG_GROUP: VerbGroup = {
 
 verbs:
   apply <usercrate.yaml>  (root) turn a usercrate into the per-user policy
-                          files that say who may use puddle and gitback`,
-  verbs: { apply },
+                          files that say who may use puddle and gitback
+  publish <dir>           (root, on the fleet server host) publish every
+                          usercrate in <dir>; each agent converges to it
+                          on its next check-in`,
+  verbs: { apply, publish },
   missingVerb: "`vigo config` needs a verb.",
 };
 

@@ -18,6 +18,7 @@ import { LEFT_FILE, LEFT_LOCK, recordLeft } from "../gitback/left.ts";
 import { loadAgentConfig } from "../envoy/config.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
+import { formatBytes } from "./format.ts";
 import { dispatch, type VerbGroup } from "./dispatch.ts";
 import { requireFeature } from "./policy_gate.ts";
 import { PROJECT_GROUP, projectErrorToCli } from "./gitback_project.ts";
@@ -29,19 +30,9 @@ verbs:
   purge --yes            wipe your ~/.vigo-gitback (as root: also the bare repos);
                          left.json keeps the ids, so nothing adopts them again
   gc-orphans [--yes]     (root) bare repos no local user holds any more
+  show <project>         (root) the fleet's view of a project, from the fleet
+                         server: envoys, in sync / behind / diverged, members
   project <verb> …       found, invite, join, list, leave, revoke (\`project help\`)`;
-
-/** Human-readable size, as the seed's listings show it. */
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
 
 async function status(args: string[]): Promise<number> {
   parseVerbArgs(
@@ -283,6 +274,7 @@ export const GITBACK_GROUP: VerbGroup = {
     status,
     purge,
     "gc-orphans": gcOrphans,
+    show: async (args) => await (await import("./gitback_show.ts")).show(args),
     project: PROJECT_GROUP,
   },
   hidden: {

@@ -40,6 +40,8 @@ export interface AgentConfig {
     catchupSeconds: number;
     gossipSeconds: number;
     namesSeconds: number;
+    /** Check-ins with the fleet server (`reactors.checkin_s`). */
+    checkinSeconds: number;
   };
   /** LAN announcements of held projects (UDP). */
   announce: {
@@ -52,9 +54,23 @@ export interface AgentConfig {
     /** An announcement older than this no longer counts. */
     staleSeconds: number;
   };
+  /**
+   * `server:`: the fleet server this envoy checks in with, reached at
+   * `hosts:`' address for `host`; null when agent.yaml names none.
+   */
+  server: FleetServer | null;
   /** The roots the configuration was loaded under. */
   paths: SystemPaths;
 }
+
+/** Where the fleet server listens: its host name (its certificate's CN) and port. */
+export interface FleetServer {
+  host: string;
+  port: number;
+}
+
+/** The fleet server's default port. */
+export const DEFAULT_FLEET_PORT = 1533;
 
 /** The values of agent.yaml's `managed_users`. */
 export type ManagedUsers = "passwd" | "homes";
@@ -73,6 +89,7 @@ const KNOWN_KEYS = [
   "managed_users",
   "reactors",
   "announce",
+  "server",
 ];
 const HOST_NAME =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -171,6 +188,21 @@ function portNumber(file: string, key: string, value: unknown): number {
     fail(file, `\`${key}\` must be an integer between 1 and 65535.`);
   }
   return value;
+}
+
+function fleetServer(file: string, value: unknown): FleetServer | null {
+  if (value === undefined || value === null) return null;
+  const server = mapping(file, "server", value, ["host", "port"]);
+  if (typeof server.host !== "string" || !HOST_NAME.test(server.host)) {
+    fail(
+      file,
+      "`server.host` is required and must be a host name: the CN of the fleet server's certificate (its address goes under `hosts:`).",
+    );
+  }
+  return {
+    host: server.host,
+    port: portNumber(file, "server.port", server.port ?? DEFAULT_FLEET_PORT),
+  };
 }
 
 function managedUsers(file: string, value: unknown): ManagedUsers {
@@ -285,6 +317,7 @@ export function loadAgentConfig(
     "catchup_s",
     "gossip_s",
     "names_s",
+    "checkin_s",
   ]);
   const announce = mapping(file, "announce", c.announce, [
     "group",
@@ -331,6 +364,12 @@ export function loadAgentConfig(
       ),
       gossipSeconds: seconds(file, "reactors.gossip_s", reactors.gossip_s, 300),
       namesSeconds: seconds(file, "reactors.names_s", reactors.names_s, 900),
+      checkinSeconds: seconds(
+        file,
+        "reactors.checkin_s",
+        reactors.checkin_s,
+        60,
+      ),
     },
     announce: {
       group,
@@ -343,6 +382,7 @@ export function loadAgentConfig(
       ),
       staleSeconds: seconds(file, "announce.stale_s", announce.stale_s, 120),
     },
+    server: fleetServer(file, c.server),
     paths,
   };
 }

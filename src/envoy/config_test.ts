@@ -39,7 +39,9 @@ Deno.test("agent.yaml defaults", () => {
       catchupSeconds: 45,
       gossipSeconds: 300,
       namesSeconds: 900,
+      checkinSeconds: 60,
     });
+    assert.equal(config.server, null);
     assert.equal(gitbackEnabledHere(config), false);
     assert.equal(addressOf(config, "envoy-b"), "envoy-b");
     assert.deepEqual(config.hosts, {});
@@ -125,6 +127,31 @@ Deno.test("agent.yaml full form", () => {
       assert.equal(config.reactors.gossipSeconds, 2.5);
     },
   );
+});
+
+Deno.test("agent.yaml server: a host name, reached through hosts:, port 1533 by default", () => {
+  withConfig(
+    "hostname: envoy-a\nhosts: {fleet-1: 127.0.0.9}\nserver: {host: fleet-1}\n" +
+      "reactors: {checkin_s: 0.5}\n",
+    (load) => {
+      const config = load();
+      assert.deepEqual(config.server, { host: "fleet-1", port: 1533 });
+      assert.equal(addressOf(config, config.server!.host), "127.0.0.9");
+      assert.equal(config.reactors.checkinSeconds, 0.5);
+    },
+  );
+  withConfig(
+    "hostname: envoy-a\nserver:\n  host: fleet.example\n  port: 1600\n",
+    (load) => {
+      const config = load();
+      assert.deepEqual(config.server, { host: "fleet.example", port: 1600 });
+      // No hosts: entry: the name itself is the address.
+      assert.equal(addressOf(config, "fleet.example"), "fleet.example");
+    },
+  );
+  withConfig("hostname: envoy-a\nserver:\n", (load) => {
+    assert.equal(load().server, null);
+  });
 });
 
 Deno.test("managed_users: homes acts only on the users agent.yaml names", () => {
@@ -229,6 +256,31 @@ Deno.test("agent.yaml errors name the key and the file", () => {
     ["hostname: a\nreactors: {sweep_s: -1}\n", /`reactors.sweep_s` must/],
     ["hostname: a\nreactors: {names_s: 'x'}\n", /`reactors.names_s` must/],
     ["hostname: a\nreactors: {sweep: 1}\n", /under `reactors`: sweep/],
+    ["hostname: a\nreactors: {checkin_s: 0}\n", /`reactors.checkin_s` must/],
+    [
+      "hostname: a\nreactors: {checkin_s: 86401}\n",
+      /`reactors.checkin_s` must/,
+    ],
+    ["hostname: a\nreactors: {checkin: 60}\n", /under `reactors`: checkin/],
+    ["hostname: a\nserver: fleet-1\n", /`server` must be a mapping/],
+    ["hostname: a\nserver: [fleet-1]\n", /`server` must be a mapping/],
+    ["hostname: a\nserver: {}\n", /`server.host` is required/],
+    ["hostname: a\nserver: {port: 1533}\n", /`server.host` is required/],
+    ["hostname: a\nserver: {host: 'bad host'}\n", /`server.host`/],
+    ["hostname: a\nserver: {host: 7}\n", /`server.host`/],
+    ["hostname: a\nserver: {host: ../x}\n", /`server.host`/],
+    [
+      "hostname: a\nserver: {host: f, port: 0}\n",
+      /`server.port` must be an integer/,
+    ],
+    [
+      "hostname: a\nserver: {host: f, port: '1533'}\n",
+      /`server.port` must be an integer/,
+    ],
+    [
+      "hostname: a\nserver: {host: f, address: 1.2.3.4}\n",
+      /under `server`: address/,
+    ],
     ["hostname: a\nswarm: 1\n", /`swarm` must be a mapping/],
     ["hostname: a\nswarm: {puddle: {}}\n", /under `swarm`: puddle/],
     [

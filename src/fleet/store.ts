@@ -1,8 +1,8 @@
 /**
  * The fleet server's one store: a SQLite file (`node:sqlite`), its schema
- * created on open and versioned by `PRAGMA user_version` (now 1).
+ * created on open and versioned by `PRAGMA user_version` (now 2).
  *
- * Schema, version 1:
+ * Schema, version 2 (version 1 lacked `published`; opening adds it):
  * - `envoys(envoy PK, at, first_seen, last_seen, traits)`: each envoy's
  *   latest traits (JSON) and when the server first and last heard of it.
  * - `checkins(id PK, envoy, at, received, puddles, UNIQUE(envoy, at))`:
@@ -13,12 +13,15 @@
  * - `names(seq PK, name, key, UNIQUE(name, key))`: the name map, in the
  *   store's own first-seen order; a row disappears when no envoy reports
  *   that claim any more.
+ * - `published(id PK = 1, digest, document)`: the usercrate policy
+ *   `vigo config publish` published last (policy.ts's published form).
  *
  * @module
  */
 
 import { DatabaseSync } from "node:sqlite";
-import { claimedName, type Traits } from "./traits.ts";
+import type { PublishedPolicy } from "../envoy/policy.ts";
+import { claimedName, type Traits } from "../swarm/traits.ts";
 import {
   type PuddleFact,
   type PuddleObservations,
@@ -27,7 +30,7 @@ import {
 } from "./health.ts";
 
 /** The schema version this module writes. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 /** Check-ins kept per envoy (health reads two; the rest is for operators). */
 export const HISTORY_PER_ENVOY = 8;
 
@@ -78,6 +81,11 @@ CREATE TABLE IF NOT EXISTS names (
   name TEXT NOT NULL,
   key TEXT NOT NULL,
   UNIQUE (name, key)
+);
+CREATE TABLE IF NOT EXISTS published (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  digest TEXT NOT NULL,
+  document TEXT NOT NULL
 );
 `;
 
@@ -201,6 +209,37 @@ export class FleetStore {
     const row = this.#db.prepare("SELECT traits FROM envoys WHERE envoy = ?")
       .get(envoy) as { traits: string } | undefined;
     return row ? JSON.parse(row.traits) as Traits : null;
+  }
+
+  /**
+   * Every envoy's latest traits with when the server received them (its
+   * clock), by envoy name: what the gitbackmesh is computed from.
+   */
+  latestTraits(): { envoy: string; received: number; traits: Traits }[] {
+    const rows = this.#db.prepare(
+      "SELECT envoy, last_seen, traits FROM envoys ORDER BY envoy",
+    ).all() as { envoy: string; last_seen: number; traits: string }[];
+    return rows.map((r) => ({
+      envoy: r.envoy,
+      received: Number(r.last_seen),
+      traits: JSON.parse(r.traits) as Traits,
+    }));
+  }
+
+  /** Replaces the published usercrate policy with `policy`. */
+  publishPolicy(policy: PublishedPolicy): void {
+    this.#db.prepare(
+      `INSERT INTO published (id, digest, document) VALUES (1, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET digest = excluded.digest,
+         document = excluded.document`,
+    ).run(policy.digest, JSON.stringify(policy));
+  }
+
+  /** The published usercrate policy, or null when none was published. */
+  publishedPolicy(): PublishedPolicy | null {
+    const row = this.#db.prepare("SELECT document FROM published WHERE id = 1")
+      .get() as { document: string } | undefined;
+    return row ? JSON.parse(row.document) as PublishedPolicy : null;
   }
 
   /** How many history rows the store holds for `envoy`. */

@@ -4,7 +4,8 @@ import { formatPublicKey, generateSeed } from "../crypto/ed25519.ts";
 import { seedSigner, type Signer } from "../crypto/signed_object.ts";
 import { signNameClaim } from "../puddle/names.ts";
 import { openFleetStore, SCHEMA_VERSION } from "./store.ts";
-import type { Traits } from "./traits.ts";
+import type { Traits } from "../swarm/traits.ts";
+import { publishedPolicy } from "../envoy/policy.ts";
 
 const PERIOD = 60;
 
@@ -207,5 +208,62 @@ Deno.test(
     rows = store.puddles(1180, PERIOD);
     assert.deepEqual(rows.map((r) => r.badge), ["Degraded", "Degraded"]);
     store.close();
+  }),
+);
+
+Deno.test(
+  "a published policy replaces the last; latest traits carry the receipt time",
+  withStore(async (path) => {
+    const store = openFleetStore(path);
+    try {
+      assert.equal(store.publishedPolicy(), null);
+      const first = publishedPolicy([
+        { user: "dan", home: "/home/dan", puddle: true, gitback: true },
+      ], "2026-11-30T00:00:00.000Z");
+      store.publishPolicy(first);
+      assert.deepEqual(store.publishedPolicy(), first);
+      const second = publishedPolicy([], "2026-11-30T00:01:00.000Z");
+      store.publishPolicy(second);
+      assert.deepEqual(store.publishedPolicy(), second);
+      assert.notEqual(first.digest, second.digest);
+
+      const dan = newKey();
+      store.recordCheckIn(
+        await traits("envoy-b", 10, [{ user: "dan", key: dan }]),
+        1000,
+      );
+      store.recordCheckIn(
+        await traits("envoy-a", 10, [{ user: "dan", key: dan }]),
+        1001,
+      );
+      assert.deepEqual(
+        store.latestTraits().map((l) => [l.envoy, l.received, l.traits.at]),
+        [["envoy-a", 1001, 10], ["envoy-b", 1000, 10]],
+      );
+    } finally {
+      store.close();
+    }
+  }),
+);
+
+Deno.test(
+  "a version 1 store is upgraded in place and keeps its data",
+  withStore(async (path) => {
+    const store = openFleetStore(path);
+    store.recordCheckIn(
+      await traits("envoy-a", 10, [{ user: "dan", key: newKey() }]),
+      1000,
+    );
+    store.close();
+    const db = new DatabaseSync(path);
+    db.exec("DROP TABLE published; PRAGMA user_version = 1");
+    db.close();
+    const reopened = openFleetStore(path);
+    try {
+      assert.equal(reopened.latestTraits().length, 1);
+      assert.equal(reopened.publishedPolicy(), null);
+    } finally {
+      reopened.close();
+    }
   }),
 );

@@ -11,6 +11,7 @@ import { exists } from "../platform/fs.ts";
 import {
   bareRepoPath,
   diskUsage,
+  envelopesDir,
   gitbackBase,
   listRefs,
   projectsDir,
@@ -206,6 +207,27 @@ function countKind(
     }
   } catch {
     // No envelopes.
+  }
+  return count;
+}
+
+/**
+ * How many envelopes of `kind` (revokes or leaves) this envoy stores for
+ * `projectId`; 0 when none (or the id is not one).
+ */
+export function countProjectEnvelopes(
+  paths: SystemPaths,
+  projectId: string,
+  kind: "revokes" | "leaves",
+): number {
+  if (!/^[0-9a-f]{64}$/.test(projectId)) return 0;
+  let count = 0;
+  try {
+    for (const _ of Deno.readDirSync(envelopesDir(paths, projectId, kind))) {
+      count++;
+    }
+  } catch {
+    // None of this kind.
   }
   return count;
 }

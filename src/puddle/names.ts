@@ -167,27 +167,58 @@ export function clearNameClaim(puddleDir: string): boolean {
 /** The fleet's name map: name → the keys that claim it. */
 export type NameMap = Map<string, string[]>;
 
+/**
+ * Parses a name map document, `{"version":1,"names":{"<name>":[keys…]}}`,
+ * of at most {@link MAX_NAME_MAP_BYTES}. The document itself must be
+ * UTF-8 JSON with version 1 and a `names` object, else this throws a
+ * sentence saying what is wrong. Within it, a name that breaks
+ * {@link NAME_PATTERN}, an entry that is not a list, and keys that are
+ * not `ed25519:<hex>` are left out (a map is a hint, so one bad entry does
+ * not cost the rest); a key listed twice for a name counts once, in the
+ * order of its first listing.
+ */
+export function parseNameMap(bytes: Uint8Array): NameMap {
+  if (bytes.length > MAX_NAME_MAP_BYTES) {
+    throw new PuddleError(
+      `the name map is ${bytes.length} bytes, more than the ${MAX_NAME_MAP_BYTES} accepted.`,
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch {
+    throw new PuddleError("the name map is not UTF-8 JSON.");
+  }
+  const doc = value as { version?: unknown; names?: unknown } | null;
+  if (
+    typeof doc !== "object" || doc === null || Array.isArray(doc) ||
+    doc.version !== 1 || typeof doc.names !== "object" ||
+    doc.names === null || Array.isArray(doc.names)
+  ) {
+    throw new PuddleError(
+      'the name map is malformed: it must be {"version":1,"names":{…}}.',
+    );
+  }
+  const map: NameMap = new Map();
+  for (const [name, keys] of Object.entries(doc.names)) {
+    if (!NAME_PATTERN.test(name) || !Array.isArray(keys)) continue;
+    const valid = keys.filter((k): k is string =>
+      typeof k === "string" && /^ed25519:[0-9a-f]{64}$/.test(k)
+    );
+    if (valid.length > 0) map.set(name, [...new Set(valid)]);
+  }
+  return map;
+}
+
 /** Reads the name map at `path`; empty when there is none or it is bad. */
 export function readNameMap(path: string): NameMap {
-  const map: NameMap = new Map();
   try {
-    const value = JSON.parse(
-      new TextDecoder().decode(readFileBounded(path, MAX_NAME_MAP_BYTES)),
-    );
-    const names = value?.version === 1 ? value.names : null;
-    if (typeof names !== "object" || names === null) return map;
-    for (const [name, keys] of Object.entries(names)) {
-      if (!NAME_PATTERN.test(name) || !Array.isArray(keys)) continue;
-      const valid = keys.filter((k): k is string =>
-        typeof k === "string" && /^ed25519:[0-9a-f]{64}$/.test(k)
-      );
-      if (valid.length > 0) map.set(name, [...new Set(valid)]);
-    }
+    return parseNameMap(readFileBounded(path, MAX_NAME_MAP_BYTES));
   } catch {
     // No map yet (no fleet server, or not fetched): names resolve from
     // the user's own claim only.
+    return new Map();
   }
-  return map;
 }
 
 /**

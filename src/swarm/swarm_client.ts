@@ -35,7 +35,7 @@ const MAX_PEM_BYTES = 64 * 1024;
  * agent.yaml. Each must exist and hold PEM; the key must not be readable or
  * writable by group or others (0600).
  */
-export function readSwarmTls(config: AgentConfig): SwarmTls {
+export function readSwarmTls(config: Pick<AgentConfig, "tls">): SwarmTls {
   const read = (path: string, what: string, label: RegExp) => {
     let text: string;
     try {

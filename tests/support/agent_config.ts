@@ -30,7 +30,9 @@ export function announcerConfig(options: {
       catchupSeconds: 45,
       gossipSeconds: 300,
       namesSeconds: 900,
+      checkinSeconds: 60,
     },
+    server: null,
     announce: {
       group: "239.255.15.31",
       port: options.port,
