@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS names (
   key TEXT NOT NULL,
   UNIQUE (name, key)
 );
+CREATE INDEX IF NOT EXISTS claims_by_name ON claims (name, key);
 CREATE TABLE IF NOT EXISTS published (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   digest TEXT NOT NULL,
@@ -147,6 +148,9 @@ export class FleetStore {
         `DELETE FROM checkins WHERE envoy = ? AND id NOT IN
            (SELECT id FROM checkins WHERE envoy = ? ORDER BY at DESC LIMIT ?)`,
       ).run(traits.envoy, traits.envoy, this.#historyPerEnvoy);
+      const earlier = db.prepare(
+        "SELECT name, key FROM claims WHERE envoy = ?",
+      ).all(traits.envoy) as { name: string; key: string }[];
       db.prepare("DELETE FROM claims WHERE envoy = ?").run(traits.envoy);
       const addClaim = db.prepare(
         "INSERT INTO claims (envoy, user, name, key) VALUES (?, ?, ?, ?)",
@@ -158,10 +162,12 @@ export class FleetStore {
         addClaim.run(traits.envoy, c.user, c.name, c.key);
         addName.run(c.name, c.key);
       }
-      db.exec(
-        `DELETE FROM names WHERE NOT EXISTS (SELECT 1 FROM claims
-           WHERE claims.name = names.name AND claims.key = names.key)`,
+      // Only this envoy's dropped claims can have left a name unclaimed.
+      const dropUnclaimed = db.prepare(
+        `DELETE FROM names WHERE name = ? AND key = ? AND NOT EXISTS
+           (SELECT 1 FROM claims WHERE name = ? AND key = ?)`,
       );
+      for (const e of earlier) dropUnclaimed.run(e.name, e.key, e.name, e.key);
       db.exec("COMMIT");
     } catch (error) {
       db.exec("ROLLBACK");
@@ -291,7 +297,11 @@ export function openFleetStore(
 ): FleetStore {
   const db = new DatabaseSync(path);
   try {
-    db.exec("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000");
+    // WAL with synchronous=NORMAL: a crash never corrupts the store; a
+    // power cut may lose the last check-ins, which agents repeat anyway.
+    db.exec(
+      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000",
+    );
     const { user_version: version } = db.prepare("PRAGMA user_version")
       .get() as { user_version: number };
     if (version > SCHEMA_VERSION) {

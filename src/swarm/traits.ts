@@ -170,6 +170,32 @@ function list(value: unknown, max: number, where: string): unknown[] {
   return value;
 }
 
+/** Claims that verified, by their exact wire text: agents resend them. */
+const verifiedClaims = new Map<string, ReturnType<typeof verifyNameClaim>>();
+const MAX_CACHED_CLAIMS = 16_384;
+
+/**
+ * {@link verifyNameClaim}, remembered for identical wire objects: a check-in
+ * repeats the same claims every period, and a signature verifies the same
+ * way every time for the same bytes. Only successes are kept.
+ */
+function verifyClaimOnce(wire: unknown): ReturnType<typeof verifyNameClaim> {
+  const w = wire as { body?: unknown; sig?: unknown } | null;
+  const cacheKey = typeof w === "object" && w !== null &&
+      typeof w.body === "string" && typeof w.sig === "string" &&
+      Object.keys(w).length === 2
+    ? `${w.body}.${w.sig}`
+    : null;
+  const known = cacheKey === null ? undefined : verifiedClaims.get(cacheKey);
+  if (known) return known;
+  const verified = verifyNameClaim(wire);
+  if (cacheKey !== null) {
+    if (verifiedClaims.size >= MAX_CACHED_CLAIMS) verifiedClaims.clear();
+    verifiedClaims.set(cacheKey, verified);
+  }
+  return verified;
+}
+
 function parsePuddle(value: unknown, where: string): PuddleTrait | null {
   if (value === null) return null;
   const p = object(
@@ -186,7 +212,7 @@ function parsePuddle(value: unknown, where: string): PuddleTrait | null {
   if (p.name_claim !== null) {
     let verified;
     try {
-      verified = verifyNameClaim(p.name_claim);
+      verified = verifyClaimOnce(p.name_claim);
     } catch (error) {
       throw new TraitsError(
         400,

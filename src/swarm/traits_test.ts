@@ -154,6 +154,10 @@ Deno.test("oversized traits are refused with 413", async () => {
 
 Deno.test("an invalid name claim is refused with 400", async () => {
   const good = await sample();
+  // The good claim verified once (and is remembered); its tampered copies
+  // are verified afresh and still refused.
+  parseTraits(bytes(good), host);
+  parseTraits(bytes(good), host);
   const user = (good.users as Record<string, unknown>[])[0];
   const puddle = user.puddle as Record<string, unknown>;
   const claim = puddle.name_claim as { body: string; sig: string };
