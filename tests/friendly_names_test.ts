@@ -112,5 +112,12 @@ fleetTest(
       assert.equal(out.code, 0, out.stderr);
       assert.throws(() => Deno.statSync(claimFile));
     });
+
+    await t.step("without a fleet server there is no fleet view", async () => {
+      const out = await vigo(a.env, ["swarm", "gitback", "show", "work"]);
+      assert.equal(out.code, 1);
+      assert.match(out.stderr, /no fleet server is configured on this envoy/);
+      assert.match(out.stderr, /hint: add `server: \{ host: <server host> \}`/);
+    });
   },
 );
