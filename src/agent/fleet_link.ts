@@ -18,7 +18,6 @@
  * @module
  */
 
-import tls from "node:tls";
 import type { SystemPaths } from "../platform/paths.ts";
 import type { Logger } from "../platform/log.ts";
 import {
@@ -42,6 +41,10 @@ import {
   type SwarmTls,
 } from "../swarm/swarm_client.ts";
 import { startReactor } from "../swarm/reactor.ts";
+import {
+  connectToHost,
+  HostCertificateError,
+} from "../swarm/host_certificate.ts";
 import {
   MAX_NAME_MAP_BYTES,
   nameMapPath,
@@ -139,65 +142,23 @@ function fleetUrl(config: AgentConfig, path: string): string {
  * certificate issued for the server's name (DNS name and CN), in a
  * handshake that presents this envoy's own; rejects with the reason.
  */
-function confirmServerCertificate(
+async function confirmServerCertificate(
   config: AgentConfig,
   material: SwarmTls,
 ): Promise<void> {
   const { host, port } = serverOf(config);
   const address = addressOf(config, host);
-  return new Promise<void>((resolve, reject) => {
-    let settled = false;
-    const socket = tls.connect({
-      host: address,
-      port,
-      servername: host,
-      ca: material.caPem,
-      cert: material.certPem,
-      key: material.keyPem,
-      rejectUnauthorized: true,
-    });
-    const finish = (error?: Error) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      if (error) reject(error);
-      else resolve();
-    };
-    const timer = setTimeout(
-      () =>
-        finish(
-          new Error(
-            `the fleet server ${host} (${address}:${port}) did not complete a TLS handshake within ${FLEET_TIMEOUT_MS} ms.`,
-          ),
-        ),
-      FLEET_TIMEOUT_MS,
+  try {
+    (await connectToHost(material, host, address, port, FLEET_TIMEOUT_MS))
+      .destroy();
+  } catch (error) {
+    const reason = (error as Error).message;
+    throw new Error(
+      error instanceof HostCertificateError && error.wrongHost
+        ? `the certificate at ${address}:${port} is not for the fleet server ${host} (${reason}); check \`server:\` and \`hosts:\` in agent.yaml.`
+        : `the fleet server ${host} is unreachable at ${address}:${port} (${reason}).`,
     );
-    socket.on("secureConnect", () => {
-      const subject = socket.getPeerCertificate()?.subject?.CN;
-      if (!socket.authorized || subject !== host) {
-        finish(
-          new Error(
-            `the certificate at ${address}:${port} is not for the fleet server ${host} (it names ${
-              JSON.stringify(subject ?? "")
-            }); check \`server:\` and \`hosts:\` in agent.yaml.`,
-          ),
-        );
-        return;
-      }
-      finish();
-    });
-    socket.on("error", (error: Error & { code?: string }) => {
-      const reason = error.message.replace(/\.$/, "");
-      finish(
-        new Error(
-          error.code === "ERR_TLS_CERT_ALTNAME_INVALID"
-            ? `the certificate at ${address}:${port} is not for the fleet server ${host} (${reason}); check \`server:\` and \`hosts:\` in agent.yaml.`
-            : `the fleet server ${host} is unreachable at ${address}:${port} (${reason}).`,
-        ),
-      );
-    });
-  });
+  }
 }
 
 /** The error text a refusal from the server carries, shortened for a log. */

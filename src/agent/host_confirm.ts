@@ -5,15 +5,14 @@
  * common name both equal the name). A datagram's source address and its
  * text can be forged; the certificate's key cannot.
  *
- * `fetch` verifies a certificate against the URL's host (here an address)
- * and shows nothing of it, so the check runs over `node:tls`, which
- * verifies against a chosen server name and reports the peer certificate.
+ * The handshake's proof is swarm/host_certificate.ts's; this adds the
+ * health request that shows an agent answers there.
  *
  * @module
  */
 
-import tls from "node:tls";
 import type { SwarmTls } from "../swarm/swarm_client.ts";
+import { connectToHost } from "../swarm/host_certificate.ts";
 import { PEER_DEADLINE_MS } from "../swarm/peer_work.ts";
 
 /** Largest answer read from the health route. */
@@ -25,26 +24,19 @@ const MAX_ANSWER_BYTES = 64 * 1024;
  * own certificate presented) and answers `GET /swarm/health` with 200,
  * within `deadlineMs`; rejects with the reason otherwise.
  */
-export function confirmHost(
+export async function confirmHost(
   material: SwarmTls,
   host: string,
   address: string,
   port: number,
   deadlineMs = PEER_DEADLINE_MS,
 ): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
+  const started = Date.now();
+  const socket = await connectToHost(material, host, address, port, deadlineMs);
+  return await new Promise<void>((resolve, reject) => {
     let settled = false;
     const chunks: Uint8Array[] = [];
     let size = 0;
-    const socket = tls.connect({
-      host: address,
-      port,
-      servername: host,
-      ca: material.caPem,
-      cert: material.certPem,
-      key: material.keyPem,
-      rejectUnauthorized: true,
-    });
     const finish = (error?: Error) => {
       if (settled) return;
       settled = true;
@@ -55,24 +47,8 @@ export function confirmHost(
     };
     const timer = setTimeout(
       () => finish(new Error(`no answer within ${deadlineMs} ms`)),
-      deadlineMs,
+      Math.max(0, deadlineMs - (Date.now() - started)),
     );
-    socket.on("secureConnect", () => {
-      const subject = socket.getPeerCertificate()?.subject?.CN;
-      if (!socket.authorized || subject !== host) {
-        finish(
-          new Error(
-            `the certificate at ${address} is for ${
-              JSON.stringify(subject ?? "")
-            }, not ${host}`,
-          ),
-        );
-        return;
-      }
-      socket.write(
-        `GET /swarm/health HTTP/1.1\r\nhost: ${host}\r\nconnection: close\r\n\r\n`,
-      );
-    });
     socket.on("data", (chunk: Uint8Array) => {
       size += chunk.length;
       if (size > MAX_ANSWER_BYTES) {
@@ -96,6 +72,9 @@ export function confirmHost(
     socket.on(
       "close",
       () => finish(new Error(`${address} closed the connection`)),
+    );
+    socket.write(
+      `GET /swarm/health HTTP/1.1\r\nhost: ${host}\r\nconnection: close\r\n\r\n`,
     );
   });
 }

@@ -36,6 +36,9 @@ import {
   MAX_TRAITS_BYTES,
   type ProjectTrait,
   type PuddleTrait,
+  TRAIT_HEAD_ID,
+  TRAIT_PUBKEY,
+  TRAIT_REF,
   type Traits,
   type UserTraits,
 } from "../swarm/traits.ts";
@@ -83,9 +86,6 @@ const PUDDLE_DIR = ".vigo-puddle";
 const MAX_WRAPPED_BYTES = 4096;
 /** `session.unlocked` holds a decimal pid and a newline. */
 const MAX_SENTINEL_BYTES = 64;
-const PUBKEY = /^ed25519:[0-9a-f]{64}$/;
-const HEX40 = /^[0-9a-f]{40}$/;
-const REF = /^refs\/[\x21-\x7e]+$/;
 /** Refs the envoys keep for themselves (lost tips); not the project's heads. */
 const OWN_REFS = "refs/gitback/";
 
@@ -181,7 +181,7 @@ function puddleTraitOf(
   nowMs: number,
 ): PuddleTrait | null {
   const pubkey = boundKeyOf(config.paths, home.uid);
-  if (pubkey === null || !PUBKEY.test(pubkey)) return null;
+  if (pubkey === null || !TRAIT_PUBKEY.test(pubkey)) return null;
   return fromPuddleDir(home, (dir) => {
     let wrappedSha256: string;
     try {
@@ -245,7 +245,7 @@ async function sharedProject(
       const refs = [...(await listRefs(repo))]
         .filter(([ref, id]) =>
           !ref.startsWith(OWN_REFS) && ref.length <= MAX_REF_CHARS &&
-          REF.test(ref) && HEX40.test(id)
+          TRAIT_REF.test(ref) && TRAIT_HEAD_ID.test(id)
         )
         .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
         .slice(0, MAX_TRAIT_HEADS);
@@ -265,7 +265,7 @@ async function sharedProject(
     signed_seq: status?.signed_seq === null || status?.signed_seq === undefined
       ? null
       : safeCount(status.signed_seq),
-    founder: founder !== null && PUBKEY.test(founder) ? founder : null,
+    founder: founder !== null && TRAIT_PUBKEY.test(founder) ? founder : null,
   };
 }
 

@@ -10,54 +10,24 @@
  * @module
  */
 
-import { systemPaths } from "../platform/paths.ts";
 import { runAgent } from "../agent/daemon.ts";
-import { parseVerbArgs } from "./args.ts";
+import { daemonGroup } from "./daemon_verb.ts";
 import { dispatch, type VerbGroup } from "./dispatch.ts";
-import { CliError } from "./errors.ts";
-
-const USAGE = "vigo agent [--config FILE]";
 
 /** `vigo agent`: one command with flags, so every argument goes to it. */
-export const AGENT_GROUP: VerbGroup = {
+export const AGENT_GROUP: VerbGroup = daemonGroup({
   command: "vigo agent",
-  noun: "agent argument",
-  usage: `${USAGE}
-
-(root) run this envoy's agent in the foreground; systemd runs it as
+  description:
+    `(root) run this envoy's agent in the foreground; systemd runs it as
 deploy/vigo-agent.service. --config names agent.yaml (default
 <VIGO_ROOT>/etc/vigo/agent.yaml).`,
-  verbs: {},
-  fallback: agent,
-};
+  daemon: "the agent",
+  whyRoot: "it manages every user's state.",
+  unit: "deploy/vigo-agent.service",
+  run: runAgent,
+});
 
 /** Runs `vigo agent`; returns 0 after a clean stop (SIGTERM or SIGINT). */
 export async function runAgentCommand(args: string[]): Promise<number> {
   return await dispatch(AGENT_GROUP, args);
-}
-
-async function agent(args: string[]): Promise<number> {
-  const { values } = parseVerbArgs(
-    args,
-    { config: { type: "string" } },
-    USAGE,
-  );
-  const paths = systemPaths();
-  if (Deno.uid() !== 0 && paths.root.replace(/\/+$/, "") === "") {
-    throw new CliError(
-      "vigo agent must run as root: it manages every user's state.",
-      "start it with systemd (deploy/vigo-agent.service) or sudo; a test fleet sets VIGO_ROOT to its own directory instead.",
-    );
-  }
-  try {
-    await runAgent({ paths, configFile: values.config as string | undefined });
-  } catch (error) {
-    throw new CliError(
-      `the agent could not start: ${
-        (error as Error).message.replace(/\.$/, "")
-      }.`,
-      "fix what the message names and start the agent again.",
-    );
-  }
-  return 0;
 }

@@ -18,7 +18,7 @@ import { LEFT_FILE, LEFT_LOCK, recordLeft } from "../gitback/left.ts";
 import { loadAgentConfig } from "../envoy/config.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
-import { formatBytes } from "./format.ts";
+import { formatBytes } from "../platform/units.ts";
 import { dispatch, type VerbGroup } from "./dispatch.ts";
 import { requireFeature } from "./policy_gate.ts";
 import { PROJECT_GROUP, projectErrorToCli } from "./gitback_project.ts";

@@ -16,7 +16,7 @@ import {
 import type { GitbackRow } from "../fleet/gitback_mesh.ts";
 import { parseVerbArgs } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
-import { formatBytes } from "./format.ts";
+import { formatBytes } from "../platform/units.ts";
 
 const USAGE = "vigo swarm gitback show <project id | handle> [--json]";
 

@@ -9,6 +9,15 @@ import { parse as parseYaml } from "yaml";
 import type { SystemPaths } from "../platform/paths.ts";
 import { readFileBounded } from "../platform/fs.ts";
 import { userByName } from "../platform/users.ts";
+import { HOST_NAME } from "./host_name.ts";
+import {
+  configError,
+  configMapping,
+  configPort,
+  configSeconds,
+  IPV4,
+  isAddress,
+} from "./config_fields.ts";
 
 /** The agent's validated configuration. */
 export interface AgentConfig {
@@ -77,7 +86,6 @@ export type ManagedUsers = "passwd" | "homes";
 
 const MANAGED_USERS: readonly ManagedUsers[] = ["passwd", "homes"];
 const MAX_CONFIG_BYTES = 64 * 1024;
-const MAX_SECONDS = 86_400;
 const KNOWN_KEYS = [
   "hostname",
   "listen",
@@ -91,60 +99,10 @@ const KNOWN_KEYS = [
   "announce",
   "server",
 ];
-const HOST_NAME =
-  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const IPV4 =
-  /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 
 /** The default location of agent.yaml. */
 export function agentConfigPath(paths: SystemPaths): string {
   return `${paths.etc}/agent.yaml`;
-}
-
-function fail(file: string, message: string): never {
-  throw new Error(`${file}: ${message}`);
-}
-
-function isIpAddress(text: string): boolean {
-  if (IPV4.test(text)) return true;
-  if (!text.includes(":") || !/^[0-9A-Fa-f:.]+$/.test(text)) return false;
-  try {
-    new URL(`http://[${text}]/`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A host name (RFC 1123) or an IPv4/IPv6 literal. */
-function isAddress(text: string): boolean {
-  return HOST_NAME.test(text) || isIpAddress(text);
-}
-
-/** A YAML mapping (absent or null → `{}`), with only `allowed` keys if given. */
-function mapping(
-  file: string,
-  key: string,
-  value: unknown,
-  allowed?: string[],
-): Record<string, unknown> {
-  if (value === undefined || value === null) return {};
-  if (typeof value !== "object" || Array.isArray(value)) {
-    fail(file, `\`${key}\` must be a mapping.`);
-  }
-  const record = value as Record<string, unknown>;
-  if (allowed) {
-    const unknown = Object.keys(record).filter((k) => !allowed.includes(k));
-    if (unknown.length > 0) {
-      fail(
-        file,
-        `unknown key(s) under \`${key}\`: ${unknown.join(", ")}; expected ${
-          allowed.join(", ")
-        }.`,
-      );
-    }
-  }
-  return record;
 }
 
 function stringMap(
@@ -155,9 +113,9 @@ function stringMap(
   what = "a non-empty string",
 ): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(mapping(file, key, value))) {
+  for (const [k, v] of Object.entries(configMapping(file, key, value))) {
     if (typeof v !== "string" || v === "" || !check(v)) {
-      fail(file, `\`${key}.${k}\` must be ${what}.`);
+      configError(file, `\`${key}.${k}\` must be ${what}.`);
     }
     out[k] = v;
   }
@@ -174,41 +132,34 @@ function knownHosts(file: string, value: unknown): Record<string, string> {
   );
   for (const name of Object.keys(hosts)) {
     if (!HOST_NAME.test(name)) {
-      fail(file, `\`hosts\`: ${JSON.stringify(name)} is not a host name.`);
+      configError(
+        file,
+        `\`hosts\`: ${JSON.stringify(name)} is not a host name.`,
+      );
     }
   }
   return hosts;
 }
 
-function portNumber(file: string, key: string, value: unknown): number {
-  if (
-    typeof value !== "number" || !Number.isInteger(value) || value < 1 ||
-    value > 65535
-  ) {
-    fail(file, `\`${key}\` must be an integer between 1 and 65535.`);
-  }
-  return value;
-}
-
 function fleetServer(file: string, value: unknown): FleetServer | null {
   if (value === undefined || value === null) return null;
-  const server = mapping(file, "server", value, ["host", "port"]);
+  const server = configMapping(file, "server", value, ["host", "port"]);
   if (typeof server.host !== "string" || !HOST_NAME.test(server.host)) {
-    fail(
+    configError(
       file,
       "`server.host` is required and must be a host name: the CN of the fleet server's certificate (its address goes under `hosts:`).",
     );
   }
   return {
     host: server.host,
-    port: portNumber(file, "server.port", server.port ?? DEFAULT_FLEET_PORT),
+    port: configPort(file, "server.port", server.port ?? DEFAULT_FLEET_PORT),
   };
 }
 
 function managedUsers(file: string, value: unknown): ManagedUsers {
   if (value === undefined) return "passwd";
   if (!MANAGED_USERS.includes(value as ManagedUsers)) {
-    fail(
+    configError(
       file,
       `\`managed_users\` must be \`passwd\` (every passwd account, \`homes:\` overriding) or \`homes\` (only the users listed under \`homes:\`), not ${
         JSON.stringify(value)
@@ -216,22 +167,6 @@ function managedUsers(file: string, value: unknown): ManagedUsers {
     );
   }
   return value as ManagedUsers;
-}
-
-function seconds(
-  file: string,
-  key: string,
-  value: unknown,
-  fallback: number,
-): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !(value > 0) || value > MAX_SECONDS) {
-    fail(
-      file,
-      `\`${key}\` must be a number of seconds above 0 and at most ${MAX_SECONDS}.`,
-    );
-  }
-  return value;
 }
 
 /**
@@ -254,22 +189,25 @@ export function loadAgentConfig(
         `${file} does not exist; write the agent configuration first (see docs/formats.md, "Agent configuration").`,
       );
     }
-    if (error instanceof TypeError) fail(file, "is not UTF-8 text.");
+    if (error instanceof TypeError) configError(file, "is not UTF-8 text.");
     throw error;
   }
   let doc: unknown;
   try {
     doc = parseYaml(text);
   } catch (error) {
-    fail(file, `not valid YAML: ${(error as Error).message.split("\n")[0]}`);
+    configError(
+      file,
+      `not valid YAML: ${(error as Error).message.split("\n")[0]}`,
+    );
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
-    fail(file, "must be a YAML mapping with at least `hostname`.");
+    configError(file, "must be a YAML mapping with at least `hostname`.");
   }
-  const c = mapping(file, "agent.yaml", doc);
+  const c = configMapping(file, "agent.yaml", doc);
   const unknown = Object.keys(c).filter((k) => !KNOWN_KEYS.includes(k));
   if (unknown.length > 0) {
-    fail(
+    configError(
       file,
       `unknown key(s): ${unknown.join(", ")}; expected ${
         KNOWN_KEYS.join(", ")
@@ -277,20 +215,20 @@ export function loadAgentConfig(
     );
   }
   if (typeof c.hostname !== "string" || !HOST_NAME.test(c.hostname)) {
-    fail(
+    configError(
       file,
       "`hostname` is required and must be a host name (letters, digits, dashes, dots).",
     );
   }
   const listen = c.listen ?? "0.0.0.0";
   if (typeof listen !== "string" || !isAddress(listen)) {
-    fail(file, "`listen` must be an IP address or a host name.");
+    configError(file, "`listen` must be an IP address or a host name.");
   }
-  const port = portNumber(file, "port", c.port ?? 1531);
+  const port = configPort(file, "port", c.port ?? 1531);
   const tls = stringMap(
     file,
     "tls",
-    mapping(file, "tls", c.tls, ["ca", "cert", "key"]),
+    configMapping(file, "tls", c.tls, ["ca", "cert", "key"]),
     undefined,
     "a file path",
   );
@@ -300,26 +238,28 @@ export function loadAgentConfig(
       : p.startsWith("/")
       ? p
       : `${paths.etc}/${p}`;
-  const swarm = mapping(file, "swarm", c.swarm, ["gitback"]);
-  const gitback = mapping(file, "swarm.gitback", swarm.gitback, ["enabled"]);
+  const swarm = configMapping(file, "swarm", c.swarm, ["gitback"]);
+  const gitback = configMapping(file, "swarm.gitback", swarm.gitback, [
+    "enabled",
+  ]);
   const enabled = gitback.enabled ?? [];
   if (
     !Array.isArray(enabled) ||
     enabled.some((p) => typeof p !== "string" || p === "")
   ) {
-    fail(
+    configError(
       file,
       '`swarm.gitback.enabled` must be a list of host patterns such as "*" or "envoy-*".',
     );
   }
-  const reactors = mapping(file, "reactors", c.reactors, [
+  const reactors = configMapping(file, "reactors", c.reactors, [
     "sweep_s",
     "catchup_s",
     "gossip_s",
     "names_s",
     "checkin_s",
   ]);
-  const announce = mapping(file, "announce", c.announce, [
+  const announce = configMapping(file, "announce", c.announce, [
     "group",
     "port",
     "period_s",
@@ -330,7 +270,7 @@ export function loadAgentConfig(
     typeof group !== "string" || !IPV4.test(group) ||
     !/^2(2[4-9]|3\d)\./.test(group)
   ) {
-    fail(
+    configError(
       file,
       "`announce.group` must be an IPv4 multicast address (224.0.0.0/4).",
     );
@@ -355,16 +295,31 @@ export function loadAgentConfig(
     ),
     managedUsers: managedUsers(file, c.managed_users),
     reactors: {
-      sweepSeconds: seconds(file, "reactors.sweep_s", reactors.sweep_s, 60),
-      catchupSeconds: seconds(
+      sweepSeconds: configSeconds(
+        file,
+        "reactors.sweep_s",
+        reactors.sweep_s,
+        60,
+      ),
+      catchupSeconds: configSeconds(
         file,
         "reactors.catchup_s",
         reactors.catchup_s,
         45,
       ),
-      gossipSeconds: seconds(file, "reactors.gossip_s", reactors.gossip_s, 300),
-      namesSeconds: seconds(file, "reactors.names_s", reactors.names_s, 900),
-      checkinSeconds: seconds(
+      gossipSeconds: configSeconds(
+        file,
+        "reactors.gossip_s",
+        reactors.gossip_s,
+        300,
+      ),
+      namesSeconds: configSeconds(
+        file,
+        "reactors.names_s",
+        reactors.names_s,
+        900,
+      ),
+      checkinSeconds: configSeconds(
         file,
         "reactors.checkin_s",
         reactors.checkin_s,
@@ -373,14 +328,19 @@ export function loadAgentConfig(
     },
     announce: {
       group,
-      port: portNumber(file, "announce.port", announce.port ?? 1532),
-      periodSeconds: seconds(
+      port: configPort(file, "announce.port", announce.port ?? 1532),
+      periodSeconds: configSeconds(
         file,
         "announce.period_s",
         announce.period_s,
         30,
       ),
-      staleSeconds: seconds(file, "announce.stale_s", announce.stale_s, 120),
+      staleSeconds: configSeconds(
+        file,
+        "announce.stale_s",
+        announce.stale_s,
+        120,
+      ),
     },
     server: fleetServer(file, c.server),
     paths,

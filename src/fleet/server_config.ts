@@ -19,6 +19,13 @@ import { parse as parseYaml } from "yaml";
 import type { SystemPaths } from "../platform/paths.ts";
 import { readFileBounded } from "../platform/fs.ts";
 import { HOST_NAME } from "../envoy/host_name.ts";
+import {
+  configError,
+  configMapping,
+  configPort,
+  configSeconds,
+  isAddress,
+} from "../envoy/config_fields.ts";
 
 /** The fleet server's validated configuration. */
 export interface ServerConfig {
@@ -39,7 +46,6 @@ export const WEB_PORT = 8533;
 
 const KNOWN_KEYS = ["hostname", "listen", "port", "tls", "web", "checkin_s"];
 const MAX_CONFIG_BYTES = 64 * 1024;
-const ADDRESS = /^[0-9A-Za-z.:-]{1,253}$/;
 
 /** The default location of server.yaml. */
 export function serverConfigPath(paths: SystemPaths): string {
@@ -55,44 +61,6 @@ export function fleetStorePath(paths: SystemPaths): string {
 export function isLoopback(address: string): boolean {
   return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(address) ||
     address === "::1" || address === "localhost";
-}
-
-function fail(file: string, message: string): never {
-  throw new Error(`${file}: ${message}`);
-}
-
-function port(file: string, key: string, value: unknown, fallback: number) {
-  if (value === undefined) return fallback;
-  if (
-    typeof value !== "number" || !Number.isInteger(value) || value < 1 ||
-    value > 65535
-  ) {
-    fail(file, `\`${key}\` must be an integer between 1 and 65535.`);
-  }
-  return value;
-}
-
-function mapping(
-  file: string,
-  key: string,
-  value: unknown,
-  allowed: string[],
-): Record<string, unknown> {
-  if (value === undefined || value === null) return {};
-  if (typeof value !== "object" || Array.isArray(value)) {
-    fail(file, `\`${key}\` must be a mapping.`);
-  }
-  const record = value as Record<string, unknown>;
-  const unknown = Object.keys(record).filter((k) => !allowed.includes(k));
-  if (unknown.length > 0) {
-    fail(
-      file,
-      `unknown key(s) under \`${key}\`: ${unknown.join(", ")}; expected ${
-        allowed.join(", ")
-      }.`,
-    );
-  }
-  return record;
 }
 
 /**
@@ -117,46 +85,43 @@ export function loadServerConfig(
         `${file} does not exist; write the server configuration first (see docs/operations.md, "Running the fleet server").`,
       );
     }
-    fail(file, `not valid YAML: ${(error as Error).message.split("\n")[0]}`);
+    configError(
+      file,
+      `not valid YAML: ${(error as Error).message.split("\n")[0]}`,
+    );
   }
-  const c = mapping(file, "server.yaml", doc, KNOWN_KEYS);
+  const c = configMapping(file, "server.yaml", doc, KNOWN_KEYS);
   if (typeof c.hostname !== "string" || !HOST_NAME.test(c.hostname)) {
-    fail(
+    configError(
       file,
       "`hostname` is required and must be a host name: the CN of the server's certificate.",
     );
   }
   const listen = c.listen ?? "0.0.0.0";
-  if (typeof listen !== "string" || !ADDRESS.test(listen)) {
-    fail(file, "`listen` must be an IP address or a host name.");
+  if (typeof listen !== "string" || !isAddress(listen)) {
+    configError(file, "`listen` must be an IP address or a host name.");
   }
-  const tls = mapping(file, "tls", c.tls, ["ca", "cert", "key"]);
+  const tls = configMapping(file, "tls", c.tls, ["ca", "cert", "key"]);
   const resolve = (value: unknown, key: string, name: string) => {
     if (value === undefined) return `${paths.etc}/${name}`;
     if (typeof value !== "string" || value === "") {
-      fail(file, `\`tls.${key}\` must be a file path.`);
+      configError(file, `\`tls.${key}\` must be a file path.`);
     }
     return value.startsWith("/") ? value : `${paths.etc}/${value}`;
   };
-  const web = mapping(file, "web", c.web, ["listen", "port"]);
+  const web = configMapping(file, "web", c.web, ["listen", "port"]);
   const webListen = web.listen ?? "127.0.0.1";
   if (typeof webListen !== "string" || !isLoopback(webListen)) {
-    fail(
+    configError(
       file,
       "`web.listen` must be a loopback address (127.0.0.1, ::1 or localhost): the pages have no login, so operators reach them through an SSH tunnel.",
     );
   }
-  const checkin = c.checkin_s ?? 60;
-  if (typeof checkin !== "number" || !(checkin > 0) || checkin > 86_400) {
-    fail(
-      file,
-      "`checkin_s` must be a number of seconds above 0 and at most 86400.",
-    );
-  }
+  const checkin = configSeconds(file, "checkin_s", c.checkin_s, 60);
   return {
     hostname: c.hostname,
     listen,
-    port: port(file, "port", c.port, FLEET_PORT),
+    port: configPort(file, "port", c.port ?? FLEET_PORT),
     tls: {
       ca: resolve(tls.ca, "ca", "ca.crt"),
       cert: resolve(tls.cert, "cert", "tls.crt"),
@@ -164,7 +129,7 @@ export function loadServerConfig(
     },
     web: {
       listen: webListen,
-      port: port(file, "web.port", web.port, WEB_PORT),
+      port: configPort(file, "web.port", web.port ?? WEB_PORT),
     },
     checkinSeconds: checkin,
     paths,

@@ -116,10 +116,13 @@ export function claimedName(puddle: PuddleTrait): string | null {
   return body.name;
 }
 
-const PUBKEY = /^ed25519:[0-9a-f]{64}$/;
+/** A puddle key as traits carry it. */
+export const TRAIT_PUBKEY = /^ed25519:[0-9a-f]{64}$/;
+/** A ref head's object id (SHA-1 repositories). */
+export const TRAIT_HEAD_ID = /^[0-9a-f]{40}$/;
+/** A ref name in `heads` (and at most {@link MAX_REF_CHARS} long). */
+export const TRAIT_REF = /^refs\/[\x21-\x7e]+$/;
 const HEX64 = /^[0-9a-f]{64}$/;
-const HEX40 = /^[0-9a-f]{40}$/;
-const REF = /^refs\/[\x21-\x7e]+$/;
 
 function malformed(where: string, what: string): never {
   throw new TraitsError(400, `the traits are malformed: ${where} ${what}.`);
@@ -203,11 +206,11 @@ function parsePuddle(value: unknown, where: string): PuddleTrait | null {
     "name_claim,pair_pending,pubkey,rekey_pending,retired,unlocked,wrapped_sha256",
     where,
   );
-  const pubkey = match(p.pubkey, PUBKEY, `${where}.pubkey`);
+  const pubkey = match(p.pubkey, TRAIT_PUBKEY, `${where}.pubkey`);
   const retired = list(p.retired, MAX_TRAIT_RETIRED, `${where}.retired`).map((
     k,
     i,
-  ) => match(k, PUBKEY, `${where}.retired[${i}]`));
+  ) => match(k, TRAIT_PUBKEY, `${where}.retired[${i}]`));
   let claim: SignedObject | null = null;
   if (p.name_claim !== null) {
     let verified;
@@ -258,10 +261,14 @@ function parseProject(value: unknown, where: string): ProjectTrait {
   list(entries, MAX_TRAIT_HEADS, `${where}.heads`);
   const heads: Record<string, string> = {};
   for (const [ref, sha] of entries) {
-    if (ref.length > MAX_REF_CHARS || !REF.test(ref)) {
+    if (ref.length > MAX_REF_CHARS || !TRAIT_REF.test(ref)) {
       malformed(`${where}.heads`, `has a bad ref name ${JSON.stringify(ref)}`);
     }
-    heads[ref] = match(sha, HEX40, `${where}.heads[${JSON.stringify(ref)}]`);
+    heads[ref] = match(
+      sha,
+      TRAIT_HEAD_ID,
+      `${where}.heads[${JSON.stringify(ref)}]`,
+    );
   }
   return {
     project_id: match(p.project_id, HEX64, `${where}.project_id`),
@@ -279,7 +286,7 @@ function parseProject(value: unknown, where: string): ProjectTrait {
     members: list(p.members, MAX_TRAIT_MEMBERS, `${where}.members`).map((
       k,
       i,
-    ) => match(k, PUBKEY, `${where}.members[${i}]`)),
+    ) => match(k, TRAIT_PUBKEY, `${where}.members[${i}]`)),
   };
 }
 

@@ -12,6 +12,7 @@
 import { type Badge, type PuddleRow, STALE_PERIODS } from "../health.ts";
 import type { EnvoyReplica, GitbackRow } from "../gitback_mesh.ts";
 import { markup, type SafeHtml } from "./html.ts";
+import { formatBytes } from "../../platform/units.ts";
 
 /** What every page's footer says about the data. */
 export interface PageInfo {
@@ -112,18 +113,6 @@ function staleAttribute(stale: boolean): SafeHtml {
 
 function staleMark(stale: boolean): SafeHtml {
   return stale ? markup` <span class="stale">(stale)</span>` : markup``;
-}
-
-/** A byte count the way people read it: `820 B`, `12.4 MiB`. */
-function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 function puddleRow(r: PuddleRow): SafeHtml {

@@ -219,7 +219,7 @@ Deno.test("a project's page shows details, envoys and members", () => {
     '<tr data-envoy="envoy-b" data-state="behind" data-stale="true">',
   ));
   assert.ok(page.includes('<td class="signed-seq">4</td>'));
-  assert.ok(page.includes('data-bytes="3145728">3.0 MiB</td>'));
+  assert.ok(page.includes('data-bytes="3145728">3.0 MB</td>'));
   assert.ok(page.includes('<ul id="members">'));
   assert.ok(page.includes(`<li data-key="${K1}"><code>${K1}</code> (founder)`));
   assert.ok(page.includes(`<li data-key="${K2}"><code>${K2}</code></li>`));
