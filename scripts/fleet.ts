@@ -137,6 +137,28 @@ function envFile(envoy: { env: Record<string, string> }): string {
     .join("\n") + "\n";
 }
 
+/** Issues `name`'s certificate for `address` and writes the TLS files to `etc`. */
+async function enrol(
+  etc: string,
+  ca: { keyPem: string; certPem: string },
+  name: string,
+  address: string,
+): Promise<void> {
+  const cert = await issueEnvoyCertificate({
+    caKeyPem: ca.keyPem,
+    caCertPem: ca.certPem,
+    hostname: name,
+    ips: [address],
+  });
+  writeTextAtomic(`${etc}/ca.crt`, ca.certPem, 0o644);
+  writeTextAtomic(`${etc}/tls.crt`, cert.certPem, 0o644);
+  writeFileAtomic(
+    `${etc}/tls.key`,
+    new TextEncoder().encode(cert.keyPem),
+    0o600,
+  );
+}
+
 /** Builds a fleet under `dir` and (by default) starts its agents. */
 export async function fleetUp(
   dir: string,
@@ -218,19 +240,7 @@ export async function fleetUp(
     await Deno.mkdir(envoy.home, { recursive: true });
     await Deno.mkdir(envoy.runtime, { recursive: true, mode: 0o700 });
     Deno.chmodSync(envoy.runtime, 0o700);
-    const cert = await issueEnvoyCertificate({
-      caKeyPem: ca.keyPem,
-      caCertPem: ca.certPem,
-      hostname: envoy.name,
-      ips: [envoy.address],
-    });
-    writeTextAtomic(`${etc}/ca.crt`, ca.certPem, 0o644);
-    writeTextAtomic(`${etc}/tls.crt`, cert.certPem, 0o644);
-    writeFileAtomic(
-      `${etc}/tls.key`,
-      new TextEncoder().encode(cert.keyPem),
-      0o600,
-    );
+    await enrol(etc, ca, envoy.name, envoy.address);
     const extra = typeof options.homes === "function"
       ? options.homes(envoy)
       : options.homes ?? {};
@@ -286,19 +296,7 @@ export async function fleetUp(
     const etc = `${server.root}/etc/vigo`;
     await Deno.mkdir(etc, { recursive: true });
     await Deno.mkdir(server.env.HOME, { recursive: true });
-    const cert = await issueEnvoyCertificate({
-      caKeyPem: ca.keyPem,
-      caCertPem: ca.certPem,
-      hostname: server.name,
-      ips: [server.address],
-    });
-    writeTextAtomic(`${etc}/ca.crt`, ca.certPem, 0o644);
-    writeTextAtomic(`${etc}/tls.crt`, cert.certPem, 0o644);
-    writeFileAtomic(
-      `${etc}/tls.key`,
-      new TextEncoder().encode(cert.keyPem),
-      0o600,
-    );
+    await enrol(etc, ca, server.name, server.address);
     writeTextAtomic(
       `${etc}/server.yaml`,
       toYaml({

@@ -10,15 +10,12 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { encodeBase64 } from "../platform/encoding.ts";
+import { HOST_NAME, isIpAddress } from "../envoy/host_name.ts";
 
 x509.cryptoProvider.set(crypto);
 
 const KEY_ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGNING = { name: "ECDSA", hash: "SHA-256" } as const;
-const HOSTNAME =
-  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const IPV4 =
-  /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 
 /** A certificate and its private key, both PEM. */
 export interface PemPair {
@@ -75,25 +72,13 @@ function days(from: Date, count: number): Date {
   return new Date(from.getTime() + count * 86_400_000);
 }
 
-/** True for an IPv4 or IPv6 literal. */
-export function isIpAddress(text: string): boolean {
-  if (IPV4.test(text)) return true;
-  if (!text.includes(":") || !/^[0-9A-Fa-f:.]+$/.test(text)) return false;
-  try {
-    new URL(`http://[${text}]/`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Checks a host name: RFC 1123 labels (letters, digits, inner dashes, 1–63
  * characters) joined by dots, at most 253 characters. Throws a sentence
  * naming the bad value.
  */
 export function validateHostname(name: string): void {
-  if (!HOSTNAME.test(name)) {
+  if (!HOST_NAME.test(name)) {
     throw new Error(
       `${
         JSON.stringify(name)

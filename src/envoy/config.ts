@@ -9,13 +9,12 @@ import { parse as parseYaml } from "yaml";
 import type { SystemPaths } from "../platform/paths.ts";
 import { readFileBounded } from "../platform/fs.ts";
 import { userByName } from "../platform/users.ts";
-import { HOST_NAME } from "./host_name.ts";
+import { HOST_NAME, IPV4 } from "./host_name.ts";
 import {
   configError,
   configMapping,
   configPort,
   configSeconds,
-  IPV4,
   isAddress,
 } from "./config_fields.ts";
 

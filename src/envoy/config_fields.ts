@@ -6,28 +6,14 @@
  * @module
  */
 
-import { HOST_NAME } from "./host_name.ts";
+import { HOST_NAME, isIpAddress } from "./host_name.ts";
 
-/** An IPv4 address in dotted-quad form. */
-export const IPV4 =
-  /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 /** The longest period a configuration may set, in seconds (one day). */
 export const MAX_SECONDS = 86_400;
 
 /** Throws `<file>: <message>`. */
 export function configError(file: string, message: string): never {
   throw new Error(`${file}: ${message}`);
-}
-
-function isIpAddress(text: string): boolean {
-  if (IPV4.test(text)) return true;
-  if (!text.includes(":") || !/^[0-9A-Fa-f:.]+$/.test(text)) return false;
-  try {
-    new URL(`http://[${text}]/`);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** A host name (RFC 1123) or an IPv4/IPv6 literal. */
