@@ -12,12 +12,14 @@ import { benchSign, benchUnlock } from "./puddle.ts";
 import { benchGitback, benchTokens } from "./gitback.ts";
 import { benchReplication } from "./replication.ts";
 import { benchFleet } from "./fleet.ts";
+import { benchVerify } from "./crypto.ts";
 
 const REPORT = new URL("../docs/benchmarks.md", import.meta.url).pathname;
 
 const BENCHES = [
   ["unlock", benchUnlock],
   ["sign", benchSign],
+  ["verify", benchVerify],
   ["tokens", benchTokens],
   ["gitback", benchGitback],
   ["replication", benchReplication],

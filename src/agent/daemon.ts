@@ -21,6 +21,7 @@ import { startCatchUp } from "./catchup.ts";
 import { gossipEnvelope, startReconcile } from "./gossip.ts";
 import { startFleetLink } from "./fleet_link.ts";
 import { resetIngestTempDir } from "../gitback/repo.ts";
+import { useNativeVerification } from "../crypto/ed25519_native.ts";
 
 /**
  * Runs the agent in the foreground until SIGTERM or SIGINT: loads agent.yaml,
@@ -38,6 +39,9 @@ export async function runAgent(
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => stopped.resolve(signal));
   }
+  // Every push, delivery, catch-up and gossip message verifies chains: the
+  // daemon uses the native engine (the same strict rule).
+  useNativeVerification();
   const config = loadAgentConfig(options.paths, options.configFile);
   const tls = readSwarmTls(config);
   checkOwnCertificate({ ...config, configName: "agent.yaml" }, tls);

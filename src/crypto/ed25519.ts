@@ -11,6 +11,14 @@
  * Every verifier in the project must agree on which signatures are valid, so
  * this is the only verification rule; there is no lenient mode.
  *
+ * The checks on encodings, `S` and small-order keys run here, on bytes; the
+ * equation runs in a {@link VerifyEngine}. The default engine is pure
+ * JavaScript (noble). Long-running daemons, which verify in bulk, switch to
+ * the native engine of `ed25519_native.ts` at start-up; it is not the
+ * default because loading `node:crypto` costs short-lived faces (the git
+ * remote helper) about 20 ms of start-up. Both engines refuse exactly the
+ * same signatures (tests run every strictness case through each).
+ *
  * @module
  */
 
@@ -32,6 +40,58 @@ export const PUBLIC_KEY_PREFIX = "ed25519:";
 
 // Order of the prime-order subgroup.
 const L = ed.Point.CURVE().n;
+
+/**
+ * The eight points of small order, in their canonical encodings. A key that
+ * passed {@link isCanonicalPoint} is of small order exactly when it is one
+ * of these.
+ */
+export const SMALL_ORDER_ENCODINGS: readonly string[] = [
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0000000000000000000000000000000000000000000000000000000000000080",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+];
+
+/**
+ * Where the cofactorless equation `[S]B = R + [k]A` is checked, once the
+ * bytes passed the strict checks (canonical `A`, `A` not of small order,
+ * `S < L`). An engine must refuse any `R` that is not the canonical encoding
+ * of a point, and any `A` that is not on the curve.
+ */
+export interface VerifyEngine {
+  /** For benchmarks and messages. */
+  name: string;
+  /** True when the equation holds for these (length-checked) bytes. */
+  equationHolds(
+    publicKey: Uint8Array,
+    message: Uint8Array,
+    signature: Uint8Array,
+  ): boolean;
+}
+
+/** The pure-JavaScript engine (noble), the default. */
+export const PURE_JS_ENGINE: VerifyEngine = {
+  name: "pure JavaScript (noble)",
+  equationHolds: (publicKey, message, signature) =>
+    cofactorlessEquationHolds(publicKey, message, signature),
+};
+
+let engine: VerifyEngine = PURE_JS_ENGINE;
+
+/** Makes {@link verifyBytes} check the equation with `next`. */
+export function useVerifyEngine(next: VerifyEngine): void {
+  engine = next;
+}
+
+/** The engine {@link verifyBytes} uses now. */
+export function verifyEngine(): VerifyEngine {
+  return engine;
+}
 
 /**
  * Generates a fresh 32-byte Ed25519 seed from the platform CSPRNG.
@@ -96,11 +156,47 @@ export function verifyBytes(
   ) {
     return false;
   }
+  if (
+    !scalarBelowOrder(signature.subarray(32)) ||
+    !isCanonicalPoint(publicKey) ||
+    SMALL_ORDER_ENCODINGS.includes(toHex(publicKey))
+  ) {
+    return false;
+  }
   try {
-    return cofactorlessEquationHolds(publicKey, message, signature);
+    return engine.equationHolds(publicKey, message, signature);
   } catch {
     return false;
   }
+}
+
+/**
+ * True when 32 bytes are a canonical point encoding as far as bytes tell:
+ * `y < p`, and no "negative zero" (x = 0, which only y = ±1 have, with the
+ * sign bit set). Whether `y` is on the curve takes the engine's decoding.
+ */
+export function isCanonicalPoint(bytes: Uint8Array): boolean {
+  // y ≥ p = 2^255 - 19 only for 0xed..0xff, 0xff × 30, 0x7f (sign aside).
+  let allOnes = (bytes[31] & 0x7f) === 0x7f;
+  for (let i = 1; i < 31 && allOnes; i++) allOnes = bytes[i] === 0xff;
+  if (allOnes && bytes[0] >= 0xed) return false;
+  if (bytes[31] & 0x80) {
+    const hex = toHex(bytes);
+    // y = 1 and y = p - 1 (x = 0) with the sign bit set.
+    if (
+      hex ===
+        "0100000000000000000000000000000000000000000000000000000000000080" ||
+      hex === "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+    ) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** True when a 32-byte little-endian scalar is below the group order L. */
+function scalarBelowOrder(bytes: Uint8Array): boolean {
+  return bytesToBigIntLE(bytes) < L;
 }
 
 /**

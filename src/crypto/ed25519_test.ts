@@ -6,9 +6,30 @@ import {
   generateSeed,
   parsePublicKey,
   publicKeyFromSeed,
+  PURE_JS_ENGINE,
   signBytes,
+  useVerifyEngine,
   verifyBytes,
+  type VerifyEngine,
 } from "./ed25519.ts";
+import { NATIVE_ENGINE } from "./ed25519_native.ts";
+
+/**
+ * Registers `fn` once per engine: every case of the strict rule must hold
+ * whichever engine checks the equation.
+ */
+function engineTest(name: string, fn: () => void): void {
+  for (const engine of [PURE_JS_ENGINE, NATIVE_ENGINE] as VerifyEngine[]) {
+    Deno.test(`[${engine.name}] ${name}`, () => {
+      useVerifyEngine(engine);
+      try {
+        fn();
+      } finally {
+        useVerifyEngine(PURE_JS_ENGINE);
+      }
+    });
+  }
+}
 import { fromHex, toHex } from "./hex.ts";
 
 interface Vector {
@@ -184,18 +205,21 @@ Deno.test("RFC 8032 vectors: SHA(abc) message is SHA-512 of 'abc'", () => {
 });
 
 for (const v of RFC8032_VECTORS) {
-  Deno.test(`RFC 8032 ${v.name}: public key, signature and verification`, () => {
-    const seed = fromHex(v.seed);
-    const publicKey = fromHex(v.publicKey);
-    const message = fromHex(v.message);
-    const signature = fromHex(v.signature);
-    assert.equal(toHex(publicKeyFromSeed(seed)), v.publicKey);
-    assert.equal(toHex(signBytes(seed, message)), v.signature);
-    assert.equal(verifyBytes(publicKey, message, signature), true);
-  });
+  engineTest(
+    `RFC 8032 ${v.name}: public key, signature and verification`,
+    () => {
+      const seed = fromHex(v.seed);
+      const publicKey = fromHex(v.publicKey);
+      const message = fromHex(v.message);
+      const signature = fromHex(v.signature);
+      assert.equal(toHex(publicKeyFromSeed(seed)), v.publicKey);
+      assert.equal(toHex(signBytes(seed, message)), v.signature);
+      assert.equal(verifyBytes(publicKey, message, signature), true);
+    },
+  );
 }
 
-Deno.test("sign and verify a random key round trip", () => {
+engineTest("sign and verify a random key round trip", () => {
   const seed = generateSeed();
   assert.equal(seed.length, 32);
   assert.notDeepEqual(seed, generateSeed());
@@ -205,7 +229,7 @@ Deno.test("sign and verify a random key round trip", () => {
   assert.equal(verifyBytes(publicKeyFromSeed(seed), message, signature), true);
 });
 
-Deno.test("tampered message, signature or key is rejected", () => {
+engineTest("tampered message, signature or key is rejected", () => {
   const pk = fromHex(TEST2.publicKey);
   const msg = fromHex(TEST2.message);
   const sig = fromHex(TEST2.signature);
@@ -218,7 +242,7 @@ Deno.test("tampered message, signature or key is rejected", () => {
   assert.equal(verifyBytes(fromHex(TEST1.publicKey), msg, sig), false);
 });
 
-Deno.test("signature with S + L (S >= L) is rejected", () => {
+engineTest("signature with S + L (S >= L) is rejected", () => {
   const pk = fromHex(TEST1.publicKey);
   const msg = fromHex(TEST1.message);
   const sig = fromHex(TEST1.signature);
@@ -241,22 +265,25 @@ Deno.test("signature with S + L (S >= L) is rejected", () => {
   );
 });
 
-Deno.test("small-order public keys are rejected even with a 'valid' signature", () => {
-  const msg = new TextEncoder().encode("any message at all");
-  // With A of small order, R = rB and S = r satisfy the cofactored equation
-  // for every message: a universal forgery that the strict rule must refuse.
-  const r = 0x1234567890abcdefn;
-  const forged = concat(Point.BASE.multiply(r).toBytes(), bigIntTo32LE(r));
-  for (const hex of [...SMALL_ORDER_POINTS, IDENTITY_Y_PLUS_P]) {
-    const pk = fromHex(hex);
-    const point = Point.fromBytes(pk, true);
-    assert.ok(point.isSmallOrder(), `${hex} should be small order`);
-    assert.equal(ed.verify(forged, msg, pk), true, `ZIP-215 accepts ${hex}`);
-    assert.equal(verifyBytes(pk, msg, forged), false, hex);
-  }
-});
+engineTest(
+  "small-order public keys are rejected even with a 'valid' signature",
+  () => {
+    const msg = new TextEncoder().encode("any message at all");
+    // With A of small order, R = rB and S = r satisfy the cofactored equation
+    // for every message: a universal forgery that the strict rule must refuse.
+    const r = 0x1234567890abcdefn;
+    const forged = concat(Point.BASE.multiply(r).toBytes(), bigIntTo32LE(r));
+    for (const hex of [...SMALL_ORDER_POINTS, IDENTITY_Y_PLUS_P]) {
+      const pk = fromHex(hex);
+      const point = Point.fromBytes(pk, true);
+      assert.ok(point.isSmallOrder(), `${hex} should be small order`);
+      assert.equal(ed.verify(forged, msg, pk), true, `ZIP-215 accepts ${hex}`);
+      assert.equal(verifyBytes(pk, msg, forged), false, hex);
+    }
+  },
+);
 
-Deno.test("non-canonical encodings of A are rejected", () => {
+engineTest("non-canonical encodings of A are rejected", () => {
   const msg = new TextEncoder().encode("m");
   const r = 99n;
   const forged = concat(Point.BASE.multiply(r).toBytes(), bigIntTo32LE(r));
@@ -274,7 +301,7 @@ Deno.test("non-canonical encodings of A are rejected", () => {
   assert.equal(verifyBytes(nonCanonical, msg, forged), false);
 });
 
-Deno.test("non-canonical encodings of R are rejected", () => {
+engineTest("non-canonical encodings of R are rejected", () => {
   // R = identity, so the equation reduces to S·B = k·A, i.e. S = k·a.
   // This needs the secret scalar, so it is not a forgery; it isolates the
   // encoding rule from the equation.
@@ -298,51 +325,57 @@ Deno.test("non-canonical encodings of R are rejected", () => {
   }
 });
 
-Deno.test("R with a small-order component is rejected (cofactorless rule)", () => {
-  const seed = fromHex(TEST1.seed);
-  const pk = fromHex(TEST1.publicKey);
-  const a = secretScalar(seed);
-  const msg = new TextEncoder().encode("mixed-order R");
-  const torsion = Point.fromBytes(fromHex(SMALL_ORDER_POINTS[4]), false);
-  assert.ok(!torsion.multiply(4n, false).is0(), "torsion point has order 8");
-  const r = 0xfeedfacecafebeefn;
-  const sign = (rPoint: InstanceType<typeof Point>) => {
-    const rBytes = rPoint.toBytes();
-    const s = ed.etc.mod(r + challenge(rBytes, pk, msg) * a, L);
-    return concat(rBytes, bigIntTo32LE(s));
-  };
-  // Control: without the torsion component the construction is a normal
-  // signature.
-  assert.equal(verifyBytes(pk, msg, sign(Point.BASE.multiply(r))), true);
-  const mixed = sign(Point.BASE.multiply(r).add(torsion));
-  // noble's strict branch uses the cofactored equation and accepts it...
-  assert.equal(ed.verify(mixed, msg, pk, { zip215: false }), true);
-  // ...but the pinned rule is cofactorless and must not.
-  assert.equal(verifyBytes(pk, msg, mixed), false);
-});
+engineTest(
+  "R with a small-order component is rejected (cofactorless rule)",
+  () => {
+    const seed = fromHex(TEST1.seed);
+    const pk = fromHex(TEST1.publicKey);
+    const a = secretScalar(seed);
+    const msg = new TextEncoder().encode("mixed-order R");
+    const torsion = Point.fromBytes(fromHex(SMALL_ORDER_POINTS[4]), false);
+    assert.ok(!torsion.multiply(4n, false).is0(), "torsion point has order 8");
+    const r = 0xfeedfacecafebeefn;
+    const sign = (rPoint: InstanceType<typeof Point>) => {
+      const rBytes = rPoint.toBytes();
+      const s = ed.etc.mod(r + challenge(rBytes, pk, msg) * a, L);
+      return concat(rBytes, bigIntTo32LE(s));
+    };
+    // Control: without the torsion component the construction is a normal
+    // signature.
+    assert.equal(verifyBytes(pk, msg, sign(Point.BASE.multiply(r))), true);
+    const mixed = sign(Point.BASE.multiply(r).add(torsion));
+    // noble's strict branch uses the cofactored equation and accepts it...
+    assert.equal(ed.verify(mixed, msg, pk, { zip215: false }), true);
+    // ...but the pinned rule is cofactorless and must not.
+    assert.equal(verifyBytes(pk, msg, mixed), false);
+  },
+);
 
-Deno.test("verifyBytes returns false instead of throwing on malformed input", () => {
-  const pk = fromHex(TEST1.publicKey);
-  const msg = fromHex(TEST1.message);
-  const sig = fromHex(TEST1.signature);
-  assert.equal(verifyBytes(pk.subarray(0, 31), msg, sig), false);
-  assert.equal(verifyBytes(concat(pk, new Uint8Array(1)), msg, sig), false);
-  assert.equal(verifyBytes(new Uint8Array(0), msg, sig), false);
-  assert.equal(verifyBytes(pk, msg, sig.subarray(0, 63)), false);
-  assert.equal(verifyBytes(pk, msg, concat(sig, new Uint8Array(1))), false);
-  assert.equal(verifyBytes(pk, msg, new Uint8Array(0)), false);
-  // A 32-byte value that is not a curve point.
-  const notAPoint = new Uint8Array(32);
-  notAPoint[0] = 2;
-  assert.equal(verifyBytes(notAPoint, msg, sig), false);
-  const junk = [undefined, null, "abc", 42, [1, 2, 3], {}] as unknown[];
-  for (const value of junk) {
-    const v = value as Uint8Array;
-    assert.equal(verifyBytes(v, msg, sig), false);
-    assert.equal(verifyBytes(pk, v, sig), false);
-    assert.equal(verifyBytes(pk, msg, v), false);
-  }
-});
+engineTest(
+  "verifyBytes returns false instead of throwing on malformed input",
+  () => {
+    const pk = fromHex(TEST1.publicKey);
+    const msg = fromHex(TEST1.message);
+    const sig = fromHex(TEST1.signature);
+    assert.equal(verifyBytes(pk.subarray(0, 31), msg, sig), false);
+    assert.equal(verifyBytes(concat(pk, new Uint8Array(1)), msg, sig), false);
+    assert.equal(verifyBytes(new Uint8Array(0), msg, sig), false);
+    assert.equal(verifyBytes(pk, msg, sig.subarray(0, 63)), false);
+    assert.equal(verifyBytes(pk, msg, concat(sig, new Uint8Array(1))), false);
+    assert.equal(verifyBytes(pk, msg, new Uint8Array(0)), false);
+    // A 32-byte value that is not a curve point.
+    const notAPoint = new Uint8Array(32);
+    notAPoint[0] = 2;
+    assert.equal(verifyBytes(notAPoint, msg, sig), false);
+    const junk = [undefined, null, "abc", 42, [1, 2, 3], {}] as unknown[];
+    for (const value of junk) {
+      const v = value as Uint8Array;
+      assert.equal(verifyBytes(v, msg, sig), false);
+      assert.equal(verifyBytes(pk, v, sig), false);
+      assert.equal(verifyBytes(pk, msg, v), false);
+    }
+  },
+);
 
 Deno.test("seed length is enforced with a helpful error", () => {
   assert.throws(() => publicKeyFromSeed(new Uint8Array(31)), /32-byte/);

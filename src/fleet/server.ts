@@ -10,6 +10,7 @@
 import type { SystemPaths } from "../platform/paths.ts";
 import { removeIfExists, writeTextAtomic } from "../platform/fs.ts";
 import { createLogger } from "../platform/log.ts";
+import { useNativeVerification } from "../crypto/ed25519_native.ts";
 import { readSwarmTls } from "../swarm/swarm_client.ts";
 import { startSwarmServer } from "../swarm/swarm_server.ts";
 import { checkOwnCertificate } from "../swarm/own_certificate.ts";
@@ -72,6 +73,8 @@ export async function runFleetServer(
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => stopped.resolve(signal));
   }
+  // Name claims are verified at every envoy's first check-in.
+  useNativeVerification();
   const config = loadServerConfig(options.paths, options.configFile);
   const tls = readSwarmTls(config);
   checkOwnCertificate({ ...config, configName: "server.yaml" }, tls);
