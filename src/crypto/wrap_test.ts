@@ -6,9 +6,11 @@ import {
   KDF_CAP,
   KDF_FLOOR,
   type KdfParams,
+  loadNativeArgon2,
   parseWrappedHeader,
   SALT_LENGTH,
   unwrapSeed,
+  WASM_ARGON2,
   WrapError,
   type WrapErrorCode,
   WRAPPED_LENGTH,
@@ -273,4 +275,20 @@ Deno.test("constants match the documented format", () => {
   });
   assert.equal(SALT_LENGTH, 16);
   assert.equal(WRAPPED_LENGTH, 87);
+});
+
+Deno.test("both Argon2id engines derive the same key; the native one loads under the test's permissions", async () => {
+  const native = await loadNativeArgon2();
+  assert.ok(native, "the argon2 package's addon loads (npm ci installs it)");
+  const knownSalt = fromHex("a0a1a2a3a4a5a6a7a8a9aaabacadaeaf");
+  const params = { memoryKiB: 65536, passes: 3, lanes: 1 };
+  const fromNative = await native.derive(passphrase, knownSalt, params);
+  const fromWasm = await WASM_ARGON2.derive(passphrase, knownSalt, params);
+  assert.equal(toHex(fromNative), toHex(fromWasm));
+  assert.equal(fromNative.length, 32);
+  // The passphrase view given to the addon is left as it was.
+  assert.equal(
+    new TextDecoder().decode(passphrase),
+    "correct horse battery staple",
+  );
 });
