@@ -65,7 +65,8 @@ async function traitsOf(
       claims.set(signer, await signNameClaim(signer, `user-${group}-${u}`, 1));
     }
     users.push({
-      user: `user${u}`,
+      // One Unix user per puddle: the same person on every envoy of a group.
+      user: `u${group}-${u}`,
       puddle: {
         pubkey: key,
         wrapped_sha256: "a".repeat(64),

@@ -191,12 +191,18 @@ function held(
   return [...a].filter((reason) => b.has(reason)).sort();
 }
 
-/** The name `key` goes by in `names`, or `(unnamed)`; the first one found. */
-export function ownerOf(key: string, names: Record<string, string[]>): string {
+/**
+ * Each key's name in `names`: the first name, in name order, that lists it.
+ * Built once per page, so that a row costs a lookup, not a scan of the map.
+ */
+export function ownersByKey(
+  names: Record<string, string[]>,
+): Map<string, string> {
+  const owners = new Map<string, string>();
   for (const name of Object.keys(names).sort()) {
-    if (names[name].includes(key)) return name;
+    for (const key of names[name]) if (!owners.has(key)) owners.set(key, name);
   }
-  return "(unnamed)";
+  return owners;
 }
 
 /**
@@ -241,6 +247,7 @@ export function puddleRows(
       }
     }
   }
+  const owners = ownersByKey(obs.names);
   const out: PuddleRow[] = [];
   for (const [key, row] of rows) {
     const degraded = held(latest.degraded, previous.degraded, key);
@@ -251,7 +258,7 @@ export function puddleRows(
     out.push({
       key,
       short_key: key.slice(0, "ed25519:".length + 12),
-      owner: ownerOf(key, obs.names),
+      owner: owners.get(key) ?? "(unnamed)",
       envoys: [...row.envoys].sort(),
       users: [...row.users].sort(),
       unlocked_sessions: row.unlocked,
