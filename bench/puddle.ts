@@ -174,7 +174,7 @@ export async function benchUnlock(): Promise<Section> {
   return {
     title: "Unlock",
     method:
-      "Our unwrap (hash-wasm Argon2id, then XChaCha20-Poly1305) in-process against the native `argon2` CLI with the same parameters, each timed 7 times after a warm-up; medians. The native time includes its process start, shown separately.",
+      "Our unwrap (Argon2id, then XChaCha20-Poly1305) in-process against the native `argon2` CLI with the same parameters, each timed 7 times after a warm-up; medians. The native time includes its process start, shown separately.",
     rows,
   };
 }

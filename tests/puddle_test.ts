@@ -399,11 +399,13 @@ Deno.test("the helper locks itself after the idle timeout", async () => {
 Deno.test("the helper stays while the unlocking shell lives and locks when it exits", async () => {
   await withUser(async (user) => {
     await init(user);
-    // A shell runs unlock and then lingers; killing it must lock the puddle.
+    // A shell runs unlock and then lingers (as `sleep`, in the same process,
+    // so that this test ends exactly what it started and nothing else);
+    // killing it must lock the puddle.
     const shell = new Deno.Command("sh", {
       args: [
         "-c",
-        `printf '%s\\n' "$PASS" | "$VIGO" swarm puddle unlock >/dev/null && sleep 600`,
+        `printf '%s\\n' "$PASS" | "$VIGO" swarm puddle unlock >/dev/null && exec sleep 600`,
       ],
       env: { ...user.env, PASS, VIGO },
       clearEnv: true,
@@ -432,8 +434,6 @@ Deno.test("the helper stays while the unlocking shell lives and locks when it ex
       gone = processGone(pid);
     }
     assert.ok(gone, "helper exited within the 10 s watchdog");
-    // Its sleep child is orphaned; end it too.
-    new Deno.Command("pkill", { args: ["-f", "sleep 600"] }).outputSync();
   });
 });
 

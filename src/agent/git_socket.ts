@@ -13,7 +13,7 @@
 
 import net from "node:net";
 import { spawn } from "node:child_process";
-import { peerCredentials } from "../platform/peercred.ts";
+import { peerCredentials, socketDescriptor } from "../platform/peercred.ts";
 import { userByUid } from "../platform/users.ts";
 import { exists, removeIfExists } from "../platform/fs.ts";
 import { recordProjectMeta } from "./announce.ts";
@@ -183,6 +183,16 @@ class HandshakeReader {
 
 function send(socket: net.Socket, value: unknown) {
   socket.write(JSON.stringify(value) + "\n");
+}
+
+/** {@link send}, resolving once the line is in the kernel's hands. */
+function sendFlushed(socket: net.Socket, value: unknown): Promise<void> {
+  return new Promise((resolve, reject) =>
+    socket.write(
+      JSON.stringify(value) + "\n",
+      (error) => error ? reject(error) : resolve(),
+    )
+  );
 }
 
 async function authorize(
@@ -455,7 +465,7 @@ async function serveConnection(
       });
       return;
     }
-    send(socket, { ok: true });
+    await sendFlushed(socket, { ok: true });
     await runService(socket, reader.detach(), request, repo, options);
   } catch (error) {
     if (error instanceof Refusal) {
@@ -699,14 +709,24 @@ async function runService(
       stdio: ["pipe", "pipe", "pipe"],
       env: { ...process.env, VIGO_ROLE: role ?? "member" },
     })
-    : spawn(request.service, [repo], { stdio: ["pipe", "pipe", "pipe"] });
+    : spawn(request.service, [repo], {
+      // A fetch's pack goes from upload-pack straight into the caller's
+      // socket, not through this process. Only the write side is handed
+      // over: this socket keeps reading (the node layer always has a read
+      // in flight, so a child reading the descriptor would race it for the
+      // caller's bytes) and relays what the caller says, which for a fetch
+      // is only its wants and haves. Every line this process wrote is in
+      // the kernel before upload-pack starts (sendFlushed), so nothing can
+      // interleave.
+      stdio: ["pipe", socketDescriptor(socket) ?? "pipe", "pipe"],
+    });
   const stderr: Uint8Array[] = [];
-  child.stderr.on("data", (chunk: Uint8Array) => stderr.push(chunk));
-  if (pending.length > 0) child.stdin.write(pending);
-  socket.pipe(child.stdin);
-  child.stdout.pipe(socket);
+  child.stderr?.on("data", (chunk: Uint8Array) => stderr.push(chunk));
+  if (pending.length > 0) child.stdin?.write(pending);
+  if (child.stdin) socket.pipe(child.stdin);
+  child.stdout?.pipe(socket);
   socket.on("error", () => child.kill("SIGTERM"));
-  child.stdin.on("error", () => {});
+  child.stdin?.on("error", () => {});
   const code = await new Promise<number>((resolve) =>
     child.on("close", (c) => resolve(c ?? 1))
   );

@@ -55,10 +55,16 @@ export function peerCredentialsOfFd(fd: number): PeerCredentials {
   };
 }
 
+/** The descriptor of a `node:net` socket, or null when it exposes none. */
+export function socketDescriptor(socket: Socket): number | null {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === "number" && fd >= 0 ? fd : null;
+}
+
 /** The peer of an accepted `node:net` Unix-socket connection. */
 export function peerCredentials(socket: Socket): PeerCredentials {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== "number" || fd < 0) {
+  const fd = socketDescriptor(socket);
+  if (fd === null) {
     throw new Error(
       "this socket exposes no descriptor to ask the kernel about.",
     );
