@@ -1,10 +1,10 @@
 /**
- * A fetch's pack goes from `git upload-pack` straight into the caller's
- * socket (git_socket.ts hands the child the socket's descriptor for its
- * output; the agent keeps reading the caller's side). The hand-off happens
- * after the agent's last line is in the kernel, so nothing interleaves:
- * many fetches in a row, small and large, each get exactly the refs and
- * objects they asked for.
+ * A fetch's pack goes from `git upload-pack` straight to git: the remote
+ * helper hands git's pipes to the agent with a one-time ticket
+ * (agent/fetch_handoff.ts), after the last handshake line and before git
+ * has said anything, so nothing is in flight to lose or interleave. Many
+ * fetches in a row, small and large, each get exactly the refs and objects
+ * they asked for, and every one went through the hand-off.
  */
 
 import assert from "node:assert/strict";
@@ -63,5 +63,10 @@ fleetTest(
         Deno.removeSync(clone, { recursive: true });
       }
     }
+    // Every one of them went through the hand-off, none through a relay.
+    const handed = Deno.readTextFileSync(a.log).split("\n").filter((line) =>
+      line.includes("fetch handed off") && line.includes(projectId)
+    );
+    assert.equal(handed.length, ROUNDS + ROUNDS / 5);
   },
 );

@@ -14,6 +14,7 @@
 import net from "node:net";
 import { spawn } from "node:child_process";
 import { peerCredentials, socketDescriptor } from "../platform/peercred.ts";
+import { FetchHandoffs, handoffSocketPath } from "./fetch_handoff.ts";
 import { userByUid } from "../platform/users.ts";
 import { exists, removeIfExists } from "../platform/fs.ts";
 import { recordProjectMeta } from "./announce.ts";
@@ -99,6 +100,8 @@ export interface GitSocketOptions {
   maxPerUid?: number;
   /** Connections open at once, all users together (64). */
   maxTotal?: number;
+  /** Where fetches are handed off without a relay (fetch_handoff.ts). */
+  handoffs?: FetchHandoffs;
 }
 
 /** Default cap on one uid's open connections. */
@@ -465,6 +468,15 @@ async function serveConnection(
       });
       return;
     }
+    // A helper that can take the pack straight from upload-pack gets a
+    // ticket to hand its own descriptors over (fetch_handoff.ts).
+    const ticket = request.handoff === true
+      ? options.handoffs?.offer(uid, repo, request.project_id) ?? null
+      : null;
+    if (ticket !== null) {
+      await sendFlushed(socket, { ok: true, handoff: ticket });
+      return;
+    }
     await sendFlushed(socket, { ok: true });
     await runService(socket, reader.detach(), request, repo, options);
   } catch (error) {
@@ -806,6 +818,9 @@ export async function startGitSocket(
   if (staged > 0) {
     log.info("removed unfinished first pushes", { count: staged });
   }
+  const handoffs = new FetchHandoffs(log);
+  handoffs.start(handoffSocketPath(options.config.paths.varRun));
+  options = { ...options, handoffs };
   const open = new Map<number, number>();
   const sockets = new Set<net.Socket>();
   let total = 0;
@@ -885,6 +900,6 @@ export async function startGitSocket(
         // A stopping agent ends its sessions rather than waiting for them.
         for (const socket of sockets) socket.destroy();
         removeIfExists(path);
-      }),
+      }).then(() => handoffs.close()),
   };
 }

@@ -33,6 +33,11 @@ export interface ConnectRequest {
    * delegations.json; left out when the founder never rotated.
    */
   delegations?: unknown[];
+  /**
+   * For a fetch: the client can hand its own descriptors over for the pack
+   * (agent/fetch_handoff.ts), so the agent answers with a ticket.
+   */
+  handoff?: boolean;
 }
 
 /** The agent's answer to a valid request: a fresh challenge. */
@@ -84,6 +89,9 @@ export function parseConnectRequest(value: unknown): ConnectRequest {
     throw new Error(
       `delegations must be a list of at most ${DELEGATION_MAX_LEN}.`,
     );
+  }
+  if (r.handoff !== undefined && typeof r.handoff !== "boolean") {
+    throw new Error("handoff must be true or false.");
   }
   return r as ConnectRequest;
 }

@@ -10,6 +10,7 @@
 
 import { systemPaths, userPaths } from "../platform/paths.ts";
 import { StdinLines } from "../platform/tty.ts";
+import { UnixSocketClient } from "../platform/unix_socket.ts";
 import { toHex } from "../crypto/hex.ts";
 import { SIGN_CONTEXTS } from "../crypto/signed.ts";
 import { SessionClient, SessionError } from "../puddle/session/client.ts";
@@ -92,7 +93,10 @@ async function resolveName(name: string, handle: string): Promise<string> {
 async function connectService(
   url: string,
   service: GitService,
-): Promise<{ conn: Deno.UnixConn; carry: Uint8Array; ticket?: string }> {
+  handoff: boolean,
+): Promise<
+  { conn: Deno.UnixConn; carry: Uint8Array; ticket?: string; handoff?: string }
+> {
   const parsed = parseProjectUrl(url);
   const paths = userPaths();
   const target = "id" in parsed ? parsed : {
@@ -118,6 +122,7 @@ async function connectService(
     handle: target.handle,
     chain: tokens.chain,
     ...(delegations.length > 0 ? { delegations } : {}),
+    ...(handoff ? { handoff: true } : {}),
   };
   const carry = { bytes: new Uint8Array(0) };
   await writeHandshakeLine(conn, request);
@@ -168,7 +173,73 @@ async function connectService(
     conn,
     carry: carry.bytes,
     ticket: typeof verdict.ticket === "string" ? verdict.ticket : undefined,
+    handoff: typeof verdict.handoff === "string" ? verdict.handoff : undefined,
   };
+}
+
+/** Longest answer read from the hand-off socket. */
+const MAX_HANDOFF_ANSWER = 4096;
+/** How long a fetch handed off may run before the helper gives up. */
+const HANDOFF_RUN_MS = 24 * 3600 * 1000;
+
+/**
+ * Hands git's pipes (this process's standard input and output) to the
+ * agent with `ticket` (agent/fetch_handoff.ts), so upload-pack talks to git
+ * directly, and waits for its exit. The socket must be served by the
+ * socket file's owner (the agent), as the kernel reports it.
+ */
+async function handOff(ticket: string): Promise<number> {
+  const path = `${systemPaths().varRun}/gitback-fd.sock`;
+  let client: UnixSocketClient;
+  try {
+    client = await UnixSocketClient.connect(path);
+  } catch (error) {
+    throw new HelperFailure(
+      `cannot hand the fetch to the agent at ${path} (${
+        (error as Error).message.replace(/\.$/, "")
+      }); is \`vigo agent\` running on this envoy?`,
+    );
+  }
+  try {
+    if (client.peerCredentials().uid !== Deno.statSync(path).uid) {
+      throw new HelperFailure(
+        `${path} is not served by its owner; not handing the fetch over.`,
+      );
+    }
+    await client.sendWithDescriptors(
+      new TextEncoder().encode(
+        JSON.stringify({ op: "handoff", ticket }) + "\n",
+      ),
+      [0, 1],
+      Date.now() + 10_000,
+    );
+    const deadline = Date.now() + HANDOFF_RUN_MS;
+    const buffer = new Uint8Array(MAX_HANDOFF_ANSWER);
+    let length = 0;
+    while (!buffer.subarray(0, length).includes(0x0a)) {
+      if (length === buffer.length) {
+        throw new HelperFailure(
+          "the agent's answer to the hand-off is too long.",
+        );
+      }
+      const n = await client.read(buffer.subarray(length), deadline);
+      if (n === null) {
+        throw new HelperFailure(
+          "the agent closed the hand-off without an answer.",
+        );
+      }
+      length += n;
+    }
+    const answer = JSON.parse(
+      new TextDecoder().decode(buffer.subarray(0, buffer.indexOf(0x0a))),
+    );
+    if (answer.ok !== true) {
+      throw new HelperFailure(String(answer.error ?? "the hand-off failed."));
+    }
+    return answer.code === 0 ? 0 : 1;
+  } finally {
+    client.close();
+  }
 }
 
 /**
@@ -310,12 +381,20 @@ export async function runRemoteHelper(args: string[]): Promise<number> {
         command,
       );
       if (match) {
-        const { conn, carry, ticket } = await connectService(
+        // A fetch whose git has sent nothing ahead can take the pack from
+        // upload-pack directly: no byte of git's is in flight to lose.
+        const early = lines.takeBuffered();
+        const { conn, carry, ticket, handoff } = await connectService(
           url,
           match[1] as GitService,
+          match[1] === "git-upload-pack" && early.length === 0,
         );
         await Deno.stdout.write(encoder.encode("\n"));
-        await bridge(conn, carry, lines.takeBuffered());
+        if (handoff) {
+          conn.close();
+          return await handOff(handoff);
+        }
+        await bridge(conn, carry, early);
         if (ticket) await signPushedState(url, ticket);
         return 0;
       }

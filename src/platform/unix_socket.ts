@@ -49,6 +49,7 @@ const SYMBOLS = {
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   pollWait: {
@@ -105,6 +106,45 @@ function socketAddress(path: string): Uint8Array {
   new DataView(address.buffer).setUint16(0, AF_UNIX, true);
   address.set(bytes, 2);
   return address;
+}
+
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+
+/**
+ * A `struct msghdr` (x86-64 and aarch64 Linux layout) carrying `bytes` and
+ * one SCM_RIGHTS control message with `fds`. The returned buffers must stay
+ * referenced until the call that uses the header returns.
+ */
+function descriptorMessage(
+  bytes: Uint8Array,
+  fds: number[],
+): { header: Uint8Array; keep: Uint8Array[] } {
+  const payload = bytes.slice();
+  const iov = new Uint8Array(16);
+  const iovView = new DataView(iov.buffer);
+  iovView.setBigUint64(0, pointerValue(payload), true);
+  iovView.setBigUint64(8, BigInt(payload.length), true);
+  // cmsghdr: u64 length, i32 level, i32 type, then the descriptors,
+  // padded to 8 bytes (CMSG_SPACE).
+  const dataBytes = 4 * fds.length;
+  const control = new Uint8Array(16 + Math.ceil(dataBytes / 8) * 8);
+  const controlView = new DataView(control.buffer);
+  controlView.setBigUint64(0, BigInt(16 + dataBytes), true);
+  controlView.setInt32(8, SOL_SOCKET, true);
+  controlView.setInt32(12, SCM_RIGHTS, true);
+  fds.forEach((fd, i) => controlView.setInt32(16 + 4 * i, fd, true));
+  const header = new Uint8Array(56);
+  const view = new DataView(header.buffer);
+  view.setBigUint64(16, pointerValue(iov), true);
+  view.setBigUint64(24, 1n, true);
+  view.setBigUint64(32, pointerValue(control), true);
+  view.setBigUint64(40, BigInt(control.length), true);
+  return { header, keep: [payload, iov, control] };
+}
+
+function pointerValue(buffer: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
 }
 
 /** A connected Unix stream socket with deadline-bounded reads and writes. */
@@ -213,6 +253,32 @@ export class UnixSocketClient {
       if (code === 4) continue;
       if (code !== 11) throw new UnixSocketError("send()", code);
       await this.#wait(POLLOUT, deadline, "send()");
+    }
+  }
+
+  /**
+   * Sends `bytes` with the descriptors `fds` attached (SCM_RIGHTS): the
+   * receiver gets its own copies of them. The whole message goes in one
+   * `sendmsg`, so the descriptors travel with its first byte; it must fit
+   * the socket's buffer at once (a few hundred bytes do).
+   */
+  async sendWithDescriptors(
+    bytes: Uint8Array,
+    fds: number[],
+    deadline: number,
+  ): Promise<void> {
+    const message = descriptorMessage(bytes, fds);
+    for (;;) {
+      if (this.#closed) throw new Error("the socket is closed.");
+      const n = Number(lib().sendmsg(this.#fd, message.header, MSG_NOSIGNAL));
+      if (n === bytes.length) return;
+      if (n >= 0) {
+        throw new UnixSocketError("sendmsg() sent part of the message;", 90);
+      }
+      const code = errno();
+      if (code === 4) continue;
+      if (code !== 11) throw new UnixSocketError("sendmsg()", code);
+      await this.#wait(POLLOUT, deadline, "sendmsg()");
     }
   }
 
