@@ -29,6 +29,8 @@ import {
 export const HANDOFF_TTL_MS = 10_000;
 /** Tickets waiting at once. */
 export const MAX_PENDING_HANDOFFS = 256;
+/** A uid's refused hand-offs are logged at most this often. */
+const REFUSAL_LOG_MS = 10_000;
 
 interface Pending {
   uid: number;
@@ -46,6 +48,7 @@ export function handoffSocketPath(varRun: string): string {
 export class FetchHandoffs {
   readonly #pending = new Map<string, Pending>();
   readonly #log: Logger;
+  readonly #refusals = new Map<number, { at: number; suppressed: number }>();
   #listener: { close(): Promise<void> } | undefined;
 
   constructor(log: Logger) {
@@ -98,16 +101,16 @@ export class FetchHandoffs {
       pending.expires <= Date.now() || message.fds.length !== 2
     ) {
       message.fds.forEach(closeDescriptor);
-      this.#log.warn("fetch hand-off refused", {
-        uid: message.peer.uid,
-        reason: !pending
+      this.#noteRefusal(
+        message.peer.uid,
+        !pending
           ? "unknown or used ticket"
           : pending.uid !== message.peer.uid
           ? "ticket of another uid"
           : pending.expires <= Date.now()
           ? "expired ticket"
           : "not two descriptors",
-      });
+      );
       return JSON.stringify({
         ok: false,
         error:
@@ -161,6 +164,26 @@ export class FetchHandoffs {
       });
     });
     return JSON.stringify({ ok: true, code });
+  }
+
+  /**
+   * Logs a refusal, at most once per uid every {@link REFUSAL_LOG_MS}
+   * (with how many were left out), so that nobody can flood the log.
+   */
+  #noteRefusal(uid: number, reason: string): void {
+    const now = Date.now();
+    const last = this.#refusals.get(uid);
+    if (last && now - last.at < REFUSAL_LOG_MS) {
+      last.suppressed++;
+      return;
+    }
+    if (this.#refusals.size >= MAX_PENDING_HANDOFFS) this.#refusals.clear();
+    this.#log.warn("fetch hand-off refused", {
+      uid,
+      reason,
+      suppressed: last?.suppressed ?? 0,
+    });
+    this.#refusals.set(uid, { at: now, suppressed: 0 });
   }
 
   /** Stops taking hand-offs; fetches under way finish. */

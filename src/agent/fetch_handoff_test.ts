@@ -108,16 +108,13 @@ Deno.test({
       assert.equal((await send(mine, [r2, w2])).ok, false);
       for (const fd of [r1, w1, r2, w2]) libc.symbols.close(fd);
 
-      assert.deepEqual(
-        log.lines.filter((l) => l.startsWith("fetch hand-off refused"))
-          .map((l) => JSON.parse(l.slice(l.indexOf("{"))).reason),
-        [
-          "unknown or used ticket",
-          "ticket of another uid",
-          "not two descriptors",
-          "unknown or used ticket",
-        ],
+      // Four refusals of one uid within seconds: one log line, so that a
+      // user cannot flood the agent's log.
+      const refusals = log.lines.filter((l) =>
+        l.startsWith("fetch hand-off refused")
       );
+      assert.equal(refusals.length, 1);
+      assert.match(refusals[0], /unknown or used ticket/);
     } finally {
       await handoffs.close();
       Deno.removeSync(dir, { recursive: true });

@@ -9,7 +9,8 @@
  * Bounded: a message is at most {@link MAX_MESSAGE_BYTES} and
  * {@link MAX_DESCRIPTORS} descriptors, in one `recvmsg` within
  * {@link MESSAGE_DEADLINE_MS}; at most {@link MAX_CONNECTIONS} are handled at
- * once (more are closed at once). Linux only; needs `--allow-ffi`.
+ * once, {@link MAX_CONNECTIONS_PER_UID} of one uid (more are closed at once,
+ * so one user cannot take every slot). Linux only; needs `--allow-ffi`.
  *
  * @module
  */
@@ -25,6 +26,8 @@ export const MAX_DESCRIPTORS = 2;
 export const MESSAGE_DEADLINE_MS = 5_000;
 /** Connections handled at once. */
 export const MAX_CONNECTIONS = 64;
+/** Connections one uid may have handled at once. */
+export const MAX_CONNECTIONS_PER_UID = 8;
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
@@ -225,10 +228,24 @@ export function startDescriptorListener(options: {
   Deno.chmodSync(options.path, options.mode);
   let closed = false;
   let active = 0;
+  const perUid = new Map<number, number>();
   const serve = async (conn: number) => {
-    active++;
+    let peer: PeerCredentials;
     try {
-      const peer = peerCredentialsOfFd(conn);
+      peer = peerCredentialsOfFd(conn);
+    } catch (error) {
+      options.onError(error as Error);
+      c.close(conn);
+      return;
+    }
+    const mine = perUid.get(peer.uid) ?? 0;
+    if (active >= MAX_CONNECTIONS || mine >= MAX_CONNECTIONS_PER_UID) {
+      c.close(conn);
+      return;
+    }
+    active++;
+    perUid.set(peer.uid, mine + 1);
+    try {
       const message = await receive(conn);
       const answer = await options.handler({ peer, ...message });
       await sendLine(conn, answer);
@@ -236,6 +253,9 @@ export function startDescriptorListener(options: {
       options.onError(error as Error);
     } finally {
       active--;
+      const left = (perUid.get(peer.uid) ?? 1) - 1;
+      if (left > 0) perUid.set(peer.uid, left);
+      else perUid.delete(peer.uid);
       c.close(conn);
     }
   };
@@ -245,7 +265,7 @@ export function startDescriptorListener(options: {
       for (;;) {
         const conn = c.accept4(fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (conn < 0) break;
-        if (closed || active >= MAX_CONNECTIONS) {
+        if (closed) {
           c.close(conn);
           continue;
         }
