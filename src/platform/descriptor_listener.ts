@@ -16,7 +16,25 @@
  */
 
 import { type PeerCredentials, peerCredentialsOfFd } from "./peercred.ts";
-import { MAX_SOCKET_PATH_BYTES } from "./paths.ts";
+import {
+  AF_UNIX,
+  EAGAIN,
+  EINTR,
+  errno,
+  libcSockets as lib,
+  messageHeader,
+  MSG_CMSG_CLOEXEC,
+  MSG_DONTWAIT,
+  MSG_NOSIGNAL,
+  POLLIN,
+  pollOnce,
+  POLLOUT,
+  receivedControl,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_STREAM,
+  socketAddress,
+} from "./libc_socket.ts";
 
 /** Largest message taken. */
 export const MAX_MESSAGE_BYTES = 1024;
@@ -29,52 +47,8 @@ export const MAX_CONNECTIONS = 64;
 /** Connections one uid may have handled at once. */
 export const MAX_CONNECTIONS_PER_UID = 8;
 
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const MSG_NOSIGNAL = 0x4000;
-const MSG_DONTWAIT = 0x40;
-const MSG_CTRUNC = 0x8;
-const MSG_CMSG_CLOEXEC = 0x40000000;
-const SOL_SOCKET = 1;
-const SCM_RIGHTS = 1;
-const POLLIN = 0x001;
-const POLLOUT = 0x004;
 /** How often the accept loop looks whether it was closed. */
 const ACCEPT_POLL_MS = 250;
-
-const SYMBOLS = {
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  listen: { parameters: ["i32", "i32"], result: "i32" },
-  accept4: {
-    parameters: ["i32", "pointer", "pointer", "i32"],
-    result: "i32",
-  },
-  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
-  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-  close: { parameters: ["i32"], result: "i32" },
-  pollWait: {
-    name: "poll",
-    parameters: ["buffer", "u64", "i32"],
-    result: "i32",
-    nonblocking: true,
-  },
-  __errno_location: { parameters: [], result: "pointer" },
-} as const;
-
-let libc: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
-
-function lib(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
-  libc ??= Deno.dlopen("libc.so.6", SYMBOLS);
-  return libc.symbols;
-}
-
-function errno(): number {
-  const pointer = lib().__errno_location();
-  return pointer === null ? 0 : new Deno.UnsafePointerView(pointer).getInt32();
-}
 
 /** Closes a descriptor this process owns. */
 export function closeDescriptor(fd: number): void {
@@ -93,81 +67,37 @@ export interface DescriptorMessage {
 /** Answers a message with one line (a `\n` is added). */
 export type DescriptorHandler = (message: DescriptorMessage) => Promise<string>;
 
-async function poll(fd: number, events: number, timeoutMs: number) {
-  const pollfd = new Uint8Array(8);
-  const view = new DataView(pollfd.buffer);
-  view.setInt32(0, fd, true);
-  view.setInt16(4, events, true);
-  await lib().pollWait(
-    pollfd,
-    1n,
-    Math.max(0, Math.min(timeoutMs, 2 ** 31 - 1)),
-  );
-  return view.getInt16(6, true);
-}
-
 /** Receives one message and its descriptors; throws a sentence on failure. */
 async function receive(fd: number): Promise<{ text: string; fds: number[] }> {
   const deadline = Date.now() + MESSAGE_DEADLINE_MS;
-  const data = new Uint8Array(MAX_MESSAGE_BYTES);
-  const iov = new Uint8Array(16);
-  const iovView = new DataView(iov.buffer);
-  iovView.setBigUint64(0, pointerValue(data), true);
-  iovView.setBigUint64(8, BigInt(data.length), true);
   // Room for more descriptors than taken, so that extra ones are seen (and
   // closed) rather than silently dropped by the kernel.
-  const control = new Uint8Array(16 + 4 * 8);
-  const header = new Uint8Array(56);
-  const view = new DataView(header.buffer);
-  view.setBigUint64(16, pointerValue(iov), true);
-  view.setBigUint64(24, 1n, true);
-  view.setBigUint64(32, pointerValue(control), true);
-  view.setBigUint64(40, BigInt(control.length), true);
+  const message = messageHeader(
+    new Uint8Array(MAX_MESSAGE_BYTES),
+    new Uint8Array(16 + 4 * 8),
+  );
   for (;;) {
     const n = Number(
-      lib().recvmsg(fd, header, MSG_DONTWAIT | MSG_CMSG_CLOEXEC),
+      lib().recvmsg(fd, message.header, MSG_DONTWAIT | MSG_CMSG_CLOEXEC),
     );
     if (n >= 0) {
-      const fds = descriptorsIn(control, Number(view.getBigUint64(40, true)));
-      if (
-        view.getInt32(48, true) & MSG_CTRUNC || fds.length > MAX_DESCRIPTORS
-      ) {
+      const { fds, truncated } = receivedControl(message);
+      if (truncated || fds.length > MAX_DESCRIPTORS) {
         fds.forEach(closeDescriptor);
         throw new Error("too many descriptors came with the message.");
       }
       return {
-        text: new TextDecoder().decode(data.subarray(0, n)),
+        text: new TextDecoder().decode(message.keep[0].subarray(0, n)),
         fds,
       };
     }
     const code = errno();
-    if (code === 4) continue;
-    if (code !== 11) throw new Error(`recvmsg() failed (errno ${code}).`);
+    if (code === EINTR) continue;
+    if (code !== EAGAIN) throw new Error(`recvmsg() failed (errno ${code}).`);
     const left = deadline - Date.now();
     if (left <= 0) throw new Error("no message within the deadline.");
-    await poll(fd, POLLIN, left);
+    await pollOnce(fd, POLLIN, left);
   }
-}
-
-/** The SCM_RIGHTS descriptors in a received control buffer. */
-function descriptorsIn(control: Uint8Array, length: number): number[] {
-  const view = new DataView(control.buffer);
-  const fds: number[] = [];
-  let at = 0;
-  while (at + 16 <= length) {
-    const cmsgLength = Number(view.getBigUint64(at, true));
-    if (cmsgLength < 16 || at + cmsgLength > length) break;
-    if (
-      view.getInt32(at + 8, true) === SOL_SOCKET &&
-      view.getInt32(at + 12, true) === SCM_RIGHTS
-    ) {
-      for (let i = at + 16; i + 4 <= at + cmsgLength; i += 4) {
-        fds.push(view.getInt32(i, true));
-      }
-    }
-    at += Math.ceil(cmsgLength / 8) * 8;
-  }
-  return fds;
 }
 
 async function sendLine(fd: number, line: string): Promise<void> {
@@ -182,16 +112,12 @@ async function sendLine(fd: number, line: string): Promise<void> {
       continue;
     }
     const code = errno();
-    if (code === 4) continue;
-    if (code !== 11) return; // The caller went away: nothing to tell.
+    if (code === EINTR) continue;
+    if (code !== EAGAIN) return; // The caller went away: nothing to tell.
     const left = deadline - Date.now();
     if (left <= 0) return;
-    await poll(fd, POLLOUT, left);
+    await pollOnce(fd, POLLOUT, left);
   }
-}
-
-function pointerValue(buffer: Uint8Array): bigint {
-  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
 }
 
 /**
@@ -206,13 +132,7 @@ export function startDescriptorListener(options: {
   onError: (error: Error) => void;
 }): { close(): Promise<void> } {
   const c = lib();
-  const path = new TextEncoder().encode(options.path);
-  if (path.length > MAX_SOCKET_PATH_BYTES) {
-    throw new Error(`the socket path ${options.path} is too long.`);
-  }
-  const address = new Uint8Array(110);
-  new DataView(address.buffer).setUint16(0, AF_UNIX, true);
-  address.set(path, 2);
+  const address = socketAddress(options.path);
   try {
     Deno.removeSync(options.path);
   } catch {
@@ -261,7 +181,7 @@ export function startDescriptorListener(options: {
   };
   const loop = (async () => {
     while (!closed) {
-      await poll(fd, POLLIN, ACCEPT_POLL_MS);
+      await pollOnce(fd, POLLIN, ACCEPT_POLL_MS);
       for (;;) {
         const conn = c.accept4(fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (conn < 0) break;

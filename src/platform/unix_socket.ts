@@ -13,19 +13,25 @@
  * @module
  */
 
-import { MAX_SOCKET_PATH_BYTES } from "./paths.ts";
+import {
+  AF_UNIX,
+  EAGAIN,
+  EINTR,
+  errno,
+  libcSockets as lib,
+  messageHeader,
+  MSG_NOSIGNAL,
+  POLLIN,
+  pollOnce,
+  POLLOUT,
+  rightsControl,
+  SHUT_RDWR,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_STREAM,
+  socketAddress,
+} from "./libc_socket.ts";
 import { type PeerCredentials, peerCredentialsOfFd } from "./peercred.ts";
-
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const MSG_NOSIGNAL = 0x4000;
-const SHUT_RDWR = 2;
-const POLLIN = 0x001;
-const POLLOUT = 0x004;
-/** `sizeof(struct sockaddr_un)`: a 2-byte family and 108 bytes of path. */
-const SOCKADDR_UN_SIZE = 110;
 
 /** errno names this module reports; anything else is reported by number. */
 const ERRNO_NAMES: Record<number, string> = {
@@ -44,44 +50,6 @@ const ERRNO_NAMES: Record<number, string> = {
   111: "ECONNREFUSED",
 };
 
-const SYMBOLS = {
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
-  shutdown: { parameters: ["i32", "i32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  pollWait: {
-    name: "poll",
-    parameters: ["buffer", "u64", "i32"],
-    result: "i32",
-    nonblocking: true,
-  },
-  __errno_location: { parameters: [], result: "pointer" },
-} as const;
-
-let libc: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
-let errnoView: Deno.UnsafePointerView | undefined;
-
-function lib(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
-  libc ??= Deno.dlopen("libc.so.6", SYMBOLS);
-  return libc.symbols;
-}
-
-/**
- * errno of the last failed call on this (the JS) thread. Read right after
- * the call, before anything else can run on the thread.
- */
-function errno(): number {
-  if (!errnoView) {
-    const pointer = lib().__errno_location();
-    if (pointer === null) return 0;
-    errnoView = new Deno.UnsafePointerView(pointer);
-  }
-  return errnoView.getInt32();
-}
-
 /** A failed socket call, with the errno name as `code` (ENOENT, EACCES, …). */
 export class UnixSocketError extends Error {
   /** The errno name, or `E<number>`; `ETIMEDOUT` for a missed deadline. */
@@ -92,59 +60,6 @@ export class UnixSocketError extends Error {
     this.name = "UnixSocketError";
     this.code = code;
   }
-}
-
-function socketAddress(path: string): Uint8Array {
-  const bytes = new TextEncoder().encode(path);
-  if (bytes.length > MAX_SOCKET_PATH_BYTES) {
-    throw new Error(
-      `the socket path ${path} is ${bytes.length} bytes, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket address holds.`,
-    );
-  }
-  if (bytes.includes(0)) throw new Error("a socket path cannot contain NUL.");
-  const address = new Uint8Array(SOCKADDR_UN_SIZE);
-  new DataView(address.buffer).setUint16(0, AF_UNIX, true);
-  address.set(bytes, 2);
-  return address;
-}
-
-const SOL_SOCKET = 1;
-const SCM_RIGHTS = 1;
-
-/**
- * A `struct msghdr` (x86-64 and aarch64 Linux layout) carrying `bytes` and
- * one SCM_RIGHTS control message with `fds`. The returned buffers must stay
- * referenced until the call that uses the header returns.
- */
-function descriptorMessage(
-  bytes: Uint8Array,
-  fds: number[],
-): { header: Uint8Array; keep: Uint8Array[] } {
-  const payload = bytes.slice();
-  const iov = new Uint8Array(16);
-  const iovView = new DataView(iov.buffer);
-  iovView.setBigUint64(0, pointerValue(payload), true);
-  iovView.setBigUint64(8, BigInt(payload.length), true);
-  // cmsghdr: u64 length, i32 level, i32 type, then the descriptors,
-  // padded to 8 bytes (CMSG_SPACE).
-  const dataBytes = 4 * fds.length;
-  const control = new Uint8Array(16 + Math.ceil(dataBytes / 8) * 8);
-  const controlView = new DataView(control.buffer);
-  controlView.setBigUint64(0, BigInt(16 + dataBytes), true);
-  controlView.setInt32(8, SOL_SOCKET, true);
-  controlView.setInt32(12, SCM_RIGHTS, true);
-  fds.forEach((fd, i) => controlView.setInt32(16 + 4 * i, fd, true));
-  const header = new Uint8Array(56);
-  const view = new DataView(header.buffer);
-  view.setBigUint64(16, pointerValue(iov), true);
-  view.setBigUint64(24, 1n, true);
-  view.setBigUint64(32, pointerValue(control), true);
-  view.setBigUint64(40, BigInt(control.length), true);
-  return { header, keep: [payload, iov, control] };
-}
-
-function pointerValue(buffer: Uint8Array): bigint {
-  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
 }
 
 /** A connected Unix stream socket with deadline-bounded reads and writes. */
@@ -180,14 +95,14 @@ export class UnixSocketClient {
       const code = errno();
       // A full backlog answers EAGAIN on a non-blocking Unix socket; the
       // listener may catch up, so retry until the deadline.
-      if ((code === 11 || code === 4) && Date.now() < deadline) {
+      if ((code === EAGAIN || code === EINTR) && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 5));
         continue;
       }
       c.close(fd);
       throw new UnixSocketError(
         `connect(${path})`,
-        code === 11 ? 110 : code,
+        code === EAGAIN ? 110 : code,
       );
     }
   }
@@ -202,14 +117,9 @@ export class UnixSocketClient {
   async #wait(events: number, deadline: number, what: string): Promise<void> {
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new UnixSocketError(what, 110);
-    // Each wait has its own pollfd: a read and a write may wait at once.
-    const pollfd = new Uint8Array(8);
-    const view = new DataView(pollfd.buffer);
-    view.setInt32(0, this.#fd, true);
-    view.setInt16(4, events, true);
     this.#polling++;
     try {
-      await lib().pollWait(pollfd, 1n, Math.min(remaining, 2 ** 31 - 1));
+      await pollOnce(this.#fd, events, remaining);
     } finally {
       this.#polling--;
     }
@@ -230,8 +140,8 @@ export class UnixSocketClient {
       if (n > 0) return n;
       if (n === 0) return null;
       const code = errno();
-      if (code === 4) continue;
-      if (code !== 11) throw new UnixSocketError("recv()", code);
+      if (code === EINTR) continue;
+      if (code !== EAGAIN) throw new UnixSocketError("recv()", code);
       await this.#wait(POLLIN, deadline, "recv()");
     }
   }
@@ -250,8 +160,8 @@ export class UnixSocketClient {
         continue;
       }
       const code = errno();
-      if (code === 4) continue;
-      if (code !== 11) throw new UnixSocketError("send()", code);
+      if (code === EINTR) continue;
+      if (code !== EAGAIN) throw new UnixSocketError("send()", code);
       await this.#wait(POLLOUT, deadline, "send()");
     }
   }
@@ -267,7 +177,7 @@ export class UnixSocketClient {
     fds: number[],
     deadline: number,
   ): Promise<void> {
-    const message = descriptorMessage(bytes, fds);
+    const message = messageHeader(bytes.slice(), rightsControl(fds));
     for (;;) {
       if (this.#closed) throw new Error("the socket is closed.");
       const n = Number(lib().sendmsg(this.#fd, message.header, MSG_NOSIGNAL));
@@ -276,8 +186,8 @@ export class UnixSocketClient {
         throw new UnixSocketError("sendmsg() sent part of the message;", 90);
       }
       const code = errno();
-      if (code === 4) continue;
-      if (code !== 11) throw new UnixSocketError("sendmsg()", code);
+      if (code === EINTR) continue;
+      if (code !== EAGAIN) throw new UnixSocketError("sendmsg()", code);
       await this.#wait(POLLOUT, deadline, "sendmsg()");
     }
   }
