@@ -336,11 +336,18 @@ export function loadFleet(dir: string): Fleet {
   return JSON.parse(Deno.readTextFileSync(`${dir}/fleet.json`)) as Fleet;
 }
 
-/** Starts one envoy's agent in the background and waits until it answers. */
-export async function startAgent(fleet: Fleet, envoy: Envoy): Promise<void> {
+/**
+ * Starts `vigo <daemon>` detached, its output appended to `log`; returns
+ * its pid (the shell execs it, so the pid is the daemon's).
+ */
+function spawnDaemon(
+  daemon: "agent" | "server",
+  env: Record<string, string>,
+  log: string,
+): number {
   const child = new Deno.Command("sh", {
-    args: ["-c", 'exec "$0" agent >>"$1" 2>&1', VIGO, envoy.log],
-    env: envoy.env,
+    args: ["-c", `exec "$0" ${daemon} >>"$1" 2>&1`, VIGO, log],
+    env,
     clearEnv: true,
     stdin: "null",
     stdout: "null",
@@ -348,7 +355,12 @@ export async function startAgent(fleet: Fleet, envoy: Envoy): Promise<void> {
     detached: true,
   }).spawn();
   child.unref();
-  envoy.agentPid = child.pid;
+  return child.pid;
+}
+
+/** Starts one envoy's agent in the background and waits until it answers. */
+export async function startAgent(fleet: Fleet, envoy: Envoy): Promise<void> {
+  envoy.agentPid = spawnDaemon("agent", envoy.env, envoy.log);
   saveFleet(fleet);
   await waitForAgent(envoy);
 }
@@ -360,17 +372,7 @@ export async function startAgent(fleet: Fleet, envoy: Envoy): Promise<void> {
 export async function startServer(fleet: Fleet): Promise<void> {
   const server = fleet.server;
   if (!server) throw new Error("this fleet has no server.");
-  const child = new Deno.Command("sh", {
-    args: ["-c", 'exec "$0" server >>"$1" 2>&1', VIGO, server.log],
-    env: server.env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-    detached: true,
-  }).spawn();
-  child.unref();
-  server.pid = child.pid;
+  server.pid = spawnDaemon("server", server.env, server.log);
   saveFleet(fleet);
   const url = `http://${server.address}:${server.webPort}/swarm/puddle.json`;
   const deadline = Date.now() + 30_000;

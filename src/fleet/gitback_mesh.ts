@@ -40,7 +40,7 @@
  */
 
 import type { ProjectTrait, Traits } from "../swarm/traits.ts";
-import { type Badge, STALE_PERIODS } from "./health.ts";
+import { type Badge, byFields, STALE_PERIODS } from "./health.ts";
 
 /** One envoy's latest traits and when the server received them. */
 export interface LatestTraits {
@@ -306,17 +306,7 @@ export function gitbackRows(
   const rows = [...collect(latest)].map(([id, replicas]) =>
     row(id, replicas, names, now, periodS)
   );
-  return rows.sort((a, b) =>
-    a.handle < b.handle
-      ? -1
-      : a.handle > b.handle
-      ? 1
-      : a.project_id < b.project_id
-      ? -1
-      : a.project_id > b.project_id
-      ? 1
-      : 0
-  );
+  return rows.sort(byFields("handle", "project_id"));
 }
 
 /** The row of project `projectId` (as {@link gitbackRows}), or null. */

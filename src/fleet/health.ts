@@ -270,15 +270,21 @@ export function puddleRows(
       reasons: [...degraded, ...warning],
     });
   }
-  return out.sort((a, b) =>
-    a.owner < b.owner
-      ? -1
-      : a.owner > b.owner
-      ? 1
-      : a.key < b.key
-      ? -1
-      : a.key > b.key
-      ? 1
-      : 0
-  );
+  return out.sort(byFields("owner", "key"));
+}
+
+/**
+ * A comparator of rows by string fields in turn, in code-unit order (the
+ * same on every machine, unlike `localeCompare`).
+ */
+export function byFields<K extends string>(
+  ...fields: K[]
+): (a: Record<K, string>, b: Record<K, string>) => number {
+  return (a, b) => {
+    for (const field of fields) {
+      if (a[field] < b[field]) return -1;
+      if (a[field] > b[field]) return 1;
+    }
+    return 0;
+  };
 }
