@@ -90,6 +90,29 @@ const MESSAGES: Record<SignedObjectErrorReason, string> = {
   "not-canonical": "the body is not in canonical (RFC 8785) form.",
 };
 
+/**
+ * One refusal sentence per reason for a format's wire objects, named by
+ * `noun` ("tombstone": "a tombstone's body is not base64."), for a
+ * decoder's `refuse`. `article` starts every sentence but the first.
+ */
+export function refusalMessages(
+  noun: string,
+  maxBodyChars: number,
+  article = "a",
+): Record<SignedObjectErrorReason, string> {
+  const subject = `${article} ${noun}`;
+  return {
+    "shape": `a ${noun} must be {"body": "<base64>", "sig": "<hex>"}.`,
+    "too-large": `${subject} is larger than ${maxBodyChars} characters.`,
+    "signature": `${subject}'s signature is not 128 hex digits.`,
+    "base64": `${subject}'s body is not base64.`,
+    "json": `${subject}'s body is not UTF-8 JSON.`,
+    "not-object": `${subject}'s body is not an object.`,
+    "not-i-json": `${subject}'s body is not in canonical form.`,
+    "not-canonical": `${subject}'s body is not in canonical form.`,
+  };
+}
+
 /** A wire form refused by {@linkcode decodeSigned}; callers map `reason`. */
 export class SignedObjectError extends Error {
   readonly reason: SignedObjectErrorReason;

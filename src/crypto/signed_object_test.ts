@@ -5,6 +5,7 @@ import { generateSeed } from "./ed25519.ts";
 import { bodyId, SIGN_CONTEXTS } from "./signed.ts";
 import {
   decodeSigned,
+  refusalMessages,
   seedSigner,
   SignedObjectError,
   type SignedObjectErrorReason,
@@ -97,4 +98,26 @@ Deno.test("with refuse, refusals become the caller's error, and an unencodable b
     (e) => e instanceof TypeError,
   );
   assert.deepEqual(decodeSigned(wire, { refuse }).body, { a: 1 });
+});
+
+Deno.test("refusal messages name the format in every sentence", () => {
+  const messages = refusalMessages("tombstone", 4096);
+  assert.equal(
+    messages.shape,
+    'a tombstone must be {"body": "<base64>", "sig": "<hex>"}.',
+  );
+  assert.equal(
+    messages["too-large"],
+    "a tombstone is larger than 4096 characters.",
+  );
+  assert.equal(messages.base64, "a tombstone's body is not base64.");
+  const scope = refusalMessages("scope statement", 10, "the");
+  assert.equal(
+    scope.shape,
+    'a scope statement must be {"body": "<base64>", "sig": "<hex>"}.',
+  );
+  assert.equal(
+    scope.signature,
+    "the scope statement's signature is not 128 hex digits.",
+  );
 });

@@ -29,8 +29,8 @@ import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
 import { SIGN_CONTEXTS } from "../crypto/signed.ts";
 import {
   decodeSigned,
+  refusalMessages,
   type SignedObject,
-  type SignedObjectErrorReason,
   type Signer,
   signObject,
   verifySigned,
@@ -158,17 +158,7 @@ function checkBody(b: Record<string, unknown>): DelegationBody {
   return b as unknown as DelegationBody;
 }
 
-const DECODE_MESSAGES: Record<SignedObjectErrorReason, string> = {
-  "shape": 'a delegation must be {"body": "<base64>", "sig": "<hex>"}.',
-  "too-large":
-    `a delegation is larger than ${MAX_DELEGATION_BYTES} characters.`,
-  "signature": "a delegation's signature is not 128 hex digits.",
-  "base64": "a delegation's body is not base64.",
-  "json": "a delegation's body is not UTF-8 JSON.",
-  "not-object": "a delegation's body is not an object.",
-  "not-i-json": "a delegation's body is not in canonical form.",
-  "not-canonical": "a delegation's body is not in canonical form.",
-};
+const DECODE_MESSAGES = refusalMessages("delegation", MAX_DELEGATION_BYTES);
 
 /** Decodes a wire delegation and checks its form. */
 export function decodeDelegation(wire: unknown): DecodedDelegation {

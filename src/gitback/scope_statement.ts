@@ -26,8 +26,8 @@ import { toHex } from "../crypto/hex.ts";
 import { SIGN_CONTEXTS } from "../crypto/signed.ts";
 import {
   decodeSigned,
+  refusalMessages,
   type SignedObject,
-  type SignedObjectErrorReason,
   type Signer,
   signObject,
   verifySigned,
@@ -146,17 +146,11 @@ function checkBody(b: Record<string, unknown>): ScopeStatementBody {
 }
 
 /** Why a statement's wire form was refused, in a statement's words. */
-const DECODE_MESSAGES: Record<SignedObjectErrorReason, string> = {
-  "shape": 'a scope statement must be {"body": "<base64>", "sig": "<hex>"}.',
-  "too-large":
-    `the scope statement is larger than ${MAX_SCOPE_STATEMENT_BYTES} characters.`,
-  "signature": "the scope statement's signature is not 128 hex digits.",
-  "base64": "the scope statement's body is not base64.",
-  "json": "the scope statement's body is not UTF-8 JSON.",
-  "not-object": "the scope statement's body is not an object.",
-  "not-i-json": "the scope statement's body is not in canonical form.",
-  "not-canonical": "the scope statement's body is not in canonical form.",
-};
+const DECODE_MESSAGES = refusalMessages(
+  "scope statement",
+  MAX_SCOPE_STATEMENT_BYTES,
+  "the",
+);
 
 /**
  * Checks a statement for `projectId` and returns its body: the wire form is

@@ -28,8 +28,8 @@ import { formatPublicKey, parsePublicKey } from "../crypto/ed25519.ts";
 import { SIGN_CONTEXTS } from "../crypto/signed.ts";
 import {
   decodeSigned,
+  refusalMessages,
   type SignedObject,
-  type SignedObjectErrorReason,
   type Signer,
   signObject,
   verifySigned,
@@ -170,16 +170,7 @@ function checkBody(b: Record<string, unknown>): TombstoneBody {
   return b as unknown as TombstoneBody;
 }
 
-const DECODE_MESSAGES: Record<SignedObjectErrorReason, string> = {
-  "shape": 'a tombstone must be {"body": "<base64>", "sig": "<hex>"}.',
-  "too-large": `a tombstone is larger than ${MAX_TOMBSTONE_BYTES} characters.`,
-  "signature": "a tombstone's signature is not 128 hex digits.",
-  "base64": "a tombstone's body is not base64.",
-  "json": "a tombstone's body is not UTF-8 JSON.",
-  "not-object": "a tombstone's body is not an object.",
-  "not-i-json": "a tombstone's body is not in canonical form.",
-  "not-canonical": "a tombstone's body is not in canonical form.",
-};
+const DECODE_MESSAGES = refusalMessages("tombstone", MAX_TOMBSTONE_BYTES);
 
 /**
  * Decodes a wire tombstone and checks its form: exactly `{body, sig}`
