@@ -60,14 +60,11 @@ import {
 import { SESSION_SENTINEL } from "../puddle/session/sentinel.ts";
 import { IDENTITY_FILES } from "../puddle/identity.ts";
 import { HANDLE_PATTERN } from "../gitback/project_id.ts";
-import { bareRepoPath, listRefs } from "../gitback/repo.ts";
 import { revokedTokenIds } from "../gitback/revocations.ts";
 import {
-  collectEnvoyStatus,
   countProjectEnvelopes,
-  type EnvoyProject,
+  repositoryFacts,
 } from "../gitback/envoy_status.ts";
-import { exists } from "../platform/fs.ts";
 import { boundKeyOf } from "./puddle_bindings.ts";
 import {
   delegationSummary,
@@ -233,38 +230,43 @@ interface Holding {
   founder: string | null;
 }
 
+/**
+ * What one project looks like here, whichever user holds it: read once
+ * from the bare repository (repositoryFacts), the envelopes, and the
+ * agent's delegation and tombstone records.
+ */
 async function sharedProject(
   config: AgentConfig,
-  status: EnvoyProject | undefined,
   projectId: string,
 ): Promise<SharedProject> {
-  let heads: Record<string, string> = {};
-  const repo = bareRepoPath(config.paths, projectId);
-  if (status?.bare_repo && exists(repo)) {
-    try {
-      const refs = [...(await listRefs(repo))]
+  const facts = await repositoryFacts(config.paths, projectId);
+  const record = delegationSummary(config.paths, projectId);
+  const heads = facts
+    ? Object.fromEntries(
+      [...facts.refs]
         .filter(([ref, id]) =>
           !ref.startsWith(OWN_REFS) && ref.length <= MAX_REF_CHARS &&
           TRAIT_REF.test(ref) && TRAIT_HEAD_ID.test(id)
         )
         .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
-        .slice(0, MAX_TRAIT_HEADS);
-      heads = Object.fromEntries(refs);
-    } catch {
-      // Unreadable: no heads.
-    }
-  }
-  const founder = status?.current_founder ?? null;
+        .slice(0, MAX_TRAIT_HEADS),
+    )
+    : {};
+  // The founder now: the last delegation's key, else (never rotated) the
+  // genesis key of the signed state; unknown without a record here.
+  const founder = record
+    ? record.current_founder ?? facts?.genesis ?? null
+    : null;
   return {
     heads,
-    repo_bytes: safeCount(status?.bytes),
+    repo_bytes: safeCount(facts?.bytes),
     revokes: countProjectEnvelopes(config.paths, projectId, "revokes"),
     leaves: countProjectEnvelopes(config.paths, projectId, "leaves"),
-    delegations: safeCount(status?.delegations),
-    tombstoned: status?.tombstoned === true,
-    signed_seq: status?.signed_seq === null || status?.signed_seq === undefined
+    delegations: safeCount(record?.delegations),
+    tombstoned: readTombstone(config.paths, projectId) !== null,
+    signed_seq: facts?.signedSeq === null || facts?.signedSeq === undefined
       ? null
-      : safeCount(status.signed_seq),
+      : safeCount(facts.signedSeq),
     founder: founder !== null && TRAIT_PUBKEY.test(founder) ? founder : null,
   };
 }
@@ -419,29 +421,10 @@ export async function collectTraits(
   }
 
   // What each held project looks like here, computed once for all holders.
-  const status = await collectEnvoyStatus(
-    config.paths,
-    [...byProject.values()].map((list) => ({
-      project_id: list[0].project.projectId,
-      handle: list[0].project.handle,
-      scope: list[0].project.scope,
-    })),
-    false,
-    (projectId) => delegationSummary(config.paths, projectId),
-    (projectId) => {
-      const tombstone = readTombstone(config.paths, projectId);
-      return tombstone ? { successor: tombstone.body.successor } : null;
-    },
-  );
-  const statusById = new Map(status.projects.map((p) => [p.project_id, p]));
   const shared = new Map<string, SharedProject>();
   const members = new Map<string, string[]>();
   for (const [projectId, list] of byProject) {
-    const facts = await sharedProject(
-      config,
-      statusById.get(projectId),
-      projectId,
-    );
+    const facts = await sharedProject(config, projectId);
     shared.set(projectId, facts);
     const founder = facts.founder ??
       list.find((h) => h.founder !== null)?.founder ?? null;

@@ -145,26 +145,21 @@ export async function collectEnvoyStatus(
       project.tombstoned = tombstone !== null;
       project.successor = tombstone?.successor ?? null;
     }
-    const repo = bareRepoPath(paths, project.project_id);
-    if (!exists(repo)) continue;
-    try {
-      const refs = await listRefs(repo);
-      project.refs = refs.size;
-      const current = readRefStates(repo).current;
-      project.signed_seq = current?.body.seq ?? null;
-      // Never rotated: the founder is the genesis key, the chain's root.
-      if (record && record.current_founder === null && current) {
-        project.current_founder = genesisOf(current.wire.chain);
-      }
-      project.lost = Object.fromEntries(
-        [...refs].filter(([ref]) => ref.startsWith(LOST_REFS)),
-      );
-      project.bytes = diskUsage(repo);
-      project.bare_repo = true;
-      bareBytes += project.bytes;
-    } catch {
-      // Unreadable: shown as no bare repo.
+    const facts = await repositoryFacts(paths, project.project_id);
+    // Unreadable or absent: shown as no bare repo.
+    if (!facts) continue;
+    project.refs = facts.refs.size;
+    project.signed_seq = facts.signedSeq;
+    // Never rotated: the founder is the genesis key, the chain's root.
+    if (record && record.current_founder === null && facts.signedSeq !== null) {
+      project.current_founder = facts.genesis;
     }
+    project.lost = Object.fromEntries(
+      [...facts.refs].filter(([ref]) => ref.startsWith(LOST_REFS)),
+    );
+    project.bytes = facts.bytes;
+    project.bare_repo = true;
+    bareBytes += project.bytes;
   }
   const base = gitbackBase(paths);
   return {
@@ -173,9 +168,45 @@ export async function collectEnvoyStatus(
       a.handle.localeCompare(b.handle)
     ),
     bare_bytes: bareBytes,
-    revokes: countKind(base, "revokes", everything ? null : listed),
-    leaves: countKind(base, "leaves", everything ? null : listed),
+    revokes: countKind(paths, "revokes", everything ? null : listed),
+    leaves: countKind(paths, "leaves", everything ? null : listed),
   };
+}
+
+/** What a project's bare repository here holds. */
+export interface RepositoryFacts {
+  /** Every ref: name → object id. */
+  refs: Map<string, string>;
+  /** The sequence of the signed ref state it is at; null with none. */
+  signedSeq: number | null;
+  /** That state's genesis founder (its chain's root); null with none. */
+  genesis: string | null;
+  /** Bytes on disk. */
+  bytes: number;
+}
+
+/**
+ * The facts of `projectId`'s bare repository here, read once; null when
+ * there is none or it cannot be read (root reads it; others may not).
+ */
+export async function repositoryFacts(
+  paths: SystemPaths,
+  projectId: string,
+): Promise<RepositoryFacts | null> {
+  const repo = bareRepoPath(paths, projectId);
+  if (!exists(repo)) return null;
+  try {
+    const refs = await listRefs(repo);
+    const current = readRefStates(repo).current;
+    return {
+      refs,
+      signedSeq: current?.body.seq ?? null,
+      genesis: current ? genesisOf(current.wire.chain) : null,
+      bytes: diskUsage(repo),
+    };
+  } catch {
+    return null;
+  }
 }
 
 function genesisOf(chain: unknown[]): string | null {
@@ -187,23 +218,15 @@ function genesisOf(chain: unknown[]): string | null {
 }
 
 function countKind(
-  base: string,
-  kind: string,
+  paths: SystemPaths,
+  kind: "revokes" | "leaves",
   only: Set<string> | null,
 ): number {
   let count = 0;
   try {
-    for (const project of Deno.readDirSync(`${base}/envelopes`)) {
+    for (const project of Deno.readDirSync(`${gitbackBase(paths)}/envelopes`)) {
       if (only && !only.has(project.name)) continue;
-      try {
-        for (
-          const _ of Deno.readDirSync(
-            `${base}/envelopes/${project.name}/${kind}`,
-          )
-        ) count++;
-      } catch {
-        // None of this kind.
-      }
+      count += countProjectEnvelopes(paths, project.name, kind);
     }
   } catch {
     // No envelopes.
