@@ -100,16 +100,10 @@ export function fleetRoutes(context: FleetRouteContext): SwarmRoute[] {
           throw new HttpError(400, "a project is named by its id or handle.");
         }
         const latest = store.latestTraits();
-        const ids = findProjects(latest, query);
+        const names = store.nameMap().names;
         const at = now();
-        const views = ids.map((id) =>
-          projectView(
-            latest,
-            store.nameMap().names,
-            at,
-            context.checkinSeconds,
-            id,
-          )
+        const views = findProjects(latest, query).map((id) =>
+          projectView(latest, names, at, context.checkinSeconds, id)
         ).filter((view) =>
           view !== null &&
           (view.scope === "swarm-wide" ||

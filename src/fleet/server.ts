@@ -44,7 +44,7 @@ export function storeWebSource(
       ),
     info: (now) => ({
       generatedAt: new Date(now * 1000).toISOString(),
-      envoys: store.envoys().length,
+      envoys: store.envoyCount(),
       periodS: period,
     }),
   };

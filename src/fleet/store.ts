@@ -210,6 +210,14 @@ export class FleetStore {
     }));
   }
 
+  /** How many envoys have checked in. */
+  envoyCount(): number {
+    const row = this.#db.prepare("SELECT count(*) AS n FROM envoys").get() as {
+      n: number;
+    };
+    return Number(row.n);
+  }
+
   /** The latest traits of `envoy`, or null. */
   traitsOf(envoy: string): Traits | null {
     const row = this.#db.prepare("SELECT traits FROM envoys WHERE envoy = ?")

@@ -93,6 +93,7 @@ Deno.test(
     );
     assert.equal(store.historyCount("a"), 2);
     assert.equal(store.envoys()[0].users, 0);
+    assert.equal(store.envoyCount(), store.envoys().length);
     store.close();
   }),
 );
