@@ -375,34 +375,11 @@ export async function startServer(fleet: Fleet): Promise<void> {
   server.pid = spawnDaemon("server", server.env, server.log);
   saveFleet(fleet);
   const url = `http://${server.address}:${server.webPort}/swarm/puddle.json`;
-  const deadline = Date.now() + 30_000;
-  let lastError = "";
-  while (Date.now() < deadline) {
-    if (!alive(server.pid)) {
-      throw new Error(`the fleet server exited; see ${server.log}.`);
-    }
-    try {
-      const response = await fetch(url, {
-        signal: AbortSignal.timeout(2_000),
-      });
-      await response.body?.cancel();
-      if (response.status === 200) return;
-      lastError = `HTTP ${response.status}`;
-    } catch (error) {
-      lastError = (error as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(
-    `the fleet server did not answer (${lastError}); see ${server.log}.`,
-  );
-}
-
-/** Stops the fleet's server. */
-export async function stopServer(fleet: Fleet): Promise<void> {
-  if (fleet.server?.pid) await stopPid(fleet.server.pid);
-  if (fleet.server) fleet.server.pid = undefined;
-  saveFleet(fleet);
+  await waitForDaemon("the fleet server", server.pid, server.log, async () => {
+    const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+    await response.body?.cancel();
+    return response.status;
+  });
 }
 
 /** Polls the agent's health route until it answers over mutual TLS. */
@@ -416,28 +393,46 @@ export async function waitForAgent(
     certPem: Deno.readTextFileSync(`${etc}/tls.crt`),
     keyPem: Deno.readTextFileSync(`${etc}/tls.key`),
   };
-  const deadline = Date.now() + timeoutMs;
-  let lastError = "";
-  while (Date.now() < deadline) {
-    if (envoy.agentPid && !alive(envoy.agentPid)) {
-      throw new Error(`the agent of ${envoy.name} exited; see ${envoy.log}.`);
-    }
-    try {
-      const response = await swarmRequest(
+  await waitForDaemon(
+    `the agent of ${envoy.name}`,
+    envoy.agentPid,
+    envoy.log,
+    async () =>
+      (await swarmRequest(
         tls,
         `https://${envoy.address}:${SWARM_PORT}/swarm/health`,
         { timeoutMs: 2_000 },
-      );
-      if (response.status === 200) return;
-      lastError = `HTTP ${response.status}`;
+      )).status,
+    timeoutMs,
+  );
+}
+
+/**
+ * Polls `probe` (an HTTP status) until it answers 200; fails at once when
+ * the daemon at `pid` exited, and after `timeoutMs` otherwise, naming its
+ * log.
+ */
+async function waitForDaemon(
+  what: string,
+  pid: number | undefined,
+  log: string,
+  probe: () => Promise<number>,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = "";
+  while (Date.now() < deadline) {
+    if (pid && !alive(pid)) throw new Error(`${what} exited; see ${log}.`);
+    try {
+      const status = await probe();
+      if (status === 200) return;
+      lastError = `HTTP ${status}`;
     } catch (error) {
       lastError = (error as Error).message;
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(
-    `the agent of ${envoy.name} did not answer (${lastError}); see ${envoy.log}.`,
-  );
+  throw new Error(`${what} did not answer (${lastError}); see ${log}.`);
 }
 
 function alive(pid: number): boolean {

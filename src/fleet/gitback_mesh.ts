@@ -40,7 +40,7 @@
  */
 
 import type { ProjectTrait, Traits } from "../swarm/traits.ts";
-import { type Badge, byFields, STALE_PERIODS } from "./health.ts";
+import { type Badge, badgeOf, byFields, STALE_PERIODS } from "./health.ts";
 
 /** One envoy's latest traits and when the server received them. */
 export interface LatestTraits {
@@ -283,11 +283,7 @@ function row(
     url: `gitback://${projectId}/${first.handle}`,
     envoys,
     members,
-    badge: degraded.length > 0
-      ? "Degraded"
-      : warning.length > 0
-      ? "Warning"
-      : "Healthy",
+    badge: badgeOf(degraded, warning),
     reasons: [...degraded, ...warning],
   };
 }

@@ -262,15 +262,20 @@ export function puddleRows(
       envoys: [...row.envoys].sort(),
       users: [...row.users].sort(),
       unlocked_sessions: row.unlocked,
-      badge: degraded.length > 0
-        ? "Degraded"
-        : warning.length > 0
-        ? "Warning"
-        : "Healthy",
+      badge: badgeOf(degraded, warning),
       reasons: [...degraded, ...warning],
     });
   }
   return out.sort(byFields("owner", "key"));
+}
+
+/** The badge of a row with these Degraded and Warning reasons. */
+export function badgeOf(degraded: string[], warning: string[]): Badge {
+  return degraded.length > 0
+    ? "Degraded"
+    : warning.length > 0
+    ? "Warning"
+    : "Healthy";
 }
 
 /**
