@@ -31,6 +31,7 @@ import {
   unlockAs,
   type UserSession,
 } from "../tests/support/unix_users.ts";
+import { systemPathsUnder } from "../src/platform/paths.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const VIGO = `${REPO}/scripts/vigo`;
@@ -342,12 +343,7 @@ async function gitbackStory(base: string, envoys: Envoy[], ann: TestUser) {
       GIT_AUTHOR_NAME: "Ann",
     });
     writePolicies(
-      {
-        root: a.root,
-        etc: `${a.root}/etc/vigo`,
-        varLib: `${a.root}/var/lib/vigo`,
-        varRun: `${a.root}/var/run/vigo`,
-      },
+      systemPathsUnder(a.root),
       [{ user: ann.name, home: ann.home, puddle: true, gitback: true }],
       "demo",
     );

@@ -27,6 +27,7 @@ import { swarmRequest } from "../src/swarm/swarm_client.ts";
 import { writePolicies } from "../src/envoy/policy.ts";
 import { writeFileAtomic, writeTextAtomic } from "../src/platform/fs.ts";
 import { userByUid } from "../src/platform/users.ts";
+import { systemPathsUnder } from "../src/platform/paths.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const VIGO = `${REPO}/scripts/vigo`;
@@ -281,12 +282,7 @@ export async function fleetUp(
       0o644,
     );
     writePolicies(
-      {
-        root: envoy.root,
-        etc,
-        varLib: `${envoy.root}/var/lib/vigo`,
-        varRun: `${envoy.root}/var/run/vigo`,
-      },
+      systemPathsUnder(envoy.root),
       [{ user, home: envoy.home, puddle: true, gitback: true }],
       "scripts/fleet",
     );

@@ -27,18 +27,14 @@ import { waitUntil } from "./support/wait.ts";
 import { catchUpPassesAfter, foundProject } from "./support/fleet_steps.ts";
 import { writePolicies } from "../src/envoy/policy.ts";
 import { runCommand } from "../src/platform/process.ts";
+import { systemPathsUnder } from "../src/platform/paths.ts";
 
 const PASS = "boundary passphrase";
 const PROBE = `${REPO}/tests/support/socket_probe.ts`;
 const DENO = `${REPO}/scripts/deno`;
 
 function pathsOf(envoy: Envoy) {
-  return {
-    root: envoy.root,
-    etc: `${envoy.root}/etc/vigo`,
-    varLib: `${envoy.root}/var/lib/vigo`,
-    varRun: `${envoy.root}/var/run/vigo`,
-  };
+  return systemPathsUnder(envoy.root);
 }
 
 /** Lets other users reach the agent's socket, as on a real machine. */

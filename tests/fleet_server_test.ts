@@ -24,6 +24,7 @@ import { formatPublicKey, generateSeed } from "../src/crypto/ed25519.ts";
 import { seedSigner } from "../src/crypto/signed_object.ts";
 import type { PuddleRow } from "../src/fleet/health.ts";
 import type { GitbackRow } from "../src/fleet/gitback_mesh.ts";
+import { systemPathsUnder } from "../src/platform/paths.ts";
 
 const PASS = "fleet server passphrase";
 /** Check-ins every 2 s: an envoy is stale after 6 s; rows settle well within this. */
@@ -38,12 +39,7 @@ fleetTest(
     const web = `http://${server.address}:${server.webPort}`;
     const checkinUrl =
       `https://${server.address}:${FLEET_SERVER_PORT}/fleet/checkin`;
-    const storePath = fleetStorePath({
-      root: server.root,
-      etc: `${server.root}/etc/vigo`,
-      varLib: `${server.root}/var/lib/vigo`,
-      varRun: `${server.root}/var/run/vigo`,
-    });
+    const storePath = fleetStorePath(systemPathsUnder(server.root));
     const getJson = async <T>(path: string): Promise<T> => {
       const response = await fetch(`${web}${path}`);
       assert.equal(response.status, 200, path);

@@ -24,6 +24,7 @@ import {
 import { waitForLine, waitForPath, waitUntil } from "./support/wait.ts";
 import { writePolicies } from "../src/envoy/policy.ts";
 import { exists } from "../src/platform/fs.ts";
+import { systemPathsUnder } from "../src/platform/paths.ts";
 
 const PASS = "gitback passphrase";
 
@@ -80,12 +81,7 @@ Deno.test({
         homes: { [bob.name]: bob.home, [eve.name]: eve.home },
       });
       const [a] = fleet.envoys;
-      const paths = {
-        root: a.root,
-        etc: `${a.root}/etc/vigo`,
-        varLib: `${a.root}/var/lib/vigo`,
-        varRun: `${a.root}/var/run/vigo`,
-      };
+      const paths = systemPathsUnder(a.root);
       // git finds the remote helper on PATH.
       const bin = `${dir}/bin`;
       Deno.mkdirSync(bin);

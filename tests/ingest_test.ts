@@ -39,6 +39,7 @@ import { signedMemberHeader } from "./support/member_binding.ts";
 import { gitbackDir, repoOf, tlsOf } from "./support/envoy_files.ts";
 import { git as runGit } from "./support/git.ts";
 import { seedSigner } from "../src/crypto/signed_object.ts";
+import { systemPathsUnder } from "../src/platform/paths.ts";
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 
@@ -195,12 +196,7 @@ Deno.test({
             [],
           );
           assert.deepEqual(
-            entries(ingestTempDir({
-              root: b.root,
-              etc: `${b.root}/etc/vigo`,
-              varLib: `${b.root}/var/lib/vigo`,
-              varRun: `${b.root}/var/run/vigo`,
-            })),
+            entries(ingestTempDir(systemPathsUnder(b.root))),
             [],
           );
           // A good first bundle lands, with its scope recorded inside it.

@@ -17,6 +17,7 @@ import {
   type UserSession,
 } from "./support/unix_users.ts";
 import { writePolicies } from "../src/envoy/policy.ts";
+import { systemPathsUnder } from "../src/platform/paths.ts";
 
 const PASS = "sudo join passphrase";
 
@@ -48,14 +49,8 @@ Deno.test({
       });
       const [a, b] = fleet.envoys;
       for (const envoy of [a, b]) {
-        const etc = `${envoy.root}/etc/vigo`;
         writePolicies(
-          {
-            root: envoy.root,
-            etc,
-            varLib: `${envoy.root}/var/lib/vigo`,
-            varRun: `${envoy.root}/var/run/vigo`,
-          },
+          systemPathsUnder(envoy.root),
           [{
             user: user.name,
             home: envoy === a ? user.home : homeB,

@@ -29,6 +29,7 @@ import { waitUntil } from "./support/wait.ts";
 import { writePolicies } from "../src/envoy/policy.ts";
 import { runCommand } from "../src/platform/process.ts";
 import { hostDigest } from "../src/envoy/host_name.ts";
+import { systemPathsUnder } from "../src/platform/paths.ts";
 
 const PASS = "root paths passphrase";
 
@@ -102,12 +103,7 @@ Deno.test({
         homes: { [mallory.name]: mallory.home },
       });
       const [a, b] = fleet.envoys;
-      const paths = {
-        root: a.root,
-        etc: `${a.root}/etc/vigo`,
-        varLib: `${a.root}/var/lib/vigo`,
-        varRun: `${a.root}/var/run/vigo`,
-      };
+      const paths = systemPathsUnder(a.root);
       const base = `${paths.varLib}/swarm/gitback`;
       Deno.chmodSync(`${dir}/fleet`, 0o755);
       for (const p of [a.root, `${a.root}/var`, `${a.root}/var/run`]) {

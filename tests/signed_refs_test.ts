@@ -59,6 +59,7 @@ import {
   mintChildToken,
 } from "../src/gitback/tokens.ts";
 import { seedSigner, type Signer } from "../src/crypto/signed_object.ts";
+import { systemPathsUnder } from "../src/platform/paths.ts";
 
 /** `envoy`'s refs of the project, trimmed; null when it has no replica. */
 async function refsOn(envoy: Envoy, projectId: string): Promise<string | null> {
@@ -1037,12 +1038,7 @@ fleetTest(
           varRun: `${dir}/sender/var/run/vigo`,
         };
         const config = {
-          ...loadAgentConfig({
-            root: a.root,
-            etc: `${a.root}/etc/vigo`,
-            varLib: `${a.root}/var/lib/vigo`,
-            varRun: `${a.root}/var/run/vigo`,
-          }),
+          ...loadAgentConfig(systemPathsUnder(a.root)),
           paths,
         };
         const repo = bareRepoPath(paths, R.id);

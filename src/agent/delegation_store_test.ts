@@ -28,6 +28,7 @@ import {
 } from "./delegation_store.ts";
 import { verifyChainHeader } from "./push_route.ts";
 import { HttpError } from "../swarm/swarm_server.ts";
+import { systemPathsUnder } from "../platform/paths.ts";
 
 // The chain header is verified at the real time.
 const NOW = Math.floor(Date.now() / 1000);
@@ -95,12 +96,7 @@ function recordingLog(): Logger & { warnings: [string, LogFields?][] } {
 async function withAgent(fn: (config: AgentConfig) => Promise<void>) {
   const root = Deno.makeTempDirSync({ prefix: "vigo-delegations-" });
   try {
-    const paths = {
-      root,
-      etc: `${root}/etc/vigo`,
-      varLib: `${root}/var/lib/vigo`,
-      varRun: `${root}/var/run/vigo`,
-    };
+    const paths = systemPathsUnder(root);
     Deno.mkdirSync(paths.etc, { recursive: true });
     Deno.writeTextFileSync(`${paths.etc}/agent.yaml`, "hostname: envoy-a\n");
     await fn(loadAgentConfig(paths));

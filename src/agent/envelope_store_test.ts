@@ -26,16 +26,12 @@ import {
   storedCount,
 } from "./envelope_store.ts";
 import { seedSigner, type Signer } from "../crypto/signed_object.ts";
+import { systemPathsUnder } from "../platform/paths.ts";
 
 async function withStore(fn: (config: AgentConfig) => Promise<void>) {
   const root = Deno.makeTempDirSync({ prefix: "vigo-store-" });
   try {
-    const paths = {
-      root,
-      etc: `${root}/etc/vigo`,
-      varLib: `${root}/var/lib/vigo`,
-      varRun: `${root}/var/run/vigo`,
-    };
+    const paths = systemPathsUnder(root);
     Deno.mkdirSync(paths.etc, { recursive: true });
     Deno.writeTextFileSync(`${paths.etc}/agent.yaml`, "hostname: envoy-a\n");
     await fn(loadAgentConfig(paths));

@@ -24,6 +24,7 @@ import {
   refreshNamesOnce,
   startFleetLink,
 } from "./fleet_link.ts";
+import { systemPathsUnder } from "../platform/paths.ts";
 
 const KEY = `ed25519:${"ab".repeat(32)}`;
 
@@ -144,12 +145,7 @@ async function withFleet(
     ],
   });
   try {
-    const paths = {
-      root: base,
-      etc: `${base}/etc/vigo`,
-      varLib: `${base}/var/lib/vigo`,
-      varRun: `${base}/var/run/vigo`,
-    };
+    const paths = systemPathsUnder(base);
     Deno.mkdirSync(paths.etc, { recursive: true });
     Deno.writeTextFileSync(`${paths.etc}/ca.crt`, ca.certPem);
     Deno.writeTextFileSync(`${paths.etc}/tls.crt`, envoy.certPem);

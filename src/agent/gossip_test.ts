@@ -10,6 +10,7 @@ import {
 import type { LogFields, Logger } from "../platform/log.ts";
 import { PeerIndex } from "./announce.ts";
 import { startSwarmServer } from "../swarm/swarm_server.ts";
+import { systemPathsUnder } from "../platform/paths.ts";
 
 function memoryLogger(lines: string[]): Logger {
   const at = (level: string) => (message: string, fields: LogFields = {}) => {
@@ -48,12 +49,7 @@ Deno.test({
       }],
     });
     try {
-      const paths = {
-        root: dir,
-        etc: `${dir}/etc/vigo`,
-        varLib: `${dir}/var/lib/vigo`,
-        varRun: `${dir}/var/run/vigo`,
-      };
+      const paths = systemPathsUnder(dir);
       writeEnvoyTls(paths.etc, pki.caPem, pki.envoys["envoy-a"]);
       Deno.writeTextFileSync(
         `${paths.etc}/agent.yaml`,

@@ -13,17 +13,13 @@ import {
   readTombstone,
   tombstoneRefusal,
 } from "./tombstone_store.ts";
+import { systemPathsUnder } from "../platform/paths.ts";
 
 function withRoot(fn: (paths: SystemPaths) => Promise<void>) {
   return async () => {
     const root = Deno.makeTempDirSync({ prefix: "vigo-tombstones-" });
     try {
-      await fn({
-        root,
-        etc: `${root}/etc/vigo`,
-        varLib: `${root}/var/lib/vigo`,
-        varRun: `${root}/var/run/vigo`,
-      });
+      await fn(systemPathsUnder(root));
     } finally {
       Deno.removeSync(root, { recursive: true });
     }

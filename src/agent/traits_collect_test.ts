@@ -23,6 +23,7 @@ import {
 } from "../puddle/rotation.ts";
 import { recordBinding } from "./puddle_bindings.ts";
 import { collectTraits } from "./traits_collect.ts";
+import { systemPathsUnder } from "../platform/paths.ts";
 
 const NOW = Math.floor(Date.now() / 1000);
 const newSigner = () => seedSigner(generateSeed());
@@ -53,12 +54,7 @@ function chownTree(path: string, uid: number) {
 }
 
 function agentRoot(base: string, homes: Record<string, string>): AgentConfig {
-  const paths = {
-    root: base,
-    etc: `${base}/etc/vigo`,
-    varLib: `${base}/var/lib/vigo`,
-    varRun: `${base}/var/run/vigo`,
-  };
+  const paths = systemPathsUnder(base);
   const lines = Object.entries(homes).map(([u, h]) => `  ${u}: ${h}\n`);
   write(
     `${paths.etc}/agent.yaml`,

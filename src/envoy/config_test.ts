@@ -7,6 +7,7 @@ import {
 } from "./config.ts";
 import { managedHomes } from "./user_homes.ts";
 import { listUsers } from "../platform/users.ts";
+import { systemPathsUnder } from "../platform/paths.ts";
 
 function withConfig(
   text: string,
@@ -14,12 +15,7 @@ function withConfig(
 ) {
   const root = Deno.makeTempDirSync();
   try {
-    const paths = {
-      root,
-      etc: `${root}/etc/vigo`,
-      varLib: `${root}/var/lib/vigo`,
-      varRun: `${root}/var/run/vigo`,
-    };
+    const paths = systemPathsUnder(root);
     Deno.mkdirSync(paths.etc, { recursive: true });
     Deno.writeTextFileSync(`${paths.etc}/agent.yaml`, text);
     fn(() => loadAgentConfig(paths));
@@ -92,12 +88,7 @@ Deno.test("gitback host patterns are globs on the whole name", () => {
 Deno.test("a missing or oversized agent.yaml is a clear error", () => {
   const root = Deno.makeTempDirSync();
   try {
-    const paths = {
-      root,
-      etc: `${root}/etc/vigo`,
-      varLib: `${root}/var/lib/vigo`,
-      varRun: `${root}/var/run/vigo`,
-    };
+    const paths = systemPathsUnder(root);
     assert.throws(
       () => loadAgentConfig(paths),
       /agent\.yaml does not exist; write the agent configuration first/,

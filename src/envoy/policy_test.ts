@@ -6,6 +6,7 @@ import {
   readPolicy,
   writePolicies,
 } from "./policy.ts";
+import { systemPathsUnder } from "../platform/paths.ts";
 
 Deno.test("parseUsercrate reads user resources and defaults flags to false", () => {
   const users = parseUsercrate(
@@ -23,12 +24,7 @@ Deno.test("parseUsercrate reads user resources and defaults flags to false", () 
 Deno.test("policies round-trip and unknown users have none", () => {
   const root = Deno.makeTempDirSync();
   try {
-    const paths = {
-      root,
-      etc: `${root}/etc/vigo`,
-      varLib: `${root}/var/lib/vigo`,
-      varRun: `${root}/var/run/vigo`,
-    };
+    const paths = systemPathsUnder(root);
     writePolicies(paths, [{
       user: "dan",
       home: "/home/dan",

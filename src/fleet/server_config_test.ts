@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { isLoopback, loadServerConfig } from "./server_config.ts";
+import { systemPathsUnder } from "../platform/paths.ts";
 
 function withConfig(text: string, check: (file: string, root: string) => void) {
   const root = Deno.makeTempDirSync({ prefix: "vigo-server-config-" });
@@ -12,18 +13,9 @@ function withConfig(text: string, check: (file: string, root: string) => void) {
   }
 }
 
-function paths(root: string) {
-  return {
-    root,
-    etc: `${root}/etc/vigo`,
-    varLib: `${root}/var/lib/vigo`,
-    varRun: `${root}/var/run/vigo`,
-  };
-}
-
 Deno.test("server.yaml: defaults", () => {
   withConfig("hostname: fleet-1\n", (file, root) => {
-    const config = loadServerConfig(paths(root), file);
+    const config = loadServerConfig(systemPathsUnder(root), file);
     assert.equal(config.hostname, "fleet-1");
     assert.equal(config.listen, "0.0.0.0");
     assert.equal(config.port, 1533);
@@ -39,7 +31,7 @@ Deno.test("server.yaml: a web address off loopback is refused", () => {
       `hostname: fleet-1\nweb: { listen: "${listen}" }\n`,
       (file, root) => {
         assert.throws(
-          () => loadServerConfig(paths(root), file),
+          () => loadServerConfig(systemPathsUnder(root), file),
           /web.listen. must be a loopback address/,
         );
       },
@@ -60,14 +52,22 @@ Deno.test("server.yaml: bad values name the key", () => {
   ];
   for (const [text, pattern] of cases) {
     withConfig(text, (file, root) => {
-      assert.throws(() => loadServerConfig(paths(root), file), pattern, text);
+      assert.throws(
+        () => loadServerConfig(systemPathsUnder(root), file),
+        pattern,
+        text,
+      );
     });
   }
 });
 
 Deno.test("server.yaml: a missing file says what to write", () => {
   assert.throws(
-    () => loadServerConfig(paths("/nonexistent"), "/nonexistent/server.yaml"),
+    () =>
+      loadServerConfig(
+        systemPathsUnder("/nonexistent"),
+        "/nonexistent/server.yaml",
+      ),
     /does not exist; write the server configuration first/,
   );
 });

@@ -19,15 +19,11 @@ import {
   verifyChain,
 } from "./tokens.ts";
 import { seedSigner } from "../crypto/signed_object.ts";
+import { systemPathsUnder } from "../platform/paths.ts";
 
 function tempPaths(): SystemPaths {
   const root = Deno.makeTempDirSync({ prefix: "vigo-revocations-" });
-  return {
-    root,
-    etc: `${root}/etc/vigo`,
-    varLib: `${root}/var/lib/vigo`,
-    varRun: `${root}/var/run/vigo`,
-  };
+  return systemPathsUnder(root);
 }
 
 /** Stores an envelope as the agent's store does: `{body, sig}` under `name`. */

@@ -60,7 +60,11 @@ function join(...parts: string[]): string {
 
 /** Builds the system paths from `VIGO_ROOT` (default `/`). */
 export function systemPaths(): SystemPaths {
-  const root = Deno.env.get("VIGO_ROOT") || "/";
+  return systemPathsUnder(Deno.env.get("VIGO_ROOT") || "/");
+}
+
+/** The system paths of a tree rooted at `root` (a test fleet's envoy). */
+export function systemPathsUnder(root: string): SystemPaths {
   return {
     root,
     etc: join(root, "etc/vigo"),

@@ -6,6 +6,7 @@
  */
 
 import type { AgentConfig } from "../../src/envoy/config.ts";
+import { systemPathsUnder } from "../../src/platform/paths.ts";
 
 /** A config for `hostname` rooted at `root`, announcing on `port`. */
 export function announcerConfig(options: {
@@ -39,11 +40,6 @@ export function announcerConfig(options: {
       periodSeconds: options.periodSeconds,
       staleSeconds: 10,
     },
-    paths: {
-      root,
-      etc: `${root}/etc/vigo`,
-      varLib: `${root}/var/lib/vigo`,
-      varRun: `${root}/var/run/vigo`,
-    },
+    paths: systemPathsUnder(root),
   };
 }
