@@ -7,8 +7,7 @@
  * @module
  */
 
-import { createPublicKey, type KeyObject, verify } from "node:crypto";
-import { Buffer } from "node:buffer";
+import { type KeyObject, verify } from "node:crypto";
 import {
   generateSeed,
   publicKeyFromSeed,
@@ -17,7 +16,7 @@ import {
   useVerifyEngine,
   verifyBytes,
 } from "../src/crypto/ed25519.ts";
-import { NATIVE_ENGINE } from "../src/crypto/ed25519_native.ts";
+import { keyObject, NATIVE_ENGINE } from "../src/crypto/ed25519_native.ts";
 import { fmt, type Section } from "./report.ts";
 
 const KEYS = 64;
@@ -37,19 +36,7 @@ function cases(): Case[] {
     const message = new TextEncoder().encode(`a signed body of some size ${i}`);
     const signature = signBytes(seed, message);
     seed.fill(0);
-    const der = new Uint8Array(44);
-    der.set([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21]);
-    der.set(key, 12);
-    return {
-      key,
-      message,
-      signature,
-      keyObject: createPublicKey({
-        key: Buffer.from(der.buffer),
-        format: "der",
-        type: "spki",
-      }),
-    };
+    return { key, message, signature, keyObject: keyObject(key) };
   });
 }
 

@@ -37,7 +37,8 @@ const SPKI_PREFIX = new Uint8Array([
 const MAX_CACHED_KEYS = 4096;
 const keys = new Map<string, KeyObject>();
 
-function keyObject(publicKey: Uint8Array): KeyObject {
+/** The `node:crypto` key object of a raw 32-byte public key (cached). */
+export function keyObject(publicKey: Uint8Array): KeyObject {
   const id = toHex(publicKey);
   let key = keys.get(id);
   if (!key) {
